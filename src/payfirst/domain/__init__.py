@@ -1,0 +1,1 @@
+"""Statuses, records and errors of payfirst: pure data, no IO."""

@@ -1,0 +1,34 @@
+"""Status names of payments and mint items. They are part of the interface: operators
+query them in SQL, so never rename one."""
+
+from enum import StrEnum
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SENT = "sent"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CONFIRMATION_FAILED = "confirmation_failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_PAYMENT_STATUSES
+
+
+TERMINAL_PAYMENT_STATUSES = frozenset(
+    {PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.CONFIRMATION_FAILED}
+)
+
+
+class MintStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SENT = "sent"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class PaymentType(StrEnum):
+    MINT = "mint"
