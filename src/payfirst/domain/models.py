@@ -49,6 +49,14 @@ class Authorization:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A signed transaction, ready for eth_sendRawTransaction."""
+
+    raw: str  # 0x hex
+    hash: str  # lowercase 0x hex
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     """A mintable token payfirst sells, and the asset it is paid in."""
 
@@ -120,3 +128,8 @@ class MintItem:
     error_message: str | None
     created_at: datetime
     updated_at: datetime
+    # the relayer tx that mints it (one batchMint tx carries several items)
+    nonce: int | None = None
+    relayer: str | None = None
+    raw_tx: str | None = None
+    attempts: int = 0

@@ -3,11 +3,13 @@ and SQLite adapters both implement it and pass the same conformance tests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
-from payfirst.domain.models import NewPayment, Payment, Token
+from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
+from payfirst.domain.statuses import MintStatus, PaymentStatus
 
 DEFAULT_SETTINGS: dict[str, int] = {
     "payment_batch_size": 50,
@@ -27,6 +29,16 @@ class QueuedPayment:
 
     payment_id: UUID
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxTx:
+    """A signed relayer transaction as persisted before its broadcast."""
+
+    nonce: int
+    tx_hash: str
+    raw_tx: str
+    sent: bool  # False while its rows are still `processing`
 
 
 class Store(Protocol):
@@ -70,3 +82,107 @@ class Store(Protocol):
     async def count_payments_by_status(self) -> dict[str, int]: ...
 
     async def count_mints_by_status(self) -> dict[str, int]: ...
+
+    # -- pipeline: payments ---------------------------------------------------------
+
+    async def claim_payments(
+        self, relayer: str, limit: int, sign: Callable[[Payment, int], SignedTx]
+    ) -> list[Payment]:
+        """ONE transaction (the write-ahead step): take up to `limit` pending payments,
+        oldest first (FOR UPDATE SKIP LOCKED on PostgreSQL), lock the relayer's row
+        (created with next_nonce 0 if missing), give each payment the next nonce, call
+        `sign(payment, nonce)`, store raw_tx, tx_hash, nonce, relayer and status
+        `processing`, advance the relayer's next_nonce. Returns the updated payments in
+        nonce order. If `sign` raises, nothing is written."""
+
+    async def list_payments(
+        self, status: PaymentStatus, limit: int, *, expiring_before: int | None = None
+    ) -> list[Payment]:
+        """Payments in `status`, oldest first (`sent`: by processed_at; others by
+        created_at); with `expiring_before`, only those whose authorization's
+        valid_before is below it."""
+
+    async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
+        """Payments and mint items in `processing` whose tx_hash is one of these become
+        `sent` (payments: processed_at = now; mint items: updated_at = now)."""
+
+    async def complete_payment(
+        self,
+        payment_id: UUID,
+        tx_hash: str,
+        mint_ids: Sequence[str],
+        before_commit: Callable[[], None] | None = None,
+    ) -> bool:
+        """ONE transaction: only if the payment is `sent` or `processing`: set status
+        `completed`, tx_hash (the tx that settled it), result {"queueIds": [mint item
+        ids as str], "quantity": n}; insert one pending mint item per mint id (payer,
+        token, payment_tx_hash = tx_hash). `before_commit` runs after the writes, before
+        the commit. Returns False (writing nothing) when the payment was not in those
+        statuses."""
+
+    async def fail_payment(
+        self,
+        payment_id: UUID,
+        status: PaymentStatus,
+        error: str,
+        *,
+        only_from: PaymentStatus | None = None,
+    ) -> bool:
+        """ONE transaction: only if the payment is not terminal (and, with `only_from`,
+        is in that status): set `status` (failed or confirmation_failed) and `error`, and
+        release its quantity from the token's reserved_count. Returns whether it changed
+        anything."""
+
+    async def requeue_payment(self, payment_id: UUID, error: str) -> bool:
+        """`processing`/`sent` -> `pending`, clearing tx_hash, nonce, relayer, raw_tx,
+        processed_at; `error` records why. Only for a tx that can never be mined."""
+
+    # -- pipeline: mint items -------------------------------------------------------
+
+    async def get_mint_items(self, payment_id: UUID) -> list[MintItem]: ...
+
+    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+        """Oldest first (by updated_at)."""
+
+    async def pending_mint_items(self, limit: int) -> list[MintItem]:
+        """Up to `limit` pending items of ONE token (the token of the oldest pending
+        item), oldest first. Does not claim them."""
+
+    async def claim_mint_items(
+        self,
+        relayer: str,
+        item_ids: Sequence[UUID],
+        sign: Callable[[list[MintItem], int], SignedTx],
+    ) -> list[MintItem]:
+        """ONE transaction: of `item_ids`, those still pending (FOR UPDATE SKIP LOCKED),
+        all under ONE relayer nonce: call `sign(items, nonce)` once, store tx_hash, nonce,
+        relayer, raw_tx and status `processing` on each, advance the relayer's
+        next_nonce. Nothing is signed or written when none is still pending."""
+
+    async def complete_mint_items(self, item_ids: Sequence[UUID], tx_hash: str | None) -> None:
+        """Non-terminal items -> `completed` (tx_hash kept as is when None)."""
+
+    async def retry_mint_items(
+        self, item_ids: Sequence[UUID], error: str, max_attempts: int
+    ) -> None:
+        """attempts += 1; back to `pending` with tx fields cleared, or `failed` with
+        `error` once attempts reach `max_attempts`."""
+
+    # -- pipeline: relayer outbox ---------------------------------------------------
+
+    async def unconfirmed_txs(self, relayer: str, from_nonce: int) -> list[OutboxTx]:
+        """The relayer's persisted txs with nonce >= from_nonce, from payments and mint
+        items in ANY status that still carry a raw_tx, plus every still-`processing` one
+        whatever its nonce (a nonce consumed by another tx must still reach `sent`, where
+        the confirmer decides it); one per nonce, in nonce order; sent = False when the
+        rows are `processing`."""
+
+    async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
+        """next_nonce = max(stored, chain_next_nonce) (row created if missing); returns it."""
+
+    # -- operators ------------------------------------------------------------------
+
+    async def payment_stats(self) -> dict[str, Any]:
+        """{"payments": {status: count} (all six statuses, zeros included), "mints":
+        {status: count} (all five), "oldest_sent_age_s": float | None,
+        "completed_last_minute": int, "mints_completed_last_minute": int}."""

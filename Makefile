@@ -1,0 +1,45 @@
+# payfirst: `make run` starts everything locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: run test check lint types pytest deps postgres contracts bench clean
+
+run: deps
+	$(BIN)/payfirst serve
+
+test: deps postgres check pytest
+
+deps: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+check: lint types
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+types: deps
+	$(BIN)/mypy
+
+pytest: deps
+	$(BIN)/pytest -q || [ $$? -eq 5 ]  # 5: pytest collected no tests
+
+contracts: node_modules/.installed
+	node contracts/compile.mjs
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

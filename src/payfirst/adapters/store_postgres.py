@@ -1,0 +1,797 @@
+"""The PostgreSQL store: the Store port over an asyncpg pool.
+
+Amounts are NUMERIC(78,0) (exact Python ints in and out), json columns are jsonb (dicts in
+and out through the codecs registered on every pooled connection), timestamps timestamptz.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeAlias
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from payfirst.adapters.migrate import MIGRATION_LOCK_KEY
+from payfirst.adapters.migrate import migrate as run_migrations
+from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.models import (
+    Authorization,
+    MintItem,
+    NewPayment,
+    Payment,
+    SignedTx,
+    Token,
+)
+from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
+from payfirst.ports.store import DEFAULT_SETTINGS, OutboxTx, QueuedPayment
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_TOKEN_COLUMNS = (
+    "address, chain_id, name, symbol, payment_asset, asset_name, asset_version, "
+    "asset_decimals, price_per_mint, mint_amount, max_mint_count, reserved_count"
+)
+
+_PAYMENT_COLUMNS = (
+    'id, payment_type, payer, amount, payment_asset, token_address, quantity, "authorization", '
+    "metadata, status, tx_hash, nonce, relayer, raw_tx, error, created_at, processed_at, result"
+)
+
+_MINT_COLUMNS = (
+    "id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash, "
+    "error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts"
+)
+
+#: valid_before is a uint256 on the wire but a bigint column: later than this is "never".
+_MAX_BIGINT = 2**63 - 1
+
+_NOT_TERMINAL_PAYMENT = "('pending', 'processing', 'sent')"
+_NOT_TERMINAL_MINT = "('pending', 'processing', 'sent')"
+
+_INSERT_PAYMENT = """
+INSERT INTO payment_queue (
+    id, payment_type, payer, amount, payment_asset, token_address, quantity,
+    "authorization", auth_nonce, metadata, valid_before, status
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
+ON CONFLICT (payer, auth_nonce) DO NOTHING
+RETURNING id
+"""
+
+_RESERVE = """
+UPDATE tokens
+   SET reserved_count = reserved_count + $2, updated_at = now()
+ WHERE address = $1 AND reserved_count + $2 <= max_mint_count
+RETURNING reserved_count
+"""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def _token(row: asyncpg.Record) -> Token:
+    return Token(
+        address=row["address"],
+        chain_id=int(row["chain_id"]),
+        name=row["name"],
+        symbol=row["symbol"],
+        payment_asset=row["payment_asset"],
+        asset_name=row["asset_name"],
+        asset_version=row["asset_version"],
+        asset_decimals=int(row["asset_decimals"]),
+        price_per_mint=int(row["price_per_mint"]),
+        mint_amount=int(row["mint_amount"]),
+        max_mint_count=int(row["max_mint_count"]),
+        reserved_count=int(row["reserved_count"]),
+    )
+
+
+def _uuid(value: Any) -> UUID:
+    # asyncpg hands back its own UUID subclass; the records hold plain uuid.UUID.
+    return value if type(value) is UUID else UUID(str(value))
+
+
+def _payment(row: asyncpg.Record) -> Payment:
+    return Payment(
+        id=_uuid(row["id"]),
+        payment_type=PaymentType(row["payment_type"]),
+        payer=row["payer"],
+        amount=int(row["amount"]),
+        payment_asset=row["payment_asset"],
+        token_address=row["token_address"],
+        quantity=int(row["quantity"]),
+        authorization=Authorization.from_json(row["authorization"]),
+        metadata=dict(row["metadata"] or {}),
+        status=PaymentStatus(row["status"]),
+        tx_hash=row["tx_hash"],
+        nonce=None if row["nonce"] is None else int(row["nonce"]),
+        relayer=row["relayer"],
+        raw_tx=row["raw_tx"],
+        error=row["error"],
+        created_at=row["created_at"],
+        processed_at=row["processed_at"],
+        result=row["result"],
+    )
+
+
+def _mint_item(row: asyncpg.Record) -> MintItem:
+    return MintItem(
+        id=_uuid(row["id"]),
+        payment_id=_uuid(row["payment_id"]),
+        payer=row["payer"],
+        token_address=row["token_address"],
+        mint_id=row["mint_id"],
+        payment_tx_hash=row["payment_tx_hash"],
+        status=MintStatus(row["status"]),
+        tx_hash=row["tx_hash"],
+        error_message=row["error_message"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        nonce=None if row["nonce"] is None else int(row["nonce"]),
+        relayer=row["relayer"],
+        raw_tx=row["raw_tx"],
+        attempts=int(row["attempts"]),
+    )
+
+
+async def _lock_relayer(conn: _Conn, relayer: str) -> int:
+    """Create the relayer's row if missing, lock it until the transaction ends and return
+    its next nonce."""
+    await conn.execute(
+        "INSERT INTO relayers (address, next_nonce) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        relayer,
+    )
+    value = await conn.fetchval(
+        "SELECT next_nonce FROM relayers WHERE address = $1 FOR UPDATE", relayer
+    )
+    return int(value)
+
+
+async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int) -> None:
+    await conn.execute(
+        "UPDATE relayers SET next_nonce = $2, updated_at = now() WHERE address = $1",
+        relayer,
+        next_nonce,
+    )
+
+
+class PostgresStore:
+    """The Store port on PostgreSQL. Build it with `await PostgresStore.connect(dsn)`."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str | None = None) -> None:
+        self._pool = pool
+        self._schema = schema
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        schema: str | None = None,
+        migrate: bool = True,
+    ) -> PostgresStore:
+        """Open a pool on `dsn` and (unless `migrate=False`) bring the schema up to date.
+        `schema` puts every table in that PostgreSQL schema (created if missing) by setting
+        `search_path` on each connection, so tests and tenants can be kept apart."""
+        server_settings = {"application_name": "payfirst"}
+        if schema is not None:
+            if not _SCHEMA_NAME.match(schema):
+                raise ValueError(f"invalid schema name {schema!r}: use [a-z_][a-z0-9_]*")
+            server_settings["search_path"] = schema
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings=server_settings,
+            init=_init_connection,
+        )
+        store = cls(pool, schema)
+        try:
+            if schema is not None:
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            if migrate:
+                await store.migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool, for adapters and tests that need SQL of their own."""
+        return self._pool
+
+    @property
+    def schema(self) -> str | None:
+        return self._schema
+
+    async def migrate(self) -> list[int]:
+        """Apply missing migrations; return the versions applied."""
+        return await run_migrations(self._pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    # tokens
+
+    async def upsert_token(self, token: Token) -> None:
+        await self._pool.execute(
+            f"""
+            INSERT INTO tokens ({_TOKEN_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (address) DO UPDATE SET
+                chain_id = EXCLUDED.chain_id,
+                name = EXCLUDED.name,
+                symbol = EXCLUDED.symbol,
+                payment_asset = EXCLUDED.payment_asset,
+                asset_name = EXCLUDED.asset_name,
+                asset_version = EXCLUDED.asset_version,
+                asset_decimals = EXCLUDED.asset_decimals,
+                price_per_mint = EXCLUDED.price_per_mint,
+                mint_amount = EXCLUDED.mint_amount,
+                max_mint_count = EXCLUDED.max_mint_count,
+                updated_at = now()
+            """,
+            token.address,
+            token.chain_id,
+            token.name,
+            token.symbol,
+            token.payment_asset,
+            token.asset_name,
+            token.asset_version,
+            token.asset_decimals,
+            token.price_per_mint,
+            token.mint_amount,
+            token.max_mint_count,
+            token.reserved_count,
+        )
+
+    async def get_token(self, address: str) -> Token | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE address = $1", address
+        )
+        return None if row is None else _token(row)
+
+    async def list_tokens(self) -> list[Token]:
+        rows = await self._pool.fetch(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, address"
+        )
+        return [_token(r) for r in rows]
+
+    # settings
+
+    async def get_settings(self) -> dict[str, int]:
+        rows = await self._pool.fetch("SELECT name, value FROM system_settings")
+        settings = dict(DEFAULT_SETTINGS)
+        settings.update({r["name"]: int(r["value"]) for r in rows})
+        return settings
+
+    async def set_setting(self, name: str, value: int) -> None:
+        await self._pool.execute(
+            """
+            INSERT INTO system_settings (name, value) VALUES ($1, $2)
+            ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+            """,
+            name,
+            value,
+        )
+
+    # relayers
+
+    async def get_relayer_nonce(self, address: str) -> int | None:
+        value = await self._pool.fetchval(
+            "SELECT next_nonce FROM relayers WHERE address = $1", address
+        )
+        return None if value is None else int(value)
+
+    async def set_relayer_nonce(self, address: str, next_nonce: int) -> None:
+        await self._pool.execute(
+            """
+            INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
+            ON CONFLICT (address) DO UPDATE
+                SET next_nonce = EXCLUDED.next_nonce, updated_at = now()
+            """,
+            address,
+            next_nonce,
+        )
+
+    # payments
+
+    async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
+        authorization = payment.authorization.to_json()
+        auth_nonce = payment.authorization.nonce.lower()
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The insert comes first: a concurrent identical request waits here on the
+            # unique key until the first one commits or rolls back, then sees its row.
+            inserted = await conn.fetchval(
+                _INSERT_PAYMENT,
+                payment.id,
+                payment.payment_type.value,
+                payment.payer,
+                payment.amount,
+                payment.payment_asset,
+                payment.token_address,
+                payment.quantity,
+                authorization,
+                auth_nonce,
+                payment.metadata,
+                min(payment.authorization.valid_before, _MAX_BIGINT),
+            )
+            if inserted is None:
+                existing = await conn.fetchrow(
+                    'SELECT id, "authorization" FROM payment_queue '
+                    "WHERE payer = $1 AND auth_nonce = $2",
+                    payment.payer,
+                    auth_nonce,
+                )
+                if existing is None:  # pragma: no cover - the conflicting row was deleted
+                    raise RuntimeError("payment conflicted on (payer, nonce) but is gone")
+                if existing["authorization"] != authorization:
+                    raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
+                return QueuedPayment(_uuid(existing["id"]), created=False)
+            # The reservation is the last statement, so the token row stays locked only
+            # until the commit right after it.
+            reserved = await conn.fetchval(_RESERVE, payment.token_address, payment.quantity)
+            if reserved is None:
+                known = await conn.fetchval(
+                    "SELECT 1 FROM tokens WHERE address = $1", payment.token_address
+                )
+                if known is None:
+                    raise PaymentRejected(404, "unknown_token")
+                raise PaymentRejected(409, "sold_out")
+        return QueuedPayment(payment.id, created=True)
+
+    async def get_payment(self, payment_id: UUID) -> Payment | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE id = $1", payment_id
+        )
+        return None if row is None else _payment(row)
+
+    async def count_payments_by_status(self) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            "SELECT status, count(*) AS n FROM payment_queue GROUP BY status"
+        )
+        counts = {s.value: 0 for s in PaymentStatus}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts
+
+    async def count_mints_by_status(self) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            "SELECT status, count(*) AS n FROM mint_queue GROUP BY status"
+        )
+        counts = {s.value: 0 for s in MintStatus}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts
+
+    # -- pipeline: payments ---------------------------------------------------------
+
+    async def claim_payments(
+        self, relayer: str, limit: int, sign: Callable[[Payment, int], SignedTx]
+    ) -> list[Payment]:
+        if limit <= 0:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
+                 WHERE status = 'pending'
+                 ORDER BY created_at, id
+                 LIMIT $1
+                   FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+            )
+            if not rows:
+                return []
+            # Payment rows first (never waiting: SKIP LOCKED), then the relayer row: claims
+            # of one relayer take turns from here on, so its nonces stay serial.
+            nonce = await _lock_relayer(conn, relayer)
+            claimed: list[Payment] = []
+            for row in rows:
+                payment = _payment(row)
+                signed = sign(payment, nonce)
+                claimed.append(
+                    replace(
+                        payment,
+                        status=PaymentStatus.PROCESSING,
+                        tx_hash=signed.hash,
+                        nonce=nonce,
+                        relayer=relayer,
+                        raw_tx=signed.raw,
+                    )
+                )
+                nonce += 1
+            await conn.executemany(
+                """
+                UPDATE payment_queue
+                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
+                       raw_tx = $5, updated_at = now()
+                 WHERE id = $1
+                """,
+                [(p.id, p.tx_hash, p.nonce, p.relayer, p.raw_tx) for p in claimed],
+            )
+            await _set_next_nonce(conn, relayer, nonce)
+        return claimed
+
+    async def list_payments(
+        self, status: PaymentStatus, limit: int, *, expiring_before: int | None = None
+    ) -> list[Payment]:
+        order = "processed_at, created_at, id" if status is PaymentStatus.SENT else "created_at, id"
+        if expiring_before is None:
+            rows = await self._pool.fetch(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = $1 "
+                f"ORDER BY {order} LIMIT $2",
+                status.value,
+                limit,
+            )
+        else:
+            rows = await self._pool.fetch(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue "
+                f"WHERE status = $1 AND valid_before < $3 ORDER BY {order} LIMIT $2",
+                status.value,
+                limit,
+                min(expiring_before, _MAX_BIGINT),
+            )
+        return [_payment(r) for r in rows]
+
+    async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
+        hashes = list(tx_hashes)
+        if not hashes:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                UPDATE payment_queue
+                   SET status = 'sent', processed_at = now(), updated_at = now()
+                 WHERE status = 'processing' AND tx_hash = ANY($1::text[])
+                """,
+                hashes,
+            )
+            await conn.execute(
+                """
+                UPDATE mint_queue SET status = 'sent', updated_at = now()
+                 WHERE status = 'processing' AND tx_hash = ANY($1::text[])
+                """,
+                hashes,
+            )
+
+    async def complete_payment(
+        self,
+        payment_id: UUID,
+        tx_hash: str,
+        mint_ids: Sequence[str],
+        before_commit: Callable[[], None] | None = None,
+    ) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT payer, token_address, status FROM payment_queue WHERE id = $1 FOR UPDATE",
+                payment_id,
+            )
+            if row is None or row["status"] not in (
+                PaymentStatus.SENT.value,
+                PaymentStatus.PROCESSING.value,
+            ):
+                return False
+            item_ids = [uuid4() for _ in mint_ids]
+            await conn.execute(
+                """
+                UPDATE payment_queue
+                   SET status = 'completed', tx_hash = $2, result = $3,
+                       processed_at = coalesce(processed_at, now()), updated_at = now()
+                 WHERE id = $1
+                """,
+                payment_id,
+                tx_hash,
+                {"queueIds": [str(i) for i in item_ids], "quantity": len(item_ids)},
+            )
+            if item_ids:
+                # A duplicate mint id raises (the unique key) and rolls everything back.
+                # created_at steps by 1 µs so the items stay in mint-index order.
+                await conn.executemany(
+                    """
+                    INSERT INTO mint_queue (
+                        id, payment_id, payer, token_address, mint_id, payment_tx_hash,
+                        status, created_at, updated_at
+                    ) VALUES (
+                        $1, $2, $3, $4, $5, $6, 'pending',
+                        now() + $7 * interval '1 microsecond',
+                        now() + $7 * interval '1 microsecond'
+                    )
+                    """,
+                    [
+                        (
+                            item_id,
+                            payment_id,
+                            row["payer"],
+                            row["token_address"],
+                            mint_id,
+                            tx_hash,
+                            index,
+                        )
+                        for index, (item_id, mint_id) in enumerate(
+                            zip(item_ids, mint_ids, strict=True)
+                        )
+                    ],
+                )
+            if before_commit is not None:
+                before_commit()
+        return True
+
+    async def fail_payment(
+        self,
+        payment_id: UUID,
+        status: PaymentStatus,
+        error: str,
+        *,
+        only_from: PaymentStatus | None = None,
+    ) -> bool:
+        if status not in (PaymentStatus.FAILED, PaymentStatus.CONFIRMATION_FAILED):
+            raise ValueError(f"fail_payment needs failed or confirmation_failed, not {status}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""
+                UPDATE payment_queue SET status = $2, error = $3, updated_at = now()
+                 WHERE id = $1 AND status IN {_NOT_TERMINAL_PAYMENT}
+                   AND ($4::text IS NULL OR status = $4)
+                RETURNING token_address, quantity
+                """,
+                payment_id,
+                status.value,
+                error,
+                only_from.value if only_from else None,
+            )
+            if row is None:
+                return False
+            await conn.execute(
+                """
+                UPDATE tokens SET reserved_count = reserved_count - $2, updated_at = now()
+                 WHERE address = $1
+                """,
+                row["token_address"],
+                row["quantity"],
+            )
+        return True
+
+    async def requeue_payment(self, payment_id: UUID, error: str) -> bool:
+        result = await self._pool.execute(
+            """
+            UPDATE payment_queue
+               SET status = 'pending', tx_hash = NULL, nonce = NULL, relayer = NULL,
+                   raw_tx = NULL, processed_at = NULL, error = $2, updated_at = now()
+             WHERE id = $1 AND status IN ('processing', 'sent')
+            """,
+            payment_id,
+            error,
+        )
+        return _rowcount(result) > 0
+
+    # -- pipeline: mint items -------------------------------------------------------
+
+    async def get_mint_items(self, payment_id: UUID) -> list[MintItem]:
+        rows = await self._pool.fetch(
+            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE payment_id = $1 ORDER BY created_at, id",
+            payment_id,
+        )
+        return [_mint_item(r) for r in rows]
+
+    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+        rows = await self._pool.fetch(
+            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = $1 "
+            "ORDER BY updated_at, created_at, id LIMIT $2",
+            status.value,
+            limit,
+        )
+        return [_mint_item(r) for r in rows]
+
+    async def pending_mint_items(self, limit: int) -> list[MintItem]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_MINT_COLUMNS} FROM mint_queue
+             WHERE status = 'pending'
+               AND token_address = (
+                   SELECT token_address FROM mint_queue WHERE status = 'pending'
+                    ORDER BY created_at, id LIMIT 1)
+             ORDER BY created_at, id
+             LIMIT $1
+            """,
+            limit,
+        )
+        return [_mint_item(r) for r in rows]
+
+    async def claim_mint_items(
+        self,
+        relayer: str,
+        item_ids: Sequence[UUID],
+        sign: Callable[[list[MintItem], int], SignedTx],
+    ) -> list[MintItem]:
+        ids = list(item_ids)
+        if not ids:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT {_MINT_COLUMNS} FROM mint_queue
+                 WHERE id = ANY($1::uuid[]) AND status = 'pending'
+                 ORDER BY created_at, id
+                   FOR UPDATE SKIP LOCKED
+                """,
+                ids,
+            )
+            if not rows:
+                return []
+            items = [_mint_item(r) for r in rows]
+            _one_token(items)
+            nonce = await _lock_relayer(conn, relayer)
+            signed = sign(items, nonce)
+            updated = await conn.fetch(
+                f"""
+                UPDATE mint_queue
+                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
+                       raw_tx = $5, updated_at = now()
+                 WHERE id = ANY($1::uuid[])
+                RETURNING {_MINT_COLUMNS}
+                """,
+                [m.id for m in items],
+                signed.hash,
+                nonce,
+                relayer,
+                signed.raw,
+            )
+            await _set_next_nonce(conn, relayer, nonce + 1)
+        by_id = {_uuid(r["id"]): _mint_item(r) for r in updated}
+        return [by_id[m.id] for m in items]
+
+    async def complete_mint_items(self, item_ids: Sequence[UUID], tx_hash: str | None) -> None:
+        ids = list(item_ids)
+        if not ids:
+            return
+        await self._pool.execute(
+            f"""
+            UPDATE mint_queue
+               SET status = 'completed', tx_hash = coalesce($2, tx_hash), updated_at = now()
+             WHERE id = ANY($1::uuid[]) AND status IN {_NOT_TERMINAL_MINT}
+            """,
+            ids,
+            tx_hash,
+        )
+
+    async def retry_mint_items(
+        self, item_ids: Sequence[UUID], error: str, max_attempts: int
+    ) -> None:
+        ids = list(item_ids)
+        if not ids:
+            return
+        # Failed items keep their last tx fields (what was tried); retried ones start over.
+        await self._pool.execute(
+            f"""
+            UPDATE mint_queue
+               SET attempts = attempts + 1,
+                   status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
+                   error_message = $2,
+                   tx_hash = CASE WHEN attempts + 1 >= $3 THEN tx_hash END,
+                   nonce = CASE WHEN attempts + 1 >= $3 THEN nonce END,
+                   relayer = CASE WHEN attempts + 1 >= $3 THEN relayer END,
+                   raw_tx = CASE WHEN attempts + 1 >= $3 THEN raw_tx END,
+                   updated_at = now()
+             WHERE id = ANY($1::uuid[]) AND status IN {_NOT_TERMINAL_MINT}
+            """,
+            ids,
+            error,
+            max_attempts,
+        )
+
+    # -- pipeline: relayer outbox ---------------------------------------------------
+
+    async def unconfirmed_txs(self, relayer: str, from_nonce: int) -> list[OutboxTx]:
+        rows = await self._pool.fetch(
+            """
+            SELECT DISTINCT ON (nonce)
+                   nonce, tx_hash, raw_tx,
+                   bool_or(status = 'processing') OVER (PARTITION BY nonce) AS processing
+              FROM (
+                    SELECT nonce, tx_hash, raw_tx, status FROM payment_queue
+                     WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
+                    UNION ALL
+                    SELECT nonce, tx_hash, raw_tx, status FROM mint_queue
+                     WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
+                   ) AS txs
+             ORDER BY nonce, tx_hash
+            """,
+            relayer,
+            from_nonce,
+        )
+        return [
+            OutboxTx(
+                nonce=int(r["nonce"]),
+                tx_hash=r["tx_hash"],
+                raw_tx=r["raw_tx"],
+                sent=not r["processing"],
+            )
+            for r in rows
+        ]
+
+    async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
+        value = await self._pool.fetchval(
+            """
+            INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
+            ON CONFLICT (address) DO UPDATE
+                SET next_nonce = greatest(relayers.next_nonce, EXCLUDED.next_nonce),
+                    updated_at = now()
+            RETURNING next_nonce
+            """,
+            relayer,
+            chain_next_nonce,
+        )
+        return int(value)
+
+    # -- operators ------------------------------------------------------------------
+
+    async def payment_stats(self) -> dict[str, Any]:
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            payment_rows = await conn.fetch(
+                "SELECT status, count(*) AS n FROM payment_queue GROUP BY status"
+            )
+            mint_rows = await conn.fetch(
+                "SELECT status, count(*) AS n FROM mint_queue GROUP BY status"
+            )
+            row = await conn.fetchrow(
+                """
+                SELECT
+                  (SELECT extract(epoch FROM now() - min(processed_at))
+                     FROM payment_queue WHERE status = 'sent') AS oldest_sent_age_s,
+                  (SELECT count(*) FROM payment_queue
+                    WHERE status = 'completed'
+                      AND updated_at >= now() - interval '1 minute') AS completed,
+                  (SELECT count(*) FROM mint_queue
+                    WHERE status = 'completed'
+                      AND updated_at >= now() - interval '1 minute') AS mints_completed
+                """
+            )
+        assert row is not None
+        payments = {s.value: 0 for s in PaymentStatus}
+        payments.update({r["status"]: int(r["n"]) for r in payment_rows})
+        mints = {s.value: 0 for s in MintStatus}
+        mints.update({r["status"]: int(r["n"]) for r in mint_rows})
+        age = row["oldest_sent_age_s"]
+        return {
+            "payments": payments,
+            "mints": mints,
+            "oldest_sent_age_s": None if age is None else max(0.0, float(age)),
+            "completed_last_minute": int(row["completed"]),
+            "mints_completed_last_minute": int(row["mints_completed"]),
+        }
+
+
+def _rowcount(status: str) -> int:
+    """The row count of an asyncpg command status ("UPDATE 3" -> 3)."""
+    parts = status.split()
+    return int(parts[-1]) if parts and parts[-1].isdigit() else 0
+
+
+def _one_token(items: list[MintItem]) -> None:
+    """One batchMint goes to one token contract: a mixed claim would be a caller's bug."""
+    tokens = {m.token_address for m in items}
+    if len(tokens) > 1:
+        raise ValueError(f"mint items of several tokens cannot share one tx: {sorted(tokens)}")

@@ -1,0 +1,159 @@
+"""The mint endpoints: answer 402 with requirements, or verify a payment and queue it.
+
+No chain RPC happens here (SPEC §2 rule 5): verification is local and the payment is
+settled later by the sender loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from eth_utils.address import is_address, to_checksum_address
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from payfirst.api.responses import rejection
+from payfirst.api.services import Services, services
+from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.models import NewPayment, Token
+from payfirst.domain.statuses import PaymentType
+from payfirst.x402 import (
+    mint_requirements_for,
+    parse_payment_header,
+    payment_required,
+    reasons,
+    verify_exact_evm,
+)
+
+PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED"
+
+log = logging.getLogger("payfirst.api")
+
+
+async def mint(request: Request) -> Response:
+    """
+    summary: Buy mints of a token with an x402 payment.
+    description: >
+      Without a payment header the answer is 402 with the payment requirements for
+      price x quantity (v1 JSON body, v2 PAYMENT-REQUIRED header). With a valid
+      X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2) header the payment is queued and the
+      answer is 202; tokens are minted once the payment is confirmed on chain.
+    responses:
+      202: {description: "Payment queued; poll /api/payment/{id}"}
+      400: {description: Malformed header or body}
+      402: {description: Payment required, or the payment failed verification}
+      404: {description: Unknown token}
+      409: {description: Sold out, or the authorization nonce was used with another payload}
+    """
+    try:
+        body = await _json_body(request)
+        quantity = _quantity(body, services(request).max_quantity_per_request)
+        return await _buy(request, request.path_params["token"], quantity)
+    except PaymentRejected as exc:
+        return rejection(exc)
+
+
+async def batch_mint(request: Request) -> Response:
+    """
+    summary: Older clients' form of the mint endpoint.
+    description: Same flow as POST /api/mint/{token}, with tokenAddress in the body.
+    """
+    try:
+        body = await _json_body(request)
+        token_address = body.get("tokenAddress")
+        if not isinstance(token_address, str):
+            raise PaymentRejected(400, "invalid_request", "body needs tokenAddress")
+        quantity = _quantity(body, services(request).max_quantity_per_request)
+        return await _buy(request, token_address, quantity)
+    except PaymentRejected as exc:
+        return rejection(exc)
+
+
+async def _buy(request: Request, token_address: str, quantity: int) -> Response:
+    svc = services(request)
+    token = await load_token(svc, token_address)
+    resource = str(request.url)
+    payload = parse_payment_header(request.headers)
+    if payload is None:
+        return _payment_required(token, quantity, resource, "payment required")
+    requirements = mint_requirements_for(payload, token, quantity, resource)
+    try:
+        authorization = verify_exact_evm(payload, requirements, int(svc.clock()))
+    except PaymentRejected as exc:
+        if exc.reason == reasons.INVALID_PAYLOAD:
+            raise PaymentRejected(400, exc.reason, exc.message) from None
+        if exc.status != 402:
+            raise
+        return _payment_required(token, quantity, resource, exc.reason, exc.message)
+    queued = await svc.store.queue_payment(
+        NewPayment(
+            id=uuid.uuid4(),
+            payment_type=PaymentType.MINT,
+            payer=authorization.from_,
+            amount=authorization.value,
+            payment_asset=token.payment_asset,
+            token_address=token.address,
+            quantity=quantity,
+            authorization=authorization,
+            metadata={"x402Version": payload.x402_version, "resource": resource},
+        )
+    )
+    if queued.created:
+        log.info(
+            "✅ x402 payment queued: %s (%dx mint will be created after payment confirms)",
+            queued.payment_id,
+            quantity,
+        )
+        svc.on_payment_queued()
+    return JSONResponse(
+        {
+            "paymentQueueId": str(queued.payment_id),
+            "quantity": quantity,
+            "status": "payment_pending",
+            "note": f"Poll /api/payment/{queued.payment_id}",
+        },
+        status_code=202,
+    )
+
+
+async def load_token(svc: Services, address: str) -> Token:
+    if not is_address(address):
+        raise PaymentRejected(400, "invalid_token_address", f"{address!r} is not an address")
+    token = await svc.store.get_token(to_checksum_address(address))
+    if token is None:
+        raise PaymentRejected(404, "unknown_token", f"payfirst does not sell {address}")
+    return token
+
+
+def _payment_required(
+    token: Token, quantity: int, resource: str, reason: str, message: str = ""
+) -> Response:
+    body, header = payment_required(token, quantity, resource, reason)
+    if message:
+        body["message"] = message
+    return JSONResponse(body, status_code=402, headers={PAYMENT_REQUIRED_HEADER: header})
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise PaymentRejected(400, "invalid_request", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise PaymentRejected(400, "invalid_request", "body must be a JSON object")
+    return body
+
+
+def _quantity(body: dict[str, Any], maximum: int) -> int:
+    """An empty body buys one mint; otherwise quantity must be an integer 1..maximum."""
+    quantity = body.get("quantity", 1)
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise PaymentRejected(400, "invalid_quantity", "quantity must be an integer")
+    if not 1 <= quantity <= maximum:
+        raise PaymentRejected(400, "invalid_quantity", f"quantity must be 1..{maximum}")
+    return quantity

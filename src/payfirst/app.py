@@ -1,0 +1,131 @@
+"""The composition root: the one place that picks adapters and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from payfirst import __version__
+from payfirst.adapters.chain_rpc import RpcClient
+from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
+from payfirst.adapters.store_factory import open_store
+from payfirst.api import health, mint, payments, tokens
+from payfirst.api.services import Services
+from payfirst.config import DEFAULT_DATABASE_URL, Config
+from payfirst.domain.errors import ConfigError
+from payfirst.pipeline.relayer import Relayer
+from payfirst.ports.store import Store
+
+log = logging.getLogger("payfirst")
+
+ANVIL_CHAIN_ID = 31337
+DEVCHAIN_FILE = "var/devchain.json"
+
+_schemas = SchemaGenerator(
+    {"openapi": "3.0.3", "info": {"title": "payfirst", "version": __version__}}
+)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(_schemas.get_schema(routes=request.app.routes))
+
+
+def build_app(svc: Services) -> Starlette:
+    """The HTTP application over already-opened services (the caller owns their lifetime)."""
+    routes = [
+        Route("/health", health.health, methods=["GET"]),
+        Route("/api/tokens", tokens.list_tokens, methods=["GET"]),
+        Route("/api/tokens/{address}", tokens.get_token, methods=["GET"]),
+        Route("/api/mint/{token}", mint.mint, methods=["POST"]),
+        Route("/api/x402-batch-mint", mint.batch_mint, methods=["POST"]),
+        Route("/api/payment/{payment_id}", payments.get_payment, methods=["GET"]),
+        Route("/api/payment-stats", payments.payment_stats, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    app.state.services = svc
+    return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "not_found", "message": request.url.path}, 404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "method_not_allowed", "message": request.method}, 405)
+
+
+@dataclass
+class Runtime:
+    """What a payfirst process opened: the store, the chain, and for a local run the dev
+    chain it started. `close()` releases all of it."""
+
+    config: Config
+    store: Store
+    rpc: RpcClient
+    chain_id: int
+    devchain: DevChain | None = None
+    deployment: Deployment | None = None
+
+    def relayer(self) -> Relayer:
+        key = self.config.relayer_key
+        if key is None:
+            if self.chain_id != ANVIL_CHAIN_ID:
+                raise ConfigError(
+                    "PAYFIRST_RELAYER_KEY or PAYFIRST_RELAYER_KEY_FILE is required on chain "
+                    f"{self.chain_id} (only a local anvil chain has a default relayer key)"
+                )
+            key = ANVIL_KEYS[0]
+        return Relayer.from_key(key, self.chain_id)
+
+    async def close(self) -> None:
+        await self.rpc.aclose()
+        await self.store.close()
+        if self.devchain is not None:
+            await self.devchain.stop()
+
+
+async def open_runtime(config: Config, *, start_devchain: bool) -> Runtime:
+    """Open the store and the chain. Without PAYFIRST_RPC_URL and with `start_devchain`,
+    start anvil, deploy the demo contracts and register the demo token."""
+    devchain: DevChain | None = None
+    deployment: Deployment | None = None
+    rpc_url = config.rpc_url
+    if rpc_url is None:
+        if not start_devchain:
+            raise ConfigError(
+                "PAYFIRST_RPC_URL is required (only `payfirst serve` starts a dev chain)"
+            )
+        devchain = DevChain()
+        deployment = await devchain.start(port=config.anvil_port)
+        deployment.save(DEVCHAIN_FILE)
+        rpc_url = deployment.rpc_url
+        if config.database_url == DEFAULT_DATABASE_URL:
+            # A fresh chain knows none of the old file's payments: start the file afresh.
+            _remove_sqlite_file(DEFAULT_DATABASE_URL.removeprefix("sqlite:///"))
+    store = await open_store(config.database_url)
+    rpc = RpcClient(rpc_url)
+    runtime = Runtime(config, store, rpc, 0, devchain, deployment)
+    try:
+        runtime.chain_id = await rpc.chain_id()
+        if deployment is not None:
+            await store.upsert_token(deployment.to_token())
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+def _remove_sqlite_file(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        file = Path(path + suffix)
+        if file.exists():
+            file.unlink()
+            log.info("fresh dev chain: removed the old %s", file)

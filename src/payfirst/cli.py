@@ -1,0 +1,187 @@
+"""payfirst command line: serve | api | worker | migrate | stats | reset-stuck | demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from payfirst.adapters.store_factory import open_store
+from payfirst.api.services import Services
+from payfirst.app import Runtime, build_app, open_runtime
+from payfirst.config import Config, load_config
+from payfirst.domain.errors import ConfigError
+from payfirst.domain.statuses import PaymentStatus
+from payfirst.pipeline.confirmer import Confirmer
+from payfirst.pipeline.outbox import Outbox
+from payfirst.pipeline.worker import Worker
+
+log = logging.getLogger("payfirst")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="payfirst", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "serve",
+        help="API and workers in one process; without PAYFIRST_RPC_URL, also a local dev chain",
+    )
+    commands.add_parser("api", help="the HTTP API only (workers run elsewhere)")
+    commands.add_parser("worker", help="the sender, confirmer and mint loops only")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    commands.add_parser("stats", help="print queue counts and rates")
+    reset = commands.add_parser(
+        "reset-stuck", help="settle payments `sent` for too long by what the chain says"
+    )
+    reset.add_argument("--older-than", default="5m", type=_duration, help="e.g. 90s, 5m, 1h")
+    demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
+    demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
+    demo.add_argument("--rpc", default=None, help="chain RPC (default from var/devchain.json)")
+    demo.add_argument("--payers", type=int, default=5)
+    demo.add_argument("--mints", type=int, default=20, help="payments of one mint each")
+    demo.add_argument("--x402-version", type=int, choices=(1, 2), default=2)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"payfirst: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "demo":
+            from payfirst.demo import run_demo
+
+            url = args.url or f"http://{config.host}:{config.port}"
+            return asyncio.run(run_demo(url, args.rpc, args.payers, args.mints, args.x402_version))
+        asyncio.run(_run(args, config))
+    except ConfigError as exc:
+        print(f"payfirst: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run(args: argparse.Namespace, config: Config) -> None:
+    if args.command == "serve":
+        await serve(config, api=True, worker=True)
+    elif args.command == "api":
+        await serve(config, api=True, worker=False)
+    elif args.command == "worker":
+        await serve(config, api=False, worker=True)
+    elif args.command == "migrate":
+        await migrate(config)
+    elif args.command == "stats":
+        await stats(config)
+    elif args.command == "reset-stuck":
+        await reset_stuck(config, args.older_than)
+
+
+async def migrate(config: Config) -> None:
+    store = await open_store(config.database_url)
+    await store.close()
+    log.info("migrations applied")
+
+
+async def stats(config: Config) -> None:
+    store = await open_store(config.database_url)
+    try:
+        print(json.dumps(await store.payment_stats(), indent=2))
+    finally:
+        await store.close()
+
+
+async def reset_stuck(config: Config, older_than_s: int) -> None:
+    runtime = await open_runtime(config, start_devchain=False)
+    try:
+        confirmer = Confirmer(Outbox(runtime.store, runtime.rpc, runtime.relayer()))
+        stuck = await confirmer.stuck_payments(older_than_s)
+        print(f"{len(stuck)} payments sent more than {older_than_s}s ago")
+        await confirmer.check(stuck, [], timeout_s=older_than_s)
+        for payment in stuck:
+            now = await runtime.store.get_payment(payment.id)
+            assert now is not None
+            print(f"  {payment.id}: {now.status} {now.error or ''}")
+            if now.status == PaymentStatus.SENT:
+                print("    (still in flight: re-sent; it can still be mined)")
+    finally:
+        await runtime.close()
+
+
+async def serve(config: Config, *, api: bool, worker: bool) -> None:
+    runtime = await open_runtime(config, start_devchain=api and worker)
+    pipeline: Worker | None = None
+    try:
+        if worker:
+            pipeline = Worker(runtime.store, runtime.rpc, runtime.relayer())
+            await pipeline.start()
+        if not api:
+            log.info("worker running (relayer %s); Ctrl-C stops it", runtime.relayer().address)
+            await asyncio.Event().wait()
+            return
+        svc = Services(
+            store=runtime.store,
+            chain=runtime.rpc,
+            max_quantity_per_request=config.max_quantity_per_request,
+        )
+        if pipeline is not None:
+            svc.on_payment_queued = pipeline.payment_queued.set
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(svc),
+                host=config.host,
+                port=config.port,
+                log_level="warning",
+                access_log=False,
+            )
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
+            await asyncio.sleep(0.05)
+        if server.started:
+            _print_ready(config, runtime)
+        await serving
+    finally:
+        if pipeline is not None:
+            await pipeline.stop()
+        await runtime.close()
+
+
+def _print_ready(config: Config, runtime: Runtime) -> None:
+    url = f"http://{config.host}:{config.port}"
+    lines = [
+        f"payfirst ready: {url}",
+        f"  chain RPC:      {runtime.rpc.url} (chain {runtime.chain_id})",
+    ]
+    deployment = runtime.deployment
+    if deployment is not None:
+        price = deployment.price_per_mint / 10**6
+        lines += [
+            f"  token:          {deployment.token} ({deployment.token_symbol})",
+            f"  USDC:           {deployment.usdc}",
+            f"  price per mint: {price:.6f} USDC",
+            "  try it:",
+            f"    curl -s {url}/api/tokens/{deployment.token}",
+            "    .venv/bin/payfirst demo --payers 20 --mints 100",
+        ]
+    lines.append("  Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)
+
+
+def _duration(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh]?)", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 5m, 1h)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Paying side of x402: sign `exact` EVM payments for a payer key."""

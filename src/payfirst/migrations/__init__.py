@@ -1,0 +1,1 @@
+"""Numbered schema migrations, one directory per SQL dialect (package data)."""

@@ -1,0 +1,58 @@
+"""The relayer: the key that pays gas and signs every transaction payfirst sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account import Account
+
+from payfirst.adapters.chain_rpc import RpcClient
+from payfirst.adapters.contracts import sign_transaction
+from payfirst.domain.models import SignedTx
+
+GWEI = 10**9
+PRIORITY_FEE = 1 * GWEI
+# Explicit gas: estimating each call would cost an RPC round trip per payment.
+GAS_TRANSFER_WITH_AUTHORIZATION = 120_000
+GAS_BATCH_MINT_BASE = 60_000
+GAS_BATCH_MINT_PER_ITEM = 80_000
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+
+
+async def current_fees(rpc: RpcClient) -> Fees:
+    """EIP-1559 fees from the latest base fee: room for the base fee to double."""
+    base_fee = await rpc.latest_base_fee()
+    return Fees(max_fee_per_gas=2 * base_fee + PRIORITY_FEE, max_priority_fee_per_gas=PRIORITY_FEE)
+
+
+@dataclass(frozen=True, slots=True)
+class Relayer:
+    address: str
+    key: str
+    chain_id: int
+
+    @classmethod
+    def from_key(cls, key: str, chain_id: int) -> Relayer:
+        return cls(address=Account.from_key(key).address, key=key, chain_id=chain_id)
+
+    def sign_call(self, to: str, data: str, nonce: int, gas: int, fees: Fees) -> SignedTx:
+        return sign_transaction(
+            self.key,
+            {
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                "to": to,
+                "data": data,
+                "gas": gas,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            },
+        )
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Relayer({self.address}, chain {self.chain_id})"

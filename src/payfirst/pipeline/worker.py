@@ -1,0 +1,114 @@
+"""The worker: start-up recovery, then the sender, confirmer and mint loops of one relayer.
+
+Settings are read from `system_settings` at every tick, so an operator's change takes
+effect without a restart. Each loop sleeps for its interval, or less when woken: the API
+wakes the sender when it queues a payment (in the same process), the sender wakes the
+confirmer when it broadcasts, the confirmer wakes the mint loop when it completes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
+from payfirst.pipeline.confirmer import Confirmer
+from payfirst.pipeline.minter import Minter
+from payfirst.pipeline.outbox import Outbox
+from payfirst.pipeline.relayer import Relayer
+from payfirst.pipeline.sender import Sender
+from payfirst.ports.store import Store
+
+log = logging.getLogger("payfirst.worker")
+
+
+class Worker:
+    def __init__(self, store: Store, rpc: RpcClient, relayer: Relayer) -> None:
+        self.store = store
+        self.outbox = Outbox(store, rpc, relayer)
+        self.sender = Sender(self.outbox)
+        self.confirmer = Confirmer(self.outbox)
+        self.minter = Minter(self.outbox)
+        self.payment_queued = asyncio.Event()
+        self.txs_sent = asyncio.Event()
+        self.payments_completed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def recover(self) -> None:
+        """Resync the relayer's nonce with the chain and re-send, in nonce order, every
+        signed transaction the chain has not consumed yet (a crash may have struck before
+        or after its broadcast; re-sending the same bytes is harmless either way)."""
+        relayer = self.outbox.relayer.address
+        async with self.outbox.lock:
+            next_nonce = await self.outbox.sync_nonce()
+            result = await self.outbox.flush(resend_sent=True)
+        log.info(
+            "recovered relayer %s: next nonce %d, %d unsent txs broadcast",
+            relayer,
+            next_nonce,
+            result.accepted,
+        )
+
+    async def start(self) -> None:
+        while True:
+            try:
+                await self.recover()
+                break
+            except ChainUnavailable as exc:
+                log.warning("chain unreachable at start-up, retrying in 1 s: %s", exc)
+                await asyncio.sleep(1)
+        self._tasks = [
+            asyncio.create_task(self._loop("sender", self._send, self.payment_queued)),
+            asyncio.create_task(self._loop("confirmer", self._confirm, self.txs_sent)),
+            asyncio.create_task(self._loop("minter", self._mint, self.payments_completed)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _send(self, settings: dict[str, int]) -> tuple[bool, int]:
+        size = settings["payment_batch_size"]
+        signed = await self.sender.run_once(size)
+        if signed:
+            self.txs_sent.set()
+        return signed >= size, settings["payment_batch_interval_ms"]
+
+    async def _confirm(self, settings: dict[str, int]) -> tuple[bool, int]:
+        size = settings["confirmation_batch_size"]
+        done = await self.confirmer.run_once(size, settings["confirmation_timeout_s"])
+        if done:
+            self.payments_completed.set()
+        return done >= size, settings["confirmation_interval_ms"]
+
+    async def _mint(self, settings: dict[str, int]) -> tuple[bool, int]:
+        size = settings["mint_batch_size"]
+        done = await self.minter.run_once(size)
+        if done:
+            self.txs_sent.set()
+        return done >= size, settings["mint_interval_ms"]
+
+    async def _loop(
+        self,
+        name: str,
+        step: Callable[[dict[str, int]], Awaitable[tuple[bool, int]]],
+        wake: asyncio.Event,
+    ) -> None:
+        while True:
+            interval_ms = 1000
+            more = False
+            try:
+                settings = await self.store.get_settings()
+                wake.clear()
+                more, interval_ms = await step(settings)
+            except ChainUnavailable as exc:
+                log.warning("%s: chain unreachable, retrying: %s", name, exc)
+            except Exception:
+                log.exception("%s: tick failed, retrying", name)
+            if more:
+                continue  # a full batch: there is probably more right now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=interval_ms / 1000)

@@ -1,0 +1,189 @@
+"""An in-process payfirst (API + worker) on real PostgreSQL and its own anvil chain, and the
+SPEC §2 invariants, checked against the database and the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from eth_utils.crypto import keccak
+
+from payfirst.adapters import contracts
+from payfirst.adapters.chain_rpc import RpcClient
+from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
+from payfirst.adapters.store_postgres import PostgresStore
+from payfirst.api.services import Services
+from payfirst.app import build_app
+from payfirst.client.signing import Payer
+from payfirst.pipeline.relayer import Relayer
+from payfirst.pipeline.worker import Worker
+from payfirst.ports.store import Store
+from payfirst.x402 import PaymentRequiredV2, PaymentRequirementsV1, decode_header
+from tests.fixtures.store import fetch_raw
+
+MINTED_TOPIC = "0x" + keccak(text="Minted(bytes32,address,uint256)").hex()
+AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
+
+
+@dataclass
+class Harness:
+    chain: DevChain
+    deployment: Deployment
+    store: PostgresStore
+    rpc: RpcClient
+    http: httpx.AsyncClient
+    worker: Worker
+
+    def payer(self, index: int) -> Payer:
+        return Payer(ANVIL_KEYS[index])
+
+    async def payment_header(
+        self, payer: Payer, quantity: int = 1, *, version: int = 2, token: str | None = None
+    ) -> tuple[str, str]:
+        """Ask for the requirements (402) and sign them, as a client would."""
+        token = token or self.deployment.token
+        answer = await self.http.post(f"/api/mint/{token}", json={"quantity": quantity})
+        assert answer.status_code == 402, answer.text
+        if version == 1:
+            req1 = PaymentRequirementsV1.model_validate(answer.json()["accepts"][0])
+            return "X-PAYMENT", payer.pay_v1(req1)
+        required = PaymentRequiredV2.model_validate(
+            decode_header(answer.headers["PAYMENT-REQUIRED"])
+        )
+        return "PAYMENT-SIGNATURE", payer.pay_v2(required.accepts[0], required.resource)
+
+    async def buy(
+        self, payer: Payer, quantity: int = 1, *, version: int = 2, token: str | None = None
+    ) -> httpx.Response:
+        token = token or self.deployment.token
+        header = await self.payment_header(payer, quantity, version=version, token=token)
+        return await self.http.post(
+            f"/api/mint/{token}", json={"quantity": quantity}, headers=[header]
+        )
+
+    async def settled(self, max_wait: float = 30.0) -> None:
+        """Wait until every payment and mint item is in a terminal state."""
+        deadline = time.monotonic() + max_wait
+        while time.monotonic() < deadline:
+            open_items = await fetch_raw(
+                self.store,
+                "SELECT (SELECT count(*) FROM payment_queue WHERE status NOT IN "
+                "('completed','failed','confirmation_failed')) + (SELECT count(*) FROM mint_queue"
+                " WHERE status NOT IN ('completed','failed')) AS n",
+            )
+            if open_items[0]["n"] == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not settled after {max_wait}s: {await self.store.payment_stats()}")
+
+    async def usdc_balance(self, address: str) -> int:
+        return await erc20_balance(self.rpc, self.deployment.usdc, address)
+
+    async def token_balance(self, address: str) -> int:
+        return await erc20_balance(self.rpc, self.deployment.token, address)
+
+
+async def erc20_balance(rpc: RpcClient, token: str, address: str) -> int:
+    raw = await rpc.eth_call(token, contracts.balance_of(address))
+    return int(contracts.decode_result(["uint256"], raw)[0])
+
+
+async def check_invariants(store: Store, rpc: RpcClient) -> None:
+    """SPEC §2 rules 1-3 and supply accounting, by the database and by the chain."""
+    unpaid = await fetch_raw(
+        store,
+        "SELECT m.mint_id, p.status FROM mint_queue m JOIN payment_queue p ON p.id = m.payment_id"
+        " WHERE p.status <> 'completed'",
+    )
+    assert unpaid == [], f"mint items of payments not completed: {unpaid}"
+    twice = await fetch_raw(
+        store, "SELECT mint_id FROM mint_queue GROUP BY mint_id HAVING count(*) > 1"
+    )
+    assert twice == [], f"mint ids queued twice: {twice}"
+    queued_twice = await fetch_raw(
+        store,
+        "SELECT payer, auth_nonce FROM payment_queue GROUP BY payer, auth_nonce HAVING count(*) > 1",
+    )
+    assert queued_twice == [], f"authorizations queued twice: {queued_twice}"
+    reserved = await fetch_raw(
+        store,
+        "SELECT t.address, t.reserved_count, coalesce(sum(p.quantity), 0) AS held"
+        " FROM tokens t LEFT JOIN payment_queue p ON p.token_address = t.address"
+        " AND p.status NOT IN ('failed', 'confirmation_failed')"
+        " GROUP BY t.address, t.reserved_count",
+    )
+    for row in reserved:
+        assert row["reserved_count"] == row["held"], f"supply accounting off: {row}"
+    tokens = await fetch_raw(store, "SELECT DISTINCT token_address FROM mint_queue")
+    for row in tokens:
+        logs = await rpc.call(
+            "eth_getLogs",
+            {
+                "address": row["token_address"],
+                "fromBlock": "0x0",
+                "toBlock": "latest",
+                "topics": [MINTED_TOPIC],
+            },
+        )
+        minted = [log["topics"][1] for log in logs]
+        assert len(minted) == len(set(minted)), "a mint id was minted twice on chain"
+        completed = await fetch_raw(
+            store,
+            "SELECT mint_id FROM mint_queue WHERE status = 'completed' AND token_address = $1",
+            row["token_address"],
+        )
+        assert {r["mint_id"] for r in completed} <= set(minted), "completed mint not on chain"
+        all_ids = await fetch_raw(
+            store, "SELECT mint_id FROM mint_queue WHERE token_address = $1", row["token_address"]
+        )
+        assert set(minted) <= {r["mint_id"] for r in all_ids}, "minted on chain, unknown to DB"
+    completed_payments = await fetch_raw(
+        store,
+        "SELECT payer, auth_nonce, payment_asset FROM payment_queue WHERE status = 'completed'",
+    )
+    for p in completed_payments:
+        used = await rpc.call(
+            "eth_getLogs",
+            {
+                "address": p["payment_asset"],
+                "fromBlock": "0x0",
+                "toBlock": "latest",
+                "topics": [
+                    AUTHORIZATION_USED_TOPIC,
+                    "0x" + p["payer"][2:].lower().rjust(64, "0"),
+                    p["auth_nonce"],
+                ],
+            },
+        )
+        assert len(used) == 1, f"completed payment not settled on chain: {p}"
+
+
+@pytest_asyncio.fixture
+async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
+    chain = DevChain()
+    deployment = await chain.start()
+    await pg_store.upsert_token(deployment.to_token())
+    rpc = RpcClient(deployment.rpc_url)
+    worker = Worker(pg_store, rpc, Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id))
+    services = Services(store=pg_store, chain=rpc, on_payment_queued=worker.payment_queued.set)
+    transport = httpx.ASGITransport(app=build_app(services))
+    http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+    try:
+        await worker.start()
+        yield Harness(chain, deployment, pg_store, rpc, http, worker)
+        await worker.stop()
+        await check_invariants(pg_store, rpc)
+    finally:
+        await worker.stop()
+        await http.aclose()
+        await rpc.aclose()
+        await chain.stop()
+
+
+def row_count(rows: list[dict[str, Any]]) -> int:
+    return int(rows[0]["n"])

@@ -1,0 +1,314 @@
+"""The Store port's contract, run against PostgreSQL and SQLite alike."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from payfirst.adapters.migrate import load_migrations
+from payfirst.adapters.store_postgres import PostgresStore
+from payfirst.adapters.store_sqlite import SqliteStore
+from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.models import Payment
+from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
+from payfirst.ports.store import DEFAULT_SETTINGS, Store
+from tests.fixtures.store import (
+    IntegrityErrors,
+    execute_raw,
+    fetch_raw,
+    make_payment,
+    make_token,
+    random_address,
+)
+
+
+async def _migrate(store: Store) -> list[int]:
+    assert isinstance(store, PostgresStore | SqliteStore)
+    return await store.migrate()
+
+
+async def _payment_rows(store: Store) -> int:
+    rows = await fetch_raw(store, "SELECT count(*) AS n FROM payment_queue")
+    return int(rows[0]["n"])
+
+
+async def _insert_mint_item(store: Store, payment: Payment, mint_id: str) -> None:
+    await execute_raw(
+        store,
+        "INSERT INTO mint_queue (id, payment_id, payer, token_address, mint_id, "
+        "payment_tx_hash, status) VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
+        str(uuid4()) if isinstance(store, SqliteStore) else uuid4(),
+        str(payment.id) if isinstance(store, SqliteStore) else payment.id,
+        payment.payer,
+        payment.token_address,
+        mint_id,
+        "0x" + "11" * 32,
+    )
+
+
+# migrations
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    assert await _migrate(store) == []
+    assert await _migrate(store) == []
+    rows = await fetch_raw(store, "SELECT version FROM schema_migrations ORDER BY version")
+    expected = [m.version for m in load_migrations("postgres")]
+    assert [int(r["version"]) for r in rows] == expected
+    await store.ping()
+
+
+def test_both_dialects_have_the_same_versions() -> None:
+    assert [m.version for m in load_migrations("postgres")] == [
+        m.version for m in load_migrations("sqlite")
+    ]
+
+
+# tokens
+
+
+async def test_token_upsert_get_list(store: Store) -> None:
+    token = make_token(price_per_mint=2**70 + 1, mint_amount=10**30)
+    assert await store.get_token(token.address) is None
+    await store.upsert_token(token)
+    assert await store.get_token(token.address) == token
+    other = make_token(symbol="OTHER")
+    await store.upsert_token(other)
+    listed = await store.list_tokens()
+    assert {t.address for t in listed} == {token.address, other.address}
+
+
+async def test_token_upsert_keeps_reserved_count(store: Store) -> None:
+    token = make_token(max_mint_count=10)
+    await store.upsert_token(token)
+    await store.queue_payment(make_payment(token, quantity=3))
+    await store.upsert_token(replace(token, name="Renamed", max_mint_count=20, reserved_count=0))
+    stored = await store.get_token(token.address)
+    assert stored is not None
+    assert stored.name == "Renamed"
+    assert stored.max_mint_count == 20
+    assert stored.reserved_count == 3
+
+
+# settings and relayers
+
+
+async def test_settings_defaults_set_and_read_back(store: Store) -> None:
+    assert await store.get_settings() == DEFAULT_SETTINGS
+    await store.set_setting("payment_batch_size", 7)
+    await store.set_setting("payment_batch_size", 8)
+    await store.set_setting("something_new", 2**40)
+    settings = await store.get_settings()
+    assert settings["payment_batch_size"] == 8
+    assert settings["something_new"] == 2**40
+    assert settings["mint_interval_ms"] == DEFAULT_SETTINGS["mint_interval_ms"]
+
+
+async def test_settings_missing_rows_fall_back_to_defaults(store: Store) -> None:
+    await execute_raw(store, "DELETE FROM system_settings")
+    assert await store.get_settings() == DEFAULT_SETTINGS
+
+
+async def test_relayer_nonce(store: Store) -> None:
+    relayer = random_address()
+    assert await store.get_relayer_nonce(relayer) is None
+    await store.set_relayer_nonce(relayer, 0)
+    assert await store.get_relayer_nonce(relayer) == 0
+    await store.set_relayer_nonce(relayer, 41)
+    assert await store.get_relayer_nonce(relayer) == 41
+    assert await store.get_relayer_nonce(random_address()) is None
+
+
+# queue_payment
+
+
+async def test_queue_payment_creates_pending_and_reserves(store: Store) -> None:
+    token = make_token(max_mint_count=10)
+    await store.upsert_token(token)
+    new = make_payment(token, quantity=4, metadata={"note": "hello"})
+    queued = await store.queue_payment(new)
+    assert queued.payment_id == new.id
+    assert queued.created is True
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 4
+    assert stored_token.remaining == 6
+    payment = await store.get_payment(new.id)
+    assert payment is not None
+    assert payment.status is PaymentStatus.PENDING
+
+
+async def test_get_payment_returns_all_fields(store: Store) -> None:
+    token = make_token()
+    await store.upsert_token(token)
+    new = make_payment(token, quantity=2, metadata={"agent": "a1", "n": [1, 2]})
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    await store.queue_payment(new)
+    payment = await store.get_payment(new.id)
+    assert payment is not None
+    assert payment.id == new.id
+    assert payment.payment_type is PaymentType.MINT
+    assert payment.payer == new.payer
+    assert payment.amount == new.amount
+    assert payment.payment_asset == new.payment_asset
+    assert payment.token_address == new.token_address
+    assert payment.quantity == 2
+    assert payment.authorization == new.authorization
+    assert payment.metadata == {"agent": "a1", "n": [1, 2]}
+    assert payment.status is PaymentStatus.PENDING
+    assert payment.tx_hash is None
+    assert payment.nonce is None
+    assert payment.relayer is None
+    assert payment.raw_tx is None
+    assert payment.error is None
+    assert payment.processed_at is None
+    assert payment.result is None
+    assert payment.created_at.tzinfo is not None
+    assert before <= payment.created_at <= datetime.now(UTC) + timedelta(seconds=5)
+    assert await store.get_payment(uuid4()) is None
+
+
+async def test_identical_requeue_returns_same_id(store: Store) -> None:
+    token = make_token(max_mint_count=10)
+    await store.upsert_token(token)
+    first = make_payment(token, quantity=2)
+    assert (await store.queue_payment(first)).created is True
+    again = replace(first, id=uuid4())  # the API mints a fresh id for every request
+    queued = await store.queue_payment(again)
+    assert queued.payment_id == first.id
+    assert queued.created is False
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 2
+    assert await _payment_rows(store) == 1
+
+
+async def test_same_nonce_different_authorization_is_rejected(store: Store) -> None:
+    token = make_token(max_mint_count=10)
+    await store.upsert_token(token)
+    first = make_payment(token, quantity=1)
+    await store.queue_payment(first)
+    forged = make_payment(token, payer=first.payer, nonce=first.authorization.nonce, quantity=2)
+    with pytest.raises(PaymentRejected) as info:
+        await store.queue_payment(forged)
+    assert info.value.status == 409
+    assert info.value.reason == "invalid_exact_evm_nonce_already_used"
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 1
+    assert await _payment_rows(store) == 1
+    assert await store.get_payment(forged.id) is None
+
+
+async def test_sold_out_writes_nothing(store: Store) -> None:
+    token = make_token(max_mint_count=5)
+    await store.upsert_token(token)
+    await store.queue_payment(make_payment(token, quantity=4))
+    too_many = make_payment(token, quantity=2)
+    with pytest.raises(PaymentRejected) as info:
+        await store.queue_payment(too_many)
+    assert info.value.status == 409
+    assert info.value.reason == "sold_out"
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 4
+    assert await store.get_payment(too_many.id) is None
+    assert await _payment_rows(store) == 1
+    # The last one still fits exactly.
+    assert (await store.queue_payment(make_payment(token, quantity=1))).created is True
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 5
+
+
+async def test_unknown_token_is_404(store: Store) -> None:
+    token = make_token()
+    new = make_payment(token)
+    with pytest.raises(PaymentRejected) as info:
+        await store.queue_payment(new)
+    assert info.value.status == 404
+    assert info.value.reason == "unknown_token"
+    assert await _payment_rows(store) == 0
+
+
+async def test_huge_amounts_round_trip_exactly(store: Store) -> None:
+    huge = 2**255 + 12345678901234567890
+    token = make_token(price_per_mint=2**64 + 1, mint_amount=10**77)
+    await store.upsert_token(token)
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.price_per_mint == 2**64 + 1
+    assert stored_token.mint_amount == 10**77
+    new = make_payment(token, amount=huge)
+    await store.queue_payment(new)
+    payment = await store.get_payment(new.id)
+    assert payment is not None
+    assert payment.amount == huge
+    assert payment.authorization.value == huge
+
+
+async def test_counts_by_status(store: Store) -> None:
+    assert await store.count_payments_by_status() == {s.value: 0 for s in PaymentStatus}
+    assert await store.count_mints_by_status() == {s.value: 0 for s in MintStatus}
+    token = make_token()
+    await store.upsert_token(token)
+    payments = [make_payment(token) for _ in range(3)]
+    for new in payments:
+        await store.queue_payment(new)
+    await execute_raw(
+        store, "UPDATE payment_queue SET status = 'completed' WHERE payer = $1", payments[0].payer
+    )
+    counts = await store.count_payments_by_status()
+    assert counts["pending"] == 2
+    assert counts["completed"] == 1
+    assert counts["failed"] == 0
+    completed = await store.get_payment(payments[0].id)
+    assert completed is not None
+    await _insert_mint_item(store, completed, "0x" + "01" * 32)
+    await _insert_mint_item(store, completed, "0x" + "02" * 32)
+    mints = await store.count_mints_by_status()
+    assert mints["pending"] == 2
+    assert mints["completed"] == 0
+
+
+# constraints
+
+
+async def test_status_check_rejects_unknown_status(store: Store) -> None:
+    token = make_token()
+    await store.upsert_token(token)
+    new = make_payment(token)
+    await store.queue_payment(new)
+    with pytest.raises(IntegrityErrors):
+        await execute_raw(
+            store, "UPDATE payment_queue SET status = 'lost' WHERE payer = $1", new.payer
+        )
+    payment = await store.get_payment(new.id)
+    assert payment is not None
+    assert payment.status is PaymentStatus.PENDING
+
+
+async def test_reserved_count_check_rejects_overselling(store: Store) -> None:
+    token = make_token(max_mint_count=3)
+    await store.upsert_token(token)
+    with pytest.raises(IntegrityErrors):
+        await execute_raw(
+            store, "UPDATE tokens SET reserved_count = 4 WHERE address = $1", token.address
+        )
+
+
+async def test_unique_mint_id_rejects_duplicate(store: Store) -> None:
+    token = make_token()
+    await store.upsert_token(token)
+    new = make_payment(token)
+    await store.queue_payment(new)
+    payment = await store.get_payment(new.id)
+    assert payment is not None
+    mint_id = "0x" + "ab" * 32
+    await _insert_mint_item(store, payment, mint_id)
+    with pytest.raises(IntegrityErrors):
+        await _insert_mint_item(store, payment, mint_id)
+    assert (await store.count_mints_by_status())["pending"] == 1
