@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per RPC call drowns the operator's log; payfirst logs what they mean.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(config.log_level)))
     try:
         if args.command == "demo":
             from payfirst.demo import run_demo

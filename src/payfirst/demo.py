@@ -152,11 +152,14 @@ async def _token_balance(rpc: RpcClient, token: str, buyers: list[Payer]) -> int
 class _Progress:
     def __init__(self, total: int) -> None:
         self.total, self.ok, self.failed = total, 0, 0
+        self.live = sys.stdout.isatty()
 
     def step(self, ok: bool) -> None:
         self.ok += ok
         self.failed += not ok
         done = self.ok + self.failed
+        if not self.live and done != self.total:
+            return  # a log file gets the last line only
         width = 40
         filled = width * done // max(self.total, 1)
         sys.stdout.write(
