@@ -13,7 +13,7 @@ const repo = resolve(here, "..");
 const srcDir = join(here, "src");
 const buildDir = join(here, "build");
 const nodeModules = join(repo, "node_modules");
-const CONTRACTS = ["DemoUSDC", "MintToken"];
+const CONTRACTS = ["DemoUSDC", "MintToken", "BatchSettler"];
 
 function findImports(path) {
   try {

@@ -74,16 +74,26 @@ class Runtime:
     devchain: DevChain | None = None
     deployment: Deployment | None = None
 
-    def relayer(self) -> Relayer:
-        key = self.config.relayer_key
-        if key is None:
+    def relayers(self) -> list[Relayer]:
+        keys = self.config.relayer_keys
+        if not keys:
             if self.chain_id != ANVIL_CHAIN_ID:
                 raise ConfigError(
-                    "PAYFIRST_RELAYER_KEY or PAYFIRST_RELAYER_KEY_FILE is required on chain "
-                    f"{self.chain_id} (only a local anvil chain has a default relayer key)"
+                    "PAYFIRST_RELAYER_KEY, PAYFIRST_RELAYER_KEYS or PAYFIRST_RELAYER_KEY_FILE "
+                    f"is required on chain {self.chain_id} (only a local anvil chain has a "
+                    "default relayer key)"
                 )
-            key = ANVIL_KEYS[0]
-        return Relayer.from_key(key, self.chain_id)
+            keys = (ANVIL_KEYS[0],)
+        return [Relayer.from_key(key, self.chain_id) for key in keys]
+
+    def settler(self) -> str | None:
+        """The BatchSettler payments are batched through: PAYFIRST_SETTLER_ADDRESS, else the
+        one the local dev chain deployed; None: one transaction per payment."""
+        if self.config.settler_address is not None:
+            return self.config.settler_address
+        if self.deployment is not None and self.deployment.settler:
+            return self.deployment.settler
+        return None
 
     async def close(self) -> None:
         await self.rpc.aclose()

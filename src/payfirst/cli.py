@@ -20,7 +20,7 @@ from payfirst.domain.errors import ConfigError
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.outbox import Outbox
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.worker import WorkerPool
 
 log = logging.getLogger("payfirst")
 
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # One line per RPC call drowns the operator's log; payfirst logs what they mean.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(config.log_level)))
+    logging.getLogger("httpx").setLevel(
+        max(logging.WARNING, logging.getLevelName(config.log_level))
+    )
     try:
         if args.command == "demo":
             from payfirst.demo import run_demo
@@ -104,7 +106,7 @@ async def stats(config: Config) -> None:
 async def reset_stuck(config: Config, older_than_s: int) -> None:
     runtime = await open_runtime(config, start_devchain=False)
     try:
-        confirmer = Confirmer(Outbox(runtime.store, runtime.rpc, runtime.relayer()))
+        confirmer = Confirmer(Outbox(runtime.store, runtime.rpc, runtime.relayers()[0]))
         stuck = await confirmer.stuck_payments(older_than_s)
         print(f"{len(stuck)} payments sent more than {older_than_s}s ago")
         await confirmer.check(stuck, [], timeout_s=older_than_s)
@@ -120,13 +122,18 @@ async def reset_stuck(config: Config, older_than_s: int) -> None:
 
 async def serve(config: Config, *, api: bool, worker: bool) -> None:
     runtime = await open_runtime(config, start_devchain=api and worker)
-    pipeline: Worker | None = None
+    pipeline: WorkerPool | None = None
     try:
         if worker:
-            pipeline = Worker(runtime.store, runtime.rpc, runtime.relayer())
+            relayers = runtime.relayers()
+            pipeline = WorkerPool(runtime.store, runtime.rpc, relayers, settler=runtime.settler())
             await pipeline.start()
+            log.info(
+                "worker %s running with relayers %s",
+                pipeline.holder,
+                ", ".join(r.address for r in relayers),
+            )
         if not api:
-            log.info("worker running (relayer %s); Ctrl-C stops it", runtime.relayer().address)
             await asyncio.Event().wait()
             return
         svc = Services(
@@ -134,8 +141,6 @@ async def serve(config: Config, *, api: bool, worker: bool) -> None:
             chain=runtime.rpc,
             max_quantity_per_request=config.max_quantity_per_request,
         )
-        if pipeline is not None:
-            svc.on_payment_queued = pipeline.payment_queued.set
         server = uvicorn.Server(
             uvicorn.Config(
                 build_app(svc),
@@ -169,6 +174,7 @@ def _print_ready(config: Config, runtime: Runtime) -> None:
         lines += [
             f"  token:          {deployment.token} ({deployment.token_symbol})",
             f"  USDC:           {deployment.usdc}",
+            f"  batch settler:  {runtime.settler() or 'none (one tx per payment)'}",
             f"  price per mint: {price:.6f} USDC",
             "  try it:",
             f"    curl -s {url}/api/tokens/{deployment.token}",

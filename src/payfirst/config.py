@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from eth_utils.address import is_checksum_address, to_checksum_address
+
 from payfirst.domain.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///var/payfirst.db"
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +25,11 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     # None: `payfirst dev` starts a local anvil chain and deploys the demo contracts.
     rpc_url: str | None = None
-    relayer_key: str | None = None
+    # Several keys share the load; each worker process leases the ones it uses.
+    relayer_keys: tuple[str, ...] = ()
+    # The BatchSettler contract (EIP-55 checksummed); None: one tx per payment (except on
+    # the local dev chain, which deploys its own settler).
+    settler_address: str | None = None
     host: str = "127.0.0.1"
     port: int = 4021
     anvil_port: int = 8545
@@ -36,7 +43,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     return Config(
         database_url=_database_url(env),
         rpc_url=_rpc_url(env),
-        relayer_key=_relayer_key(env),
+        relayer_keys=_relayer_keys(env),
+        settler_address=_address(env, "PAYFIRST_SETTLER_ADDRESS"),
         host=env.get("PAYFIRST_HOST", "127.0.0.1"),
         port=_int(env, "PAYFIRST_PORT", 4021, 1, 65535),
         anvil_port=_int(env, "PAYFIRST_ANVIL_PORT", 8545, 1, 65535),
@@ -64,26 +72,53 @@ def _rpc_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
-def _relayer_key(env: Mapping[str, str]) -> str | None:
-    key = env.get("PAYFIRST_RELAYER_KEY")
-    source = "PAYFIRST_RELAYER_KEY"
-    key_file = env.get("PAYFIRST_RELAYER_KEY_FILE")
-    if key and key_file:
-        raise ConfigError("set PAYFIRST_RELAYER_KEY or PAYFIRST_RELAYER_KEY_FILE, not both")
-    if key_file:
-        source = "PAYFIRST_RELAYER_KEY_FILE"
+def _relayer_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PAYFIRST_RELAYER_KEY (one key), PAYFIRST_RELAYER_KEYS (comma-separated) or
+    PAYFIRST_RELAYER_KEY_FILE (one key per line, # comments)."""
+    given = [name for name in _KEY_VARIABLES if env.get(name)]
+    if len(given) > 1:
+        raise ConfigError(f"set only one of {', '.join(_KEY_VARIABLES)} (got {', '.join(given)})")
+    if not given:
+        return ()
+    source = given[0]
+    raw = env[source]
+    if source == "PAYFIRST_RELAYER_KEY_FILE":
         try:
-            key = Path(key_file).read_text().strip()
+            raw = Path(raw).read_text()
         except OSError as exc:
+            raise ConfigError(f"PAYFIRST_RELAYER_KEY_FILE: cannot read {raw!r}: {exc}") from exc
+        lines = [line.split("#", 1)[0].strip() for line in raw.splitlines()]
+        keys = [line for line in lines if line]
+    else:
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+    if not keys:
+        raise ConfigError(f"{source} holds no key")
+    for number, key in enumerate(keys, 1):
+        if not _KEY_RE.match(key):
+            # Never echo the value: it may be a real key with a typo.
             raise ConfigError(
-                f"PAYFIRST_RELAYER_KEY_FILE: cannot read {key_file!r}: {exc}"
-            ) from exc
-    if not key:
+                f"{source}: key {number} must be a 32-byte hex private key (64 hex digits)"
+            )
+    normalised = tuple(k if k.startswith("0x") else "0x" + k for k in keys)
+    if len(set(k.lower() for k in normalised)) != len(normalised):
+        raise ConfigError(f"{source} lists a key twice")
+    return normalised
+
+
+_KEY_VARIABLES = ("PAYFIRST_RELAYER_KEY", "PAYFIRST_RELAYER_KEYS", "PAYFIRST_RELAYER_KEY_FILE")
+
+
+def _address(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
         return None
-    if not _KEY_RE.match(key):
-        # Never echo the value: it may be a real key with a typo.
-        raise ConfigError(f"{source} must be a 32-byte hex private key (64 hex digits)")
-    return key if key.startswith("0x") else "0x" + key
+    body = raw[2:] if raw.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ConfigError(f"{name} must be a 0x-prefixed 20-byte hex address, got {raw!r}")
+    mixed_case = body != body.lower() and body != body.upper()
+    if mixed_case and not is_checksum_address(raw):
+        raise ConfigError(f"{name} has a wrong EIP-55 checksum: {raw!r} (a typo?)")
+    return str(to_checksum_address(raw))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -169,7 +169,13 @@ async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
     deployment = await chain.start()
     await pg_store.upsert_token(deployment.to_token())
     rpc = RpcClient(deployment.rpc_url)
-    worker = Worker(pg_store, rpc, Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id))
+    # Batched settlement through the dev chain's BatchSettler (setting payment_tx_batching).
+    worker = Worker(
+        pg_store,
+        rpc,
+        Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
+        settler=deployment.settler,
+    )
     services = Services(store=pg_store, chain=rpc, on_payment_queued=worker.payment_queued.set)
     transport = httpx.ASGITransport(app=build_app(services))
     http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")

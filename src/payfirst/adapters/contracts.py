@@ -43,6 +43,7 @@ __all__ = [
     "mint",
     "mint_usdc",
     "selector",
+    "settle_batch",
     "sign_transaction",
     "split_signature",
     "transfer_with_authorization_bytes",
@@ -207,6 +208,19 @@ def transfer_with_authorization_bytes(auth: Authorization) -> str:
     if len(raw) == 65 and raw[64] in (0, 1):
         raw = raw[:64] + bytes([raw[64] + 27])
     return encode_call(TRANSFER_WITH_AUTHORIZATION_BYTES, [*_auth_head(auth), raw])
+
+
+SETTLE_BATCH = (
+    "settle(address,(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)[])"
+)
+
+
+def settle_batch(asset: str, auths: list[Authorization]) -> str:
+    """Calldata for BatchSettler `settle(asset, Authorization[])`: one
+    `transferWithAuthorization(..., v, r, s)` of `asset` per item, each able to fail on its
+    own."""
+    items = [(*_auth_head(a), *split_signature(a.signature)) for a in auths]
+    return encode_call(SETTLE_BATCH, [checksum(asset), items])
 
 
 def authorization_state(authorizer: str, nonce: str | bytes) -> str:

@@ -1,5 +1,5 @@
-"""A local dev chain: anvil on loopback with the demo USDC and a mint token deployed and
-demo payers funded. Used by `make run` (writes `var/devchain.json`) and by the tests.
+"""A local dev chain: anvil on loopback with the demo USDC, a mint token and a BatchSettler
+deployed and demo payers funded. Used by `make run` (writes `var/devchain.json`) and by the tests.
 
 Anvil account 0 deploys everything; it owns DemoUSDC, administers the MintToken, holds its
 MINTER_ROLE and is the relayer that sends payfirst's transactions. Accounts 1-9 are the
@@ -91,6 +91,8 @@ class Deployment:
     relayer_address: str
     relayer_key: str
     payers: list[DevAccount]
+    # The BatchSettler ("" in a file written before payfirst deployed one: no batching).
+    settler: str = ""
 
     def to_token(self) -> Token:
         return Token(
@@ -125,6 +127,7 @@ class Deployment:
             "relayer_address": self.relayer_address,
             "relayer_key": self.relayer_key,
             "payers": [{"address": p.address, "key": p.key} for p in self.payers],
+            "settler": self.settler,
         }
 
     @classmethod
@@ -144,6 +147,7 @@ class Deployment:
             relayer_address=str(data["relayer_address"]),
             relayer_key=str(data["relayer_key"]),
             payers=[DevAccount(str(p["address"]), str(p["key"])) for p in data["payers"]],
+            settler=str(data.get("settler") or ""),
         )
 
     def save(self, path: str | Path) -> None:
@@ -385,6 +389,10 @@ class DevChain:
         )
         return await self._deploy(data)
 
+    async def deploy_settler(self) -> str:
+        """Deploys a BatchSettler (no owner, no constructor arguments); returns its address."""
+        return await self._deploy(contracts.load_artifact("BatchSettler").bytecode)
+
     async def deploy_token(
         self,
         *,
@@ -457,6 +465,7 @@ class DevChain:
             max_mint_count=max_mint_count,
             price_per_mint=price_per_mint,
         )
+        settler = await self.deploy_settler()
         payers = [DevAccount.from_key(k) for k in ANVIL_KEYS[1 : 1 + funded_payers]]
         deployment = Deployment(
             rpc_url=rpc_url,
@@ -473,6 +482,7 @@ class DevChain:
             relayer_address=deployer.address,
             relayer_key=deployer.key,
             payers=payers,
+            settler=settler,
         )
         self.deployment = deployment
         await self.fund([p.address for p in payers])

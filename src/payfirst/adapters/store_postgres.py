@@ -167,12 +167,26 @@ async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int) -> None:
     )
 
 
+# Notified (by a trigger, on commit) whenever payments are queued.
+NEW_PAYMENT_CHANNEL = "payfirst_payment_queued"
+
+
 class PostgresStore:
     """The Store port on PostgreSQL. Build it with `await PostgresStore.connect(dsn)`."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str | None = None,
+        dsn: str = "",
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
         self._pool = pool
         self._schema = schema
+        self._dsn = dsn
+        self._server_settings = server_settings or {}
+        self._listener: asyncpg.Connection | None = None
+        self._watchers: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(
@@ -199,7 +213,7 @@ class PostgresStore:
             server_settings=server_settings,
             init=_init_connection,
         )
-        store = cls(pool, schema)
+        store = cls(pool, schema, dsn, server_settings)
         try:
             if schema is not None:
                 async with pool.acquire() as conn, conn.transaction():
@@ -226,6 +240,9 @@ class PostgresStore:
         return await run_migrations(self._pool)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         await self._pool.close()
 
     async def ping(self) -> None:
@@ -432,25 +449,86 @@ class PostgresStore:
             await _set_next_nonce(conn, relayer, nonce)
         return claimed
 
+    async def claim_payment_batch(
+        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+    ) -> list[Payment]:
+        if limit <= 0:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The oldest pending payment no other claim holds picks the batch's asset (one
+            # settle tx moves one asset); it is locked here and not skipped below.
+            asset = await conn.fetchval(
+                """
+                SELECT payment_asset FROM payment_queue
+                 WHERE status = 'pending'
+                 ORDER BY created_at, id
+                 LIMIT 1
+                   FOR UPDATE SKIP LOCKED
+                """
+            )
+            if asset is None:
+                return []
+            rows = await conn.fetch(
+                f"""
+                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
+                 WHERE status = 'pending' AND payment_asset = $2
+                 ORDER BY created_at, id
+                 LIMIT $1
+                   FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+                asset,
+            )
+            if not rows:  # pragma: no cover - the row locked above is always among them
+                return []
+            payments = [_payment(r) for r in rows]
+            nonce = await _lock_relayer(conn, relayer)
+            signed = sign(payments, nonce)
+            await conn.execute(
+                """
+                UPDATE payment_queue
+                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
+                       raw_tx = $5, updated_at = now()
+                 WHERE id = ANY($1::uuid[])
+                """,
+                [p.id for p in payments],
+                signed.hash,
+                nonce,
+                relayer,
+                signed.raw,
+            )
+            await _set_next_nonce(conn, relayer, nonce + 1)
+        return [
+            replace(
+                p,
+                status=PaymentStatus.PROCESSING,
+                tx_hash=signed.hash,
+                nonce=nonce,
+                relayer=relayer,
+                raw_tx=signed.raw,
+            )
+            for p in payments
+        ]
+
     async def list_payments(
-        self, status: PaymentStatus, limit: int, *, expiring_before: int | None = None
+        self,
+        status: PaymentStatus,
+        limit: int,
+        *,
+        expiring_before: int | None = None,
+        relayer: str | None = None,
     ) -> list[Payment]:
         order = "processed_at, created_at, id" if status is PaymentStatus.SENT else "created_at, id"
-        if expiring_before is None:
-            rows = await self._pool.fetch(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = $1 "
-                f"ORDER BY {order} LIMIT $2",
-                status.value,
-                limit,
-            )
-        else:
-            rows = await self._pool.fetch(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue "
-                f"WHERE status = $1 AND valid_before < $3 ORDER BY {order} LIMIT $2",
-                status.value,
-                limit,
-                min(expiring_before, _MAX_BIGINT),
-            )
+        rows = await self._pool.fetch(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = $1"
+            " AND ($3::bigint IS NULL OR valid_before < $3)"
+            " AND ($4::text IS NULL OR relayer = $4)"
+            f" ORDER BY {order} LIMIT $2",
+            status.value,
+            limit,
+            None if expiring_before is None else min(expiring_before, _MAX_BIGINT),
+            relayer,
+        )
         return [_payment(r) for r in rows]
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
@@ -593,12 +671,16 @@ class PostgresStore:
         )
         return [_mint_item(r) for r in rows]
 
-    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+    async def list_mint_items(
+        self, status: MintStatus, limit: int, *, relayer: str | None = None
+    ) -> list[MintItem]:
         rows = await self._pool.fetch(
-            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = $1 "
-            "ORDER BY updated_at, created_at, id LIMIT $2",
+            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = $1"
+            " AND ($3::text IS NULL OR relayer = $3)"
+            " ORDER BY updated_at, created_at, id LIMIT $2",
             status.value,
             limit,
+            relayer,
         )
         return [_mint_item(r) for r in rows]
 
@@ -782,6 +864,41 @@ class PostgresStore:
             "completed_last_minute": int(row["completed"]),
             "mints_completed_last_minute": int(row["mints_completed"]),
         }
+
+    # -- relayer leases and wake-ups --------------------------------------------------
+
+    async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
+        row = await self._pool.fetchval(
+            """
+            INSERT INTO relayer_leases (address, holder, expires_at)
+            VALUES ($1, $2, now() + make_interval(secs => $3))
+            ON CONFLICT (address) DO UPDATE
+                SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+                    updated_at = now()
+              WHERE relayer_leases.holder = EXCLUDED.holder
+                 OR relayer_leases.expires_at < now()
+            RETURNING holder
+            """,
+            relayer,
+            holder,
+            float(ttl_s),
+        )
+        return bool(row == holder)
+
+    async def release_relayer_lease(self, relayer: str, holder: str) -> None:
+        await self._pool.execute(
+            "DELETE FROM relayer_leases WHERE address = $1 AND holder = $2", relayer, holder
+        )
+
+    async def watch_new_payments(self, callback: Callable[[], None]) -> None:
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
+            await self._listener.add_listener(NEW_PAYMENT_CHANNEL, self._on_notify)
+        self._watchers.append(callback)
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        for watcher in self._watchers:
+            watcher()
 
 
 def _rowcount(status: str) -> int:

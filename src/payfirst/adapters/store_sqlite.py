@@ -182,6 +182,7 @@ class SqliteStore:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._watchers: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(
@@ -398,6 +399,8 @@ class SqliteStore:
                 if known is None:
                     raise PaymentRejected(404, "unknown_token")
                 raise PaymentRejected(409, "sold_out")
+        for watcher in self._watchers:
+            watcher()
         return QueuedPayment(payment.id, created=True)
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
@@ -469,26 +472,80 @@ class SqliteStore:
             await _set_next_nonce(conn, relayer, nonce)
         return claimed
 
+    async def claim_payment_batch(
+        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+    ) -> list[Payment]:
+        if limit <= 0:
+            return []
+        async with self.transaction() as conn:
+            # One settle tx moves one asset: the oldest pending payment picks it.
+            async with conn.execute(
+                f"""
+                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
+                 WHERE status = 'pending'
+                   AND payment_asset = (
+                       SELECT payment_asset FROM payment_queue WHERE status = 'pending'
+                        ORDER BY created_at, rowid LIMIT 1)
+                 ORDER BY created_at, rowid
+                 LIMIT ?
+                """,
+                (limit,),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            if not rows:
+                return []
+            payments = [_payment(r) for r in rows]
+            nonce = await _lock_relayer(conn, relayer)
+            signed = sign(payments, nonce)
+            await conn.execute(
+                """
+                UPDATE payment_queue
+                   SET status = 'processing', tx_hash = ?, nonce = ?, relayer = ?, raw_tx = ?,
+                       updated_at = ?
+                 WHERE id IN (SELECT value FROM json_each(?))
+                """,
+                (
+                    signed.hash,
+                    nonce,
+                    relayer,
+                    signed.raw,
+                    _now(),
+                    _json_list([p.id for p in payments]),
+                ),
+            )
+            await _set_next_nonce(conn, relayer, nonce + 1)
+        return [
+            replace(
+                p,
+                status=PaymentStatus.PROCESSING,
+                tx_hash=signed.hash,
+                nonce=nonce,
+                relayer=relayer,
+                raw_tx=signed.raw,
+            )
+            for p in payments
+        ]
+
     async def list_payments(
-        self, status: PaymentStatus, limit: int, *, expiring_before: int | None = None
+        self,
+        status: PaymentStatus,
+        limit: int,
+        *,
+        expiring_before: int | None = None,
+        relayer: str | None = None,
     ) -> list[Payment]:
         order = (
             "processed_at, created_at, rowid"
             if status is PaymentStatus.SENT
             else "created_at, rowid"
         )
-        if expiring_before is None:
-            rows = await self._fetchall(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = ? "
-                f"ORDER BY {order} LIMIT ?",
-                (status.value, limit),
-            )
-        else:
-            rows = await self._fetchall(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue "
-                f"WHERE status = ? AND valid_before < ? ORDER BY {order} LIMIT ?",
-                (status.value, min(expiring_before, _MAX_INTEGER), limit),
-            )
+        before = None if expiring_before is None else min(expiring_before, _MAX_INTEGER)
+        rows = await self._fetchall(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = ?"
+            " AND (? IS NULL OR valid_before < ?) AND (? IS NULL OR relayer = ?)"
+            f" ORDER BY {order} LIMIT ?",
+            (status.value, before, before, relayer, relayer, limit),
+        )
         return [_payment(r) for r in rows]
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
@@ -626,11 +683,14 @@ class SqliteStore:
         )
         return [_mint_item(r) for r in rows]
 
-    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+    async def list_mint_items(
+        self, status: MintStatus, limit: int, *, relayer: str | None = None
+    ) -> list[MintItem]:
         rows = await self._fetchall(
-            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = ? "
-            "ORDER BY updated_at, created_at, rowid LIMIT ?",
-            (status.value, limit),
+            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = ?"
+            " AND (? IS NULL OR relayer = ?)"
+            " ORDER BY updated_at, created_at, rowid LIMIT ?",
+            (status.value, relayer, relayer, limit),
         )
         return [_mint_item(r) for r in rows]
 
@@ -829,6 +889,40 @@ class SqliteStore:
             "completed_last_minute": int(row["completed"]),
             "mints_completed_last_minute": int(row["mints_completed"]),
         }
+
+    # -- relayer leases and wake-ups --------------------------------------------------
+
+    async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
+        now = datetime.now(UTC)
+        expires = sqlite_timestamp(now + timedelta(seconds=ttl_s))
+        async with (
+            self.transaction() as conn,
+            conn.execute(
+                """
+                INSERT INTO relayer_leases (address, holder, expires_at, updated_at)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (address) DO UPDATE
+                    SET holder = excluded.holder, expires_at = excluded.expires_at,
+                        updated_at = excluded.updated_at
+                  WHERE relayer_leases.holder = excluded.holder
+                     OR relayer_leases.expires_at < excluded.updated_at
+                RETURNING holder
+                """,
+                (relayer, holder, expires, sqlite_timestamp(now)),
+            ) as cursor,
+        ):
+            row = await cursor.fetchone()
+        return row is not None and row["holder"] == holder
+
+    async def release_relayer_lease(self, relayer: str, holder: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM relayer_leases WHERE address = ? AND holder = ?", (relayer, holder)
+            )
+
+    async def watch_new_payments(self, callback: Callable[[], None]) -> None:
+        # One SQLite file has one writer process, so in-process callbacks see every payment.
+        self._watchers.append(callback)
 
 
 def _one_token(items: list[MintItem]) -> None:

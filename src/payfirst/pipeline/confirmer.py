@@ -1,10 +1,14 @@
 """The confirmer loop: receipts of sent transactions decide every payment's and mint
 item's terminal state, always by what the chain says.
 
-Payments, per receipt:
-- success: in ONE transaction the mint items are created (the callback) and the payment
-  becomes `completed`;
-- reverted: if the authorization was used by another transaction (anyone may submit an
+Payments, per receipt (payments sharing a tx — a BatchSettler `settle` of many
+authorizations — are decided together by that one receipt; a direct
+`transferWithAuthorization` tx is just a batch of one):
+- success and the asset's `AuthorizationUsed(payer, nonce)` log in the receipt: in ONE
+  transaction the mint items are created (the callback) and the payment becomes
+  `completed`;
+- reverted, or success without that log (the item failed inside the batch): if the
+  authorization was used by another transaction (anyone may submit an
   EIP-3009 authorization), the payment is completed by that one; otherwise
   `confirmation_failed` and the reserved supply is released;
 - not mined: re-sent (the same signed bytes) while it can still land. Once the relayer's
@@ -48,8 +52,11 @@ class Confirmer:
     async def run_once(self, batch_size: int, timeout_s: int) -> int:
         """Checks up to `batch_size` sent payments and their mint items; returns how many
         reached a terminal state."""
-        payments = await self.store.list_payments(PaymentStatus.SENT, batch_size)
-        mints = await self.store.list_mint_items(MintStatus.SENT, batch_size)
+        # Each worker confirms its own relayer's txs; a dead worker's are confirmed by
+        # whoever takes its relayer lease over.
+        relayer = self.outbox.relayer.address
+        payments = await self.store.list_payments(PaymentStatus.SENT, batch_size, relayer=relayer)
+        mints = await self.store.list_mint_items(MintStatus.SENT, batch_size, relayer=relayer)
         return await self.check(payments, mints, timeout_s)
 
     async def stuck_payments(self, older_than_s: int) -> list[Payment]:
@@ -86,11 +93,13 @@ class Confirmer:
             )
         )
         log.info("🔍 checking %d sent payments, %d sent mint items", len(payments), len(mints))
+        # Per mined tx, the authorizations it used: the per-item outcome of a batch.
+        used = {h: authorizations_used(r) for h, r in receipts.items() if r is not None}
         resend = False
         done = 0
-        for payment in payments:
+        for payment in sorted(payments, key=lambda p: (p.tx_hash or "", p.created_at)):
             outcome = await self._decide_payment(
-                payment, receipts, chain_nonces, latest_block, timeout_s
+                payment, receipts, used, chain_nonces, latest_block, timeout_s
             )
             done += outcome == "done"
             resend |= outcome == "resend"
@@ -112,16 +121,21 @@ class Confirmer:
         self,
         payment: Payment,
         receipts: dict[str, Any],
+        used: dict[str, set[tuple[str, str, str]]],
         chain_nonces: dict[str, int],
         latest_block: dict[str, Any],
         timeout_s: int,
     ) -> str:
         receipt = receipts.get(payment.tx_hash or "")
         if receipt is not None:
-            if int(receipt["status"], 16) == 1:
+            if authorization_key(payment) in used[payment.tx_hash or ""]:
                 await self._complete(payment, str(receipt["transactionHash"]))
                 return "done"
-            return await self._settle_reverted(payment, "transaction reverted")
+            if int(receipt["status"], 16) == 1:
+                why = "authorization failed inside the batch transaction"
+            else:
+                why = "transaction reverted"
+            return await self._settle_reverted(payment, why)
         assert payment.nonce is not None and payment.relayer is not None
         if chain_nonces.get(payment.relayer, -1) > payment.nonce:
             return await self._settle_dropped(payment)
@@ -247,6 +261,28 @@ class Confirmer:
                 "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), batch[0].tx_hash, why
             )
         return len(done_ids)
+
+
+def authorizations_used(receipt: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(asset, authorizer topic, nonce) of every `AuthorizationUsed` log in a successful
+    receipt, all lowercase (a reverted tx leaves no logs)."""
+    if int(receipt["status"], 16) != 1:
+        return set()
+    return {
+        (str(entry["address"]).lower(), str(topics[1]).lower(), str(topics[2]).lower())
+        for entry in receipt.get("logs") or []
+        if len(topics := entry.get("topics") or []) == 3
+        and str(topics[0]).lower() == AUTHORIZATION_USED_TOPIC
+    }
+
+
+def authorization_key(payment: Payment) -> tuple[str, str, str]:
+    """This payment's entry in `authorizations_used`."""
+    return (
+        payment.payment_asset.lower(),
+        "0x" + payment.payer[2:].lower().rjust(64, "0"),
+        payment.authorization.nonce.lower(),
+    )
 
 
 async def has_minted(rpc: Any, items: list[MintItem]) -> list[bool]:

@@ -14,6 +14,11 @@ GWEI = 10**9
 PRIORITY_FEE = 1 * GWEI
 # Explicit gas: estimating each call would cost an RPC round trip per payment.
 GAS_TRANSFER_WITH_AUTHORIZATION = 120_000
+# A BatchSettler `settle` tx: base + per item. Measured on anvil: ~37-45k per item, ~66k
+# worst case (cold payer, payee's first balance); unused gas is not paid for, and an item
+# that ran short of gas would fail on its own inside the batch, so the margin is wide.
+GAS_SETTLE_BASE = 50_000
+GAS_SETTLE_PER_ITEM = 80_000
 GAS_BATCH_MINT_BASE = 60_000
 GAS_BATCH_MINT_PER_ITEM = 80_000
 
@@ -27,7 +32,23 @@ class Fees:
 async def current_fees(rpc: RpcClient) -> Fees:
     """EIP-1559 fees from the latest base fee: room for the base fee to double."""
     base_fee = await rpc.latest_base_fee()
+    return fees_for(base_fee)
+
+
+def fees_for(base_fee: int) -> Fees:
+    """EIP-1559 fees for this base fee: room for the base fee to double."""
     return Fees(max_fee_per_gas=2 * base_fee + PRIORITY_FEE, max_priority_fee_per_gas=PRIORITY_FEE)
+
+
+def settle_gas(items: int) -> int:
+    """The explicit gas limit of a BatchSettler `settle` tx of `items` authorizations."""
+    return GAS_SETTLE_BASE + GAS_SETTLE_PER_ITEM * items
+
+
+def max_settle_items(block_gas_limit: int) -> int:
+    """The most authorizations one `settle` tx may carry so its gas stays under half the
+    block gas limit (it must fit in a block beside other traffic); at least 1."""
+    return max(1, (block_gas_limit // 2 - GAS_SETTLE_BASE) // GAS_SETTLE_PER_ITEM)
 
 
 @dataclass(frozen=True, slots=True)

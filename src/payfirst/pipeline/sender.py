@@ -3,19 +3,34 @@
 Write-ahead rule: a payment's signed transaction, hash and relayer nonce are committed
 together with the relayer's next nonce BEFORE anything is broadcast, so a crash at any
 instant leaves either an untouched pending payment or a signed transaction the outbox
-re-sends on restart — never a broadcast transaction payfirst does not know about."""
+re-sends on restart — never a broadcast transaction payfirst does not know about.
+
+Batched settlement: with a BatchSettler configured and the `payment_tx_batching` setting
+on, one tx settles many payments of one asset (`settle(asset, authorizations)`, each item
+able to fail on its own) under ONE relayer nonce; a batch of one is a direct
+`transferWithAuthorization` call (cheaper). The gas is explicit (base + per item) and a
+batch is capped so it stays under half the latest block's gas limit."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from payfirst.adapters import contracts
+from payfirst.adapters.chain_rpc import ChainUnavailable
 from payfirst.domain.models import Payment, SignedTx
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline import faults
 from payfirst.pipeline.outbox import Outbox
-from payfirst.pipeline.relayer import GAS_TRANSFER_WITH_AUTHORIZATION, current_fees
+from payfirst.pipeline.relayer import (
+    GAS_TRANSFER_WITH_AUTHORIZATION,
+    Fees,
+    Relayer,
+    fees_for,
+    max_settle_items,
+    settle_gas,
+)
 
 log = logging.getLogger("payfirst.sender")
 
@@ -24,25 +39,33 @@ MIN_VALIDITY_LEFT_S = 5
 
 
 class Sender:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, settler: str | None = None) -> None:
         self.outbox = outbox
         self.store = outbox.store
+        # The BatchSettler contract; None: one tx per payment.
+        self.settler = settler
 
-    async def run_once(self, batch_size: int) -> int:
-        """One batch; returns how many payments it signed."""
+    async def run_once(self, batch_size: int, *, batching: bool = True) -> int:
+        """Up to `batch_size` payments; returns how many it signed. With `batching` (and a
+        settler) they go in as few `settle` txs as the gas cap allows, else one tx each."""
         await self._fail_expired()
-        fees = await current_fees(self.outbox.rpc)
+        block = await self.outbox.rpc.get_block("latest")  # once per tick: fees, gas cap
+        if block is None:
+            raise ChainUnavailable("no latest block")
+        fees = fees_for(_quantity(block.get("baseFeePerGas")))
         relayer = self.outbox.relayer
 
         def sign(payment: Payment, nonce: int) -> SignedTx:
-            data = contracts.transfer_with_authorization_vrs(payment.authorization)
-            return relayer.sign_call(
-                payment.payment_asset, data, nonce, GAS_TRANSFER_WITH_AUTHORIZATION, fees
-            )
+            return _sign_direct(relayer, payment, nonce, fees)
 
         async with self.outbox.lock:
             await self.outbox.sync_nonce()
-            claimed = await self.store.claim_payments(relayer.address, batch_size, sign)
+            if batching and self.settler is not None:
+                claimed = await self._claim_batches(
+                    batch_size, max_settle_items(_quantity(block.get("gasLimit"))), fees
+                )
+            else:
+                claimed = await self.store.claim_payments(relayer.address, batch_size, sign)
             faults.crash_point(faults.AFTER_PERSIST)
             # Also re-sends what an earlier tick or a crashed run signed but did not send.
             result = await self.outbox.flush(resend_sent=False)
@@ -54,6 +77,36 @@ class Sender:
                 result.failed,
             )
         return len(claimed)
+
+    async def _claim_batches(self, batch_size: int, cap: int, fees: Fees) -> list[Payment]:
+        """Claims (signs and persists) `settle` txs of at most `cap` payments each until
+        `batch_size` payments are claimed or none is pending. Call with the lock held."""
+        relayer = self.outbox.relayer
+        settler = self.settler
+        assert settler is not None
+
+        def sign(payments: list[Payment], nonce: int) -> SignedTx:
+            if len(payments) == 1:
+                return _sign_direct(relayer, payments[0], nonce, fees)
+            asset = payments[0].payment_asset
+            data = contracts.settle_batch(asset, [p.authorization for p in payments])
+            return relayer.sign_call(settler, data, nonce, settle_gas(len(payments)), fees)
+
+        claimed: list[Payment] = []
+        while len(claimed) < batch_size:
+            wanted = min(cap, batch_size - len(claimed))
+            batch = await self.store.claim_payment_batch(relayer.address, wanted, sign)
+            if batch:
+                log.info(
+                    "📦 %d payments in one tx (nonce %s, tx %s)",
+                    len(batch),
+                    batch[0].nonce,
+                    batch[0].tx_hash,
+                )
+            if not batch:
+                break
+            claimed += batch  # a short batch: that asset is done, another may follow
+        return claimed
 
     async def _fail_expired(self) -> None:
         deadline = int(time.time()) + MIN_VALIDITY_LEFT_S
@@ -70,3 +123,18 @@ class Sender:
                 log.warning(
                     "❌ payment %s failed: authorization expired before sending", payment.id
                 )
+
+
+def _sign_direct(relayer: Relayer, payment: Payment, nonce: int, fees: Fees) -> SignedTx:
+    """A tx calling the asset's `transferWithAuthorization` for this one payment."""
+    data = contracts.transfer_with_authorization_vrs(payment.authorization)
+    return relayer.sign_call(
+        payment.payment_asset, data, nonce, GAS_TRANSFER_WITH_AUTHORIZATION, fees
+    )
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC hex quantity (None, e.g. no baseFeePerGas before EIP-1559: 0)."""
+    if value is None:
+        return 0
+    return int(value, 16) if isinstance(value, str) else int(value)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
@@ -24,10 +27,13 @@ log = logging.getLogger("payfirst.worker")
 
 
 class Worker:
-    def __init__(self, store: Store, rpc: RpcClient, relayer: Relayer) -> None:
+    def __init__(
+        self, store: Store, rpc: RpcClient, relayer: Relayer, *, settler: str | None = None
+    ) -> None:
         self.store = store
         self.outbox = Outbox(store, rpc, relayer)
-        self.sender = Sender(self.outbox)
+        # With a BatchSettler, payments settle many to a tx (setting payment_tx_batching).
+        self.sender = Sender(self.outbox, settler)
         self.confirmer = Confirmer(self.outbox)
         self.minter = Minter(self.outbox)
         self.payment_queued = asyncio.Event()
@@ -72,7 +78,9 @@ class Worker:
 
     async def _send(self, settings: dict[str, int]) -> tuple[bool, int]:
         size = settings["payment_batch_size"]
-        signed = await self.sender.run_once(size)
+        signed = await self.sender.run_once(
+            size, batching=settings.get("payment_tx_batching", 1) != 0
+        )
         if signed:
             self.txs_sent.set()
         return signed >= size, settings["payment_batch_interval_ms"]
@@ -112,3 +120,80 @@ class Worker:
                 continue  # a full batch: there is probably more right now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval_ms / 1000)
+
+
+class WorkerPool:
+    """Runs one Worker for every relayer key this process holds a lease on.
+
+    A key is held by a lease row renewed every third of its time-to-live; a worker that
+    dies stops renewing, and once the lease expires another process takes the key over
+    (its recovery re-sends the dead worker's persisted txs and its confirmer settles them).
+    Nonces stay safe even in the overlap: they are assigned under the relayer row's lock
+    in the database, never from memory."""
+
+    def __init__(
+        self,
+        store: Store,
+        rpc: RpcClient,
+        relayers: list[Relayer],
+        *,
+        holder: str | None = None,
+        lease_ttl_s: float = 15.0,
+        settler: str | None = None,
+    ) -> None:
+        self.store = store
+        self.rpc = rpc
+        self.relayers = relayers
+        self.settler = settler  # the BatchSettler every worker batches through (or None)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_ttl_s = lease_ttl_s
+        self.workers: dict[str, Worker] = {}
+        self._starting: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        for worker in self.workers.values():
+            worker.payment_queued.set()
+
+    async def start(self) -> None:
+        await self.store.watch_new_payments(self.wake)
+        self._tasks = [asyncio.create_task(self._hold(r)) for r in self.relayers]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for address in list(self.workers):
+            await self._drop(address)
+
+    async def _hold(self, relayer: Relayer) -> None:
+        address = relayer.address
+        while True:
+            try:
+                held = await self.store.acquire_relayer_lease(
+                    address, self.holder, self.lease_ttl_s
+                )
+            except Exception as exc:  # the database is unreachable: we cannot prove the lease
+                log.warning("relayer %s: lease not renewed: %s", address, exc)
+                held = False
+            if held and address not in self.workers:
+                worker = Worker(self.store, self.rpc, relayer, settler=self.settler)
+                self.workers[address] = worker
+                self._starting[address] = asyncio.create_task(worker.start())
+                log.info("relayer %s: lease taken by %s, worker starting", address, self.holder)
+            elif not held and address in self.workers:
+                log.warning("relayer %s: lease lost, worker stopped", address)
+                await self._drop(address, release=False)
+            await asyncio.sleep(self.lease_ttl_s / 3)
+
+    async def _drop(self, address: str, *, release: bool = True) -> None:
+        starting = self._starting.pop(address, None)
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        worker = self.workers.pop(address)
+        await worker.stop()
+        if release:
+            with contextlib.suppress(Exception):
+                await self.store.release_relayer_lease(address, self.holder)

@@ -19,6 +19,9 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "confirmation_timeout_s": 300,
     "mint_batch_size": 10,
     "mint_interval_ms": 3000,
+    # 1: many payments settle in one BatchSettler tx (when a settler is configured);
+    # 0: one transferWithAuthorization tx per payment.
+    "payment_tx_batching": 1,
 }
 
 
@@ -95,12 +98,29 @@ class Store(Protocol):
         `processing`, advance the relayer's next_nonce. Returns the updated payments in
         nonce order. If `sign` raises, nothing is written."""
 
+    async def claim_payment_batch(
+        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+    ) -> list[Payment]:
+        """ONE transaction (the write-ahead step, as `claim_payments`), for ONE tx settling
+        many payments: take up to `limit` pending payments of ONE payment asset (the asset
+        of the oldest pending payment not locked by another claim), oldest first (FOR
+        UPDATE SKIP LOCKED on PostgreSQL), lock the relayer's row (created with next_nonce
+        0 if missing), call `sign(payments, nonce)` ONCE with its next nonce, store the
+        same raw_tx, tx_hash and nonce, the relayer and status `processing` on every one,
+        advance next_nonce by one. Returns the updated payments, oldest first. Nothing is
+        signed or written when none is pending; nothing is written if `sign` raises."""
+
     async def list_payments(
-        self, status: PaymentStatus, limit: int, *, expiring_before: int | None = None
+        self,
+        status: PaymentStatus,
+        limit: int,
+        *,
+        expiring_before: int | None = None,
+        relayer: str | None = None,
     ) -> list[Payment]:
         """Payments in `status`, oldest first (`sent`: by processed_at; others by
         created_at); with `expiring_before`, only those whose authorization's
-        valid_before is below it."""
+        valid_before is below it; with `relayer`, only that relayer's."""
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
         """Payments and mint items in `processing` whose tx_hash is one of these become
@@ -141,8 +161,10 @@ class Store(Protocol):
 
     async def get_mint_items(self, payment_id: UUID) -> list[MintItem]: ...
 
-    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
-        """Oldest first (by updated_at)."""
+    async def list_mint_items(
+        self, status: MintStatus, limit: int, *, relayer: str | None = None
+    ) -> list[MintItem]:
+        """Oldest first (by updated_at); with `relayer`, only that relayer's."""
 
     async def pending_mint_items(self, limit: int) -> list[MintItem]:
         """Up to `limit` pending items of ONE token (the token of the oldest pending
@@ -179,6 +201,19 @@ class Store(Protocol):
 
     async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
         """next_nonce = max(stored, chain_next_nonce) (row created if missing); returns it."""
+
+    # -- relayer leases and wake-ups --------------------------------------------------
+
+    async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease on a relayer key for `ttl_s` seconds: succeeds when
+        nobody holds it, `holder` already does, or the holder's lease has expired."""
+
+    async def release_relayer_lease(self, relayer: str, holder: str) -> None:
+        """Give the key up (only if `holder` holds it)."""
+
+    async def watch_new_payments(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever any process queues a payment (PostgreSQL: LISTEN /
+        NOTIFY, fired by a trigger on commit; SQLite: in-process)."""
 
     # -- operators ------------------------------------------------------------------
 

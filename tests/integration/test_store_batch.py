@@ -1,0 +1,237 @@
+"""The Store port's batched claim (`claim_payment_batch`: many payments, ONE signed tx,
+ONE relayer nonce) and the outbox methods on shared tx hashes, against PostgreSQL and
+SQLite alike; plus batch claims racing on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from uuid import UUID
+
+import pytest
+
+from payfirst.adapters.store_postgres import PostgresStore
+from payfirst.domain.models import NewPayment, Payment, SignedTx, Token
+from payfirst.domain.statuses import PaymentStatus
+from payfirst.pipeline.mint_ids import mint_ids
+from payfirst.ports.store import OutboxTx, Store
+from tests.fixtures.store import fetch_raw, make_payment, make_token, random_address
+
+
+def sign_batch(payments: list[Payment], nonce: int) -> SignedTx:
+    """A made-up signed tx, distinct per (payments, nonce)."""
+    digest = hashlib.sha256(f"batch {[str(p.id) for p in payments]} {nonce}".encode()).hexdigest()
+    return SignedTx(raw="0x02f8" + digest, hash="0x" + digest)
+
+
+class BatchRecorder:
+    """A batch sign callback that records its calls and can be told to fail."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.calls: list[tuple[list[UUID], int]] = []
+        self.fail = fail
+
+    def __call__(self, payments: list[Payment], nonce: int) -> SignedTx:
+        if self.fail:
+            raise RuntimeError("signer exploded")
+        self.calls.append(([p.id for p in payments], nonce))
+        return sign_batch(payments, nonce)
+
+
+async def _token(store: Store, **overrides: object) -> Token:
+    token = make_token(max_mint_count=1000, **overrides)
+    await store.upsert_token(token)
+    return token
+
+
+async def _queue(store: Store, token: Token, count: int) -> list[NewPayment]:
+    payments = [make_payment(token) for _ in range(count)]
+    for new in payments:
+        assert (await store.queue_payment(new)).created
+    return payments
+
+
+async def _get(store: Store, payment_id: UUID) -> Payment:
+    payment = await store.get_payment(payment_id)
+    assert payment is not None
+    return payment
+
+
+async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
+    token = await _token(store)
+    relayer = random_address()
+    await store.set_relayer_nonce(relayer, 7)
+    queued = await _queue(store, token, 4)
+    recorder = BatchRecorder()
+    claimed = await store.claim_payment_batch(relayer, 10, recorder)
+    assert [p.id for p in claimed] == [n.id for n in queued]  # oldest first
+    assert recorder.calls == [([n.id for n in queued], 7)]  # ONE sign call
+    expected = sign_batch(claimed, 7)
+    for payment in claimed:
+        assert payment.status is PaymentStatus.PROCESSING
+        assert (payment.nonce, payment.relayer) == (7, relayer)
+        assert (payment.raw_tx, payment.tx_hash) == (expected.raw, expected.hash)
+        assert await _get(store, payment.id) == payment  # what it returned is what it stored
+    assert await store.get_relayer_nonce(relayer) == 8  # one nonce for the whole batch
+
+
+async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
+    token = await _token(store)
+    queued = await _queue(store, token, 6)
+    await store.fail_payment(queued[1].id, PaymentStatus.FAILED, "expired")
+    relayer = random_address()
+    first = await store.claim_payment_batch(relayer, 2, sign_batch)
+    assert [p.id for p in first] == [queued[0].id, queued[2].id]
+    rest = await store.claim_payment_batch(relayer, 10, sign_batch)
+    assert [p.id for p in rest] == [queued[3].id, queued[4].id, queued[5].id]
+    assert {p.nonce for p in first} == {0}
+    assert {p.nonce for p in rest} == {1}
+    assert len({p.tx_hash for p in first + rest}) == 2
+    assert await store.claim_payment_batch(relayer, 10, sign_batch) == []
+    assert await store.claim_payment_batch(relayer, 0, sign_batch) == []
+    assert await store.get_relayer_nonce(relayer) == 2
+    assert (await _get(store, queued[1].id)).nonce is None
+
+
+async def test_batch_claim_with_nothing_pending_signs_and_writes_nothing(store: Store) -> None:
+    relayer = random_address()
+    recorder = BatchRecorder()
+    assert await store.claim_payment_batch(relayer, 5, recorder) == []
+    assert recorder.calls == []
+    assert await store.get_relayer_nonce(relayer) is None
+
+
+async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None:
+    token = await _token(store)
+    queued = await _queue(store, token, 3)
+    relayer = random_address()
+    with pytest.raises(RuntimeError, match="signer exploded"):
+        await store.claim_payment_batch(relayer, 10, BatchRecorder(fail=True))
+    for new in queued:
+        payment = await _get(store, new.id)
+        assert payment.status is PaymentStatus.PENDING
+        assert (payment.nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
+            None,
+            None,
+            None,
+            None,
+        )
+    assert await store.get_relayer_nonce(relayer) is None  # no relayer row left behind
+    claimed = await store.claim_payment_batch(relayer, 10, sign_batch)
+    assert [p.id for p in claimed] == [n.id for n in queued]
+    assert {p.nonce for p in claimed} == {0}
+
+
+async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
+    """One settle tx moves one asset: the oldest pending payment's."""
+    first_token = await _token(store)
+    other_token = await _token(store)
+    a1 = await _queue(store, first_token, 1)
+    b1 = await _queue(store, other_token, 2)
+    a2 = await _queue(store, first_token, 1)
+    relayer = random_address()
+    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    assert [p.id for p in batch] == [a1[0].id, a2[0].id]
+    assert {p.payment_asset for p in batch} == {first_token.payment_asset}
+    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    assert [p.id for p in batch] == [n.id for n in b1]
+    assert {p.nonce for p in batch} == {1}
+
+
+async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Store) -> None:
+    token = await _token(store)
+    await _queue(store, token, 5)
+    relayer = random_address()
+
+    def sign_one(payment: Payment, nonce: int) -> SignedTx:
+        return sign_batch([payment], nonce)
+
+    single = await store.claim_payments(relayer, 2, sign_one)
+    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    assert [p.nonce for p in single] == [0, 1]
+    assert {p.nonce for p in batch} == {2}
+    assert len(batch) == 3
+    assert await store.get_relayer_nonce(relayer) == 3
+
+
+async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> None:
+    """`unconfirmed_txs` gives one OutboxTx per nonce, `mark_sent` moves every row of the
+    tx, and the rows end one by one (completed or failed) without disturbing the others."""
+    token = await _token(store)
+    queued = await _queue(store, token, 3)
+    relayer = random_address()
+    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    tx_hash, raw_tx = batch[0].tx_hash, batch[0].raw_tx
+    assert tx_hash is not None and raw_tx is not None
+    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=False)]
+
+    await store.mark_sent([tx_hash])
+    for new in queued:
+        payment = await _get(store, new.id)
+        assert payment.status is PaymentStatus.SENT
+        assert payment.processed_at is not None
+    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
+    assert await store.unconfirmed_txs(relayer, 1) == []  # the chain consumed nonce 0
+
+    # Decided one by one: one settled in the batch, one failed inside it.
+    ids = mint_ids(batch[0].payer, batch[0].id, 1)
+    assert await store.complete_payment(batch[0].id, tx_hash, ids)
+    assert await store.fail_payment(
+        batch[1].id,
+        PaymentStatus.CONFIRMATION_FAILED,
+        "failed inside the batch",
+        only_from=PaymentStatus.SENT,
+    )
+    assert (await _get(store, batch[2].id)).status is PaymentStatus.SENT
+    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
+    stored = await store.get_token(token.address)
+    assert stored is not None and stored.reserved_count == 2  # the failed one released
+
+
+async def test_mark_sent_after_partial_completion_moves_only_processing_rows(
+    store: Store,
+) -> None:
+    """A crash between broadcast and `sent`: the confirmer may complete one row of the tx
+    while the others are still processing; the outbox still re-sends (sent=False) and
+    mark_sent moves the rest."""
+    token = await _token(store)
+    await _queue(store, token, 2)
+    relayer = random_address()
+    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    tx_hash = batch[0].tx_hash
+    assert tx_hash is not None
+    assert await store.complete_payment(batch[0].id, tx_hash, [])
+    (tx,) = await store.unconfirmed_txs(relayer, 0)
+    assert (tx.tx_hash, tx.sent) == (tx_hash, False)
+    await store.mark_sent([tx_hash])
+    assert (await _get(store, batch[0].id)).status is PaymentStatus.COMPLETED
+    assert (await _get(store, batch[1].id)).status is PaymentStatus.SENT
+
+
+# PostgreSQL: batch claims racing on one relayer
+
+
+async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
+    pg_store: PostgresStore,
+) -> None:
+    token = make_token(max_mint_count=1000)
+    await pg_store.upsert_token(token)
+    queued = await _queue(pg_store, token, 40)
+    relayer = random_address()
+    batches = await asyncio.gather(
+        *(pg_store.claim_payment_batch(relayer, 10, sign_batch) for _ in range(4))
+    )
+    claimed = [p for batch in batches for p in batch]
+    assert sorted(len(b) for b in batches) == [10, 10, 10, 10]
+    assert {p.id for p in claimed} == {n.id for n in queued}
+    assert sorted({p.nonce for p in claimed if p.nonce is not None}) == [0, 1, 2, 3]
+    for batch in batches:  # each claim is one tx under one nonce
+        assert len({(p.nonce, p.tx_hash) for p in batch}) == 1
+    rows = await fetch_raw(
+        pg_store,
+        "SELECT nonce, count(DISTINCT tx_hash) AS txs, count(*) AS n FROM payment_queue"
+        " WHERE relayer = $1 GROUP BY nonce ORDER BY nonce",
+        relayer,
+    )
+    assert [(r["nonce"], r["txs"], r["n"]) for r in rows] == [(i, 1, 10) for i in range(4)]
+    assert await pg_store.get_relayer_nonce(relayer) == 4
