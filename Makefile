@@ -38,6 +38,16 @@ types: deps
 pytest: deps
 	$(BIN)/pytest -q || [ $$? -eq 5 ]  # 5: pytest collected no tests
 
+# The benchmark suite (bench/run.py; docs/PERFORMANCE.md): anvil --block-time 1, payfirst as
+# processes on PostgreSQL (database payfirst_bench), wrk. Writes bench/results/latest.*.
+bench: deps postgres $(VENV)/.bench-installed
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python bench/run.py
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev,bench]"
+	touch $@
+
 contracts: node_modules/.installed
 	node contracts/compile.mjs
 

@@ -44,7 +44,7 @@ from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.worker import Worker
 from tests.e2e.harness import MINTED_TOPIC, Harness, check_invariants
-from tests.fixtures.store import fetch_raw
+from tests.fixtures.store import execute_raw, fetch_raw
 
 PAYFIRST_BIN = Path(sys.executable).with_name("payfirst")
 # (payer index, quantity): 6 payments from 3 payers, quantities 1-3.
@@ -56,6 +56,8 @@ FAST_SETTINGS = {
     "mint_interval_ms": 200,
 }
 CRASH_WAIT_S = 30.0
+# This case waits for the killed worker's lease to expire by itself (its TTL, 15 s).
+NATURAL_LEASE_EXPIRY = (faults.AFTER_PERSIST, "direct")
 SETTLE_WAIT_S = 45.0
 
 
@@ -75,7 +77,9 @@ class WorkerProcesses:
     log_dir: Path
     started: list[tuple[asyncio.subprocess.Process, Path]] = field(default_factory=list)
 
-    async def start(self, crash_at: str | None) -> tuple[asyncio.subprocess.Process, Path]:
+    async def start(
+        self, crash_at: str | None, *, settler: str | None = None
+    ) -> tuple[asyncio.subprocess.Process, Path]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYFIRST_")}
         env.update(
             PAYFIRST_DATABASE_URL=self.database_url,
@@ -83,6 +87,8 @@ class WorkerProcesses:
             PAYFIRST_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
+        if settler:  # batched settlement through the BatchSettler, else one tx per payment
+            env["PAYFIRST_SETTLER_ADDRESS"] = settler
         if crash_at is not None:
             env["PAYFIRST_CRASH_AT"] = crash_at
         log_path = self.log_dir / f"worker-{len(self.started)}-{crash_at or 'normal'}.log"
@@ -135,13 +141,21 @@ async def crash_env(
         transport=httpx.ASGITransport(app=build_app(services)), base_url="http://127.0.0.1"
     )
     workers = WorkerProcesses(worker_dsn(pg_dsn, pg_store.schema), deployment.rpc_url, tmp_path)
+    await clear_leases(pg_store)  # a lease left by another test's worker (same dev key)
     try:
         yield Harness(chain, deployment, pg_store, rpc, http, idle), workers
     finally:
         await workers.kill_all()
+        await clear_leases(pg_store)
         await http.aclose()
         await rpc.aclose()
         await chain.stop()
+
+
+async def clear_leases(store: PostgresStore) -> None:
+    exists = await fetch_raw(store, "SELECT to_regclass('relayer_leases') IS NOT NULL AS ok")
+    if exists[0]["ok"]:
+        await execute_raw(store, "DELETE FROM relayer_leases")
 
 
 def log_tail(path: Path, lines: int = 60) -> str:
@@ -246,12 +260,27 @@ INTERMEDIATE = {
 }
 
 
+async def expire_dead_leases(h: Harness, natural: bool) -> None:
+    """The killed worker's relayer lease outlives it by its TTL; only then may the restarted
+    worker take the key over. `natural`: let that happen (what production sees); else
+    expire it now, as the TTL passing would, to keep the test short."""
+    if natural:
+        return
+    exists = await fetch_raw(h.store, "SELECT to_regclass('relayer_leases') IS NOT NULL AS ok")
+    if exists[0]["ok"]:
+        await execute_raw(h.store, "UPDATE relayer_leases SET expires_at = now() - interval '1s'")
+
+
+@pytest.mark.parametrize("settlement", ["direct", "batched"])
 @pytest.mark.parametrize("crash_at", list(INTERMEDIATE))
 async def test_worker_killed_at_crash_point_recovers_exactly_once(
-    crash_env: tuple[Harness, WorkerProcesses], crash_at: str
+    crash_env: tuple[Harness, WorkerProcesses], crash_at: str, settlement: str
 ) -> None:
     h, workers = crash_env
     d = h.deployment
+    settler = d.settler if settlement == "batched" else None
+    if settlement == "batched":
+        assert settler, "the dev chain deployed no BatchSettler"
     payers = {i: h.payer(i) for i, _ in ORDERS}
     usdc_before = {i: await h.usdc_balance(p.address) for i, p in payers.items()}
     token_usdc_before = await h.usdc_balance(d.token)
@@ -265,13 +294,18 @@ async def test_worker_killed_at_crash_point_recovers_exactly_once(
     assert len(ordered) == len(ORDERS)
 
     # 1. The worker dies by SIGKILL at its crash point.
-    process, log_path = await workers.start(crash_at)
+    process, log_path = await workers.start(crash_at, settler=settler)
     returncode = await wait_for_exit(process, log_path)
     assert returncode == -signal.SIGKILL, f"exit {returncode}:\n{log_tail(log_path)}"
     await INTERMEDIATE[crash_at](h, relayer_nonce_before)
+    if settlement == "batched":
+        txs = await fetch_raw(h.store, "SELECT count(DISTINCT tx_hash) AS n FROM payment_queue")
+        assert int(txs[0]["n"]) < len(ORDERS), "batched settlement put one payment per tx"
 
-    # 2. Restarted without the crash point, it finishes everything.
-    process, log_path = await workers.start(None)
+    # 2. Restarted without the crash point, it finishes everything (after the dead worker's
+    # lease ran out: naturally once, fast-forwarded otherwise).
+    await expire_dead_leases(h, natural=(crash_at, settlement) == NATURAL_LEASE_EXPIRY)
+    process, log_path = await workers.start(None, settler=settler)
     try:
         await h.settled(max_wait=SETTLE_WAIT_S)
     except AssertionError as exc:

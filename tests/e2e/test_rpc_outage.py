@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from payfirst.adapters import contracts
@@ -46,10 +47,12 @@ BATCH_MINT_MARKER = contracts.batch_mint([], [])[2:10].encode()
 class Outage:
     h: Harness
     proxy: TcpProxy
+    batched: bool
 
 
-@pytest_asyncio.fixture
-async def outage(pg_store: PostgresStore) -> AsyncIterator[Outage]:
+@pytest_asyncio.fixture(params=["direct", "batched"])
+async def outage(pg_store: PostgresStore, request: pytest.FixtureRequest) -> AsyncIterator[Outage]:
+    """Settlement one tx per payment, or batched through the dev chain's BatchSettler."""
     chain = DevChain()
     deployment = await chain.start()
     await pg_store.upsert_token(deployment.to_token())
@@ -61,7 +64,15 @@ async def outage(pg_store: PostgresStore) -> AsyncIterator[Outage]:
     await proxy.start()
     rpc = RpcClient(deployment.rpc_url)  # the test's own view of the chain: never cut
     worker_rpc = RpcClient(proxy.url, timeout=5)
-    worker = Worker(pg_store, worker_rpc, Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id))
+    settler = deployment.settler if request.param == "batched" else None
+    if request.param == "batched":
+        assert settler, "the dev chain deployed no BatchSettler"
+    worker = Worker(
+        pg_store,
+        worker_rpc,
+        Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
+        settler=settler,
+    )
     # The API talks to the chain through the proxy too (only /health would use it).
     services = Services(
         store=pg_store, chain=worker_rpc, on_payment_queued=worker.payment_queued.set
@@ -70,7 +81,9 @@ async def outage(pg_store: PostgresStore) -> AsyncIterator[Outage]:
         transport=httpx.ASGITransport(app=build_app(services)), base_url="http://127.0.0.1"
     )
     try:
-        yield Outage(Harness(chain, deployment, pg_store, rpc, http, worker), proxy)
+        yield Outage(
+            Harness(chain, deployment, pg_store, rpc, http, worker), proxy, settler is not None
+        )
     finally:
         await worker.stop()
         await proxy.stop()
@@ -116,6 +129,8 @@ async def test_node_unreachable_while_sending_then_back(outage: Outage) -> None:
     for row in first_rows:  # the node has them, the worker does not know it
         assert await h.rpc.get_transaction(row["tx_hash"]) is not None
     assert await statuses(h, first) == {"processing"}
+    if outage.batched:
+        assert len({row["tx_hash"] for row in first_rows}) < len(first), "not batched"
 
     # While the node is down, the API still answers 202 at once.
     started = time.monotonic()

@@ -6,6 +6,7 @@ and out through the codecs registered on every pooled connection), timestamps ti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -57,21 +58,11 @@ _MAX_BIGINT = 2**63 - 1
 _NOT_TERMINAL_PAYMENT = "('pending', 'processing', 'sent')"
 _NOT_TERMINAL_MINT = "('pending', 'processing', 'sent')"
 
-_INSERT_PAYMENT = """
-INSERT INTO payment_queue (
-    id, payment_type, payer, amount, payment_asset, token_address, quantity,
-    "authorization", auth_nonce, metadata, valid_before, status
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
-ON CONFLICT (payer, auth_nonce) DO NOTHING
-RETURNING id
-"""
 
-_RESERVE = """
-UPDATE tokens
-   SET reserved_count = reserved_count + $2, updated_at = now()
- WHERE address = $1 AND reserved_count + $2 <= max_mint_count
-RETURNING reserved_count
-"""
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """payfirst leaves no session state on pooled connections (its locks are transaction
+    scoped, LISTEN runs on a connection of its own), so asyncpg's reset query — one more
+    round trip on every release — is skipped."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -167,6 +158,71 @@ async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int) -> None:
     )
 
 
+class _QueueBatcher:
+    """Coalesces the queue_payment calls that arrive in the same event-loop turn into one
+    call of the payfirst_queue_payments function: one round trip and one commit for many
+    payments, with no added wait (a lone payment is flushed on the very next turn). Each
+    payment is still decided exactly as on its own."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._pending: list[tuple[NewPayment, asyncio.Future[tuple[UUID | None, str]]]] = []
+
+    def submit(self, payment: NewPayment) -> asyncio.Future[tuple[UUID | None, str]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[UUID | None, str]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((payment, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _run(
+        self, batch: list[tuple[NewPayment, asyncio.Future[tuple[UUID | None, str]]]]
+    ) -> None:
+        payments = [p for p, _ in batch]
+        try:
+            rows = await self._pool.fetch(
+                "SELECT idx, payment_id, outcome FROM payfirst_queue_payments("
+                "$1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],"
+                " $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[])",
+                [p.id for p in payments],
+                [p.payment_type.value for p in payments],
+                [p.payer for p in payments],
+                [p.amount for p in payments],
+                [p.payment_asset for p in payments],
+                [p.token_address for p in payments],
+                [p.quantity for p in payments],
+                [p.authorization.to_json() for p in payments],
+                [p.authorization.nonce.lower() for p in payments],
+                [p.metadata for p in payments],
+                [min(p.authorization.valid_before, _MAX_BIGINT) for p in payments],
+            )
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+            else:  # one bad payment must not fail its neighbours: decide each alone
+                await asyncio.gather(*(self._run([item]) for item in batch))
+            return
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for row in rows:
+            _, future = batch[row["idx"] - 1]
+            payment_id = row["payment_id"]
+            future.set_result((None if payment_id is None else _uuid(payment_id), row["outcome"]))
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
 # Notified (by a trigger, on commit) whenever payments are queued.
 NEW_PAYMENT_CHANNEL = "payfirst_payment_queued"
 
@@ -187,6 +243,7 @@ class PostgresStore:
         self._server_settings = server_settings or {}
         self._listener: asyncpg.Connection | None = None
         self._watchers: list[Callable[[], None]] = []
+        self._queue = _QueueBatcher(pool)
 
     @classmethod
     async def connect(
@@ -212,6 +269,7 @@ class PostgresStore:
             max_size=max_size,
             server_settings=server_settings,
             init=_init_connection,
+            reset=_no_reset,
         )
         store = cls(pool, schema, dsn, server_settings)
         try:
@@ -334,48 +392,16 @@ class PostgresStore:
     # payments
 
     async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
-        authorization = payment.authorization.to_json()
-        auth_nonce = payment.authorization.nonce.lower()
-        async with self._pool.acquire() as conn, conn.transaction():
-            # The insert comes first: a concurrent identical request waits here on the
-            # unique key until the first one commits or rolls back, then sees its row.
-            inserted = await conn.fetchval(
-                _INSERT_PAYMENT,
-                payment.id,
-                payment.payment_type.value,
-                payment.payer,
-                payment.amount,
-                payment.payment_asset,
-                payment.token_address,
-                payment.quantity,
-                authorization,
-                auth_nonce,
-                payment.metadata,
-                min(payment.authorization.valid_before, _MAX_BIGINT),
-            )
-            if inserted is None:
-                existing = await conn.fetchrow(
-                    'SELECT id, "authorization" FROM payment_queue '
-                    "WHERE payer = $1 AND auth_nonce = $2",
-                    payment.payer,
-                    auth_nonce,
-                )
-                if existing is None:  # pragma: no cover - the conflicting row was deleted
-                    raise RuntimeError("payment conflicted on (payer, nonce) but is gone")
-                if existing["authorization"] != authorization:
-                    raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
-                return QueuedPayment(_uuid(existing["id"]), created=False)
-            # The reservation is the last statement, so the token row stays locked only
-            # until the commit right after it.
-            reserved = await conn.fetchval(_RESERVE, payment.token_address, payment.quantity)
-            if reserved is None:
-                known = await conn.fetchval(
-                    "SELECT 1 FROM tokens WHERE address = $1", payment.token_address
-                )
-                if known is None:
-                    raise PaymentRejected(404, "unknown_token")
-                raise PaymentRejected(409, "sold_out")
-        return QueuedPayment(payment.id, created=True)
+        payment_id, outcome = await self._queue.submit(payment)
+        if outcome == "created":
+            return QueuedPayment(payment.id, created=True)
+        if outcome == "duplicate" and payment_id is not None:
+            return QueuedPayment(payment_id, created=False)
+        if outcome == "nonce_reused":
+            raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
+        if outcome == "unknown_token":
+            raise PaymentRejected(404, "unknown_token")
+        raise PaymentRejected(409, "sold_out")
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
         row = await self._pool.fetchrow(

@@ -5,6 +5,7 @@ settled later by the sender loop."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -73,7 +74,7 @@ async def batch_mint(request: Request) -> Response:
 
 async def _buy(request: Request, token_address: str, quantity: int) -> Response:
     svc = services(request)
-    token = await load_token(svc, token_address)
+    token = await load_token(svc, token_address, cached=True)
     resource = str(request.url)
     payload = parse_payment_header(request.headers)
     if payload is None:
@@ -118,10 +119,16 @@ async def _buy(request: Request, token_address: str, quantity: int) -> Response:
     )
 
 
-async def load_token(svc: Services, address: str) -> Token:
-    if not is_address(address):
+@functools.lru_cache(maxsize=1024)
+def _token_address(text: str) -> str | None:
+    return to_checksum_address(text) if is_address(text) else None
+
+
+async def load_token(svc: Services, address: str, *, cached: bool = False) -> Token:
+    checksummed = _token_address(address)
+    if checksummed is None:
         raise PaymentRejected(400, "invalid_token_address", f"{address!r} is not an address")
-    token = await svc.store.get_token(to_checksum_address(address))
+    token = await (svc.tokens.get(checksummed) if cached else svc.store.get_token(checksummed))
     if token is None:
         raise PaymentRejected(404, "unknown_token", f"payfirst does not sell {address}")
     return token

@@ -75,7 +75,9 @@ class Outbox:
             if not tx.sent:
                 accepted.append(tx.tx_hash)
                 log.info(
-                    "📤 sent tx (relayer %s nonce %d, tx %s)",
+                    "📤 sent tx (relayer %s nonce %d, tx %s)"
+                    if not isinstance(result, RpcError)
+                    else "📤 tx already with the node (relayer %s nonce %d, tx %s)",
                     self.relayer.address,
                     tx.nonce,
                     tx.tx_hash,

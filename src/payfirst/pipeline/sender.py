@@ -66,12 +66,13 @@ class Sender:
                 )
             else:
                 claimed = await self.store.claim_payments(relayer.address, batch_size, sign)
-            faults.crash_point(faults.AFTER_PERSIST)
+            if claimed:
+                faults.crash_point(faults.AFTER_PERSIST)
             # Also re-sends what an earlier tick or a crashed run signed but did not send.
             result = await self.outbox.flush(resend_sent=False)
         if claimed:
             log.info(
-                "✅ batch complete: %d signed, %d broadcast, %d refused",
+                "✅ batch complete: %d payments signed, %d txs broadcast, %d refused",
                 len(claimed),
                 result.accepted,
                 result.failed,
@@ -96,7 +97,7 @@ class Sender:
         while len(claimed) < batch_size:
             wanted = min(cap, batch_size - len(claimed))
             batch = await self.store.claim_payment_batch(relayer.address, wanted, sign)
-            if batch:
+            if len(batch) > 1:
                 log.info(
                     "📦 %d payments in one tx (nonce %s, tx %s)",
                     len(batch),
