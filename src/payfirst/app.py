@@ -16,7 +16,7 @@ from payfirst import __version__
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
 from payfirst.adapters.store_factory import open_store
-from payfirst.api import health, mint, payments, tokens
+from payfirst.api import facilitator, health, mint, payments, tokens
 from payfirst.api.services import Services
 from payfirst.config import DEFAULT_DATABASE_URL, Config
 from payfirst.domain.errors import ConfigError
@@ -47,6 +47,9 @@ def build_app(svc: Services) -> Starlette:
         Route("/api/x402-batch-mint", mint.batch_mint, methods=["POST"]),
         Route("/api/payment/{payment_id}", payments.get_payment, methods=["GET"]),
         Route("/api/payment-stats", payments.payment_stats, methods=["GET"]),
+        Route("/supported", facilitator.supported, methods=["GET"]),
+        Route("/verify", facilitator.verify, methods=["POST"]),
+        Route("/settle", facilitator.settle, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})

@@ -140,6 +140,9 @@ async def serve(config: Config, *, api: bool, worker: bool) -> None:
             store=runtime.store,
             chain=runtime.rpc,
             max_quantity_per_request=config.max_quantity_per_request,
+            chain_id=runtime.chain_id,
+            signers=tuple(r.address for r in runtime.relayers()),
+            settle_timeout_s=config.settle_timeout_s,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -34,6 +34,8 @@ class Config:
     port: int = 4021
     anvil_port: int = 8545
     max_quantity_per_request: int = 100
+    # How long POST /settle waits for on-chain confirmation before `settlement_pending`.
+    settle_timeout_s: int = 30
     log_level: str = "INFO"
 
 
@@ -49,6 +51,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "PAYFIRST_PORT", 4021, 1, 65535),
         anvil_port=_int(env, "PAYFIRST_ANVIL_PORT", 8545, 1, 65535),
         max_quantity_per_request=_int(env, "PAYFIRST_MAX_QUANTITY", 100, 1, 10_000),
+        settle_timeout_s=_int(env, "PAYFIRST_SETTLE_TIMEOUT_S", 30, 0, 600),
         log_level=_choice(env, "PAYFIRST_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )
 

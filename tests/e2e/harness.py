@@ -176,7 +176,14 @@ async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
         Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
         settler=deployment.settler,
     )
-    services = Services(store=pg_store, chain=rpc, on_payment_queued=worker.payment_queued.set)
+    services = Services(
+        store=pg_store,
+        chain=rpc,
+        on_payment_queued=worker.payment_queued.set,
+        chain_id=deployment.chain_id,
+        signers=(worker.outbox.relayer.address,),
+        settle_timeout_s=20,
+    )
     transport = httpx.ASGITransport(app=build_app(services))
     http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
     try:

@@ -190,7 +190,7 @@ class _QueueBatcher:
             rows = await self._pool.fetch(
                 "SELECT idx, payment_id, outcome FROM payfirst_queue_payments("
                 "$1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],"
-                " $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[])",
+                " $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[])",
                 [p.id for p in payments],
                 [p.payment_type.value for p in payments],
                 [p.payer for p in payments],
@@ -202,6 +202,7 @@ class _QueueBatcher:
                 [p.authorization.nonce.lower() for p in payments],
                 [p.metadata for p in payments],
                 [min(p.authorization.valid_before, _MAX_BIGINT) for p in payments],
+                [p.idempotency_key for p in payments],
             )
         except Exception as exc:
             if len(batch) == 1:
@@ -399,9 +400,21 @@ class PostgresStore:
             return QueuedPayment(payment_id, created=False)
         if outcome == "nonce_reused":
             raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
+        if outcome == "idempotency_conflict":
+            raise PaymentRejected(
+                409, "idempotency_key_reused", "this payment id was used with another payload"
+            )
         if outcome == "unknown_token":
             raise PaymentRejected(404, "unknown_token")
         raise PaymentRejected(409, "sold_out")
+
+    async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE payer = $1 AND auth_nonce = $2",
+            payer,
+            auth_nonce.lower(),
+        )
+        return None if row is None else _payment(row)
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
         row = await self._pool.fetchrow(
@@ -656,7 +669,7 @@ class PostgresStore:
                 UPDATE payment_queue SET status = $2, error = $3, updated_at = now()
                  WHERE id = $1 AND status IN {_NOT_TERMINAL_PAYMENT}
                    AND ($4::text IS NULL OR status = $4)
-                RETURNING token_address, quantity
+                RETURNING token_address, quantity, payment_type
                 """,
                 payment_id,
                 status.value,
@@ -665,6 +678,8 @@ class PostgresStore:
             )
             if row is None:
                 return False
+            if row["payment_type"] != PaymentType.MINT.value:
+                return True  # only mints reserve supply
             await conn.execute(
                 """
                 UPDATE tokens SET reserved_count = reserved_count - $2, updated_at = now()

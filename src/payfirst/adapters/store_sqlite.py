@@ -347,9 +347,9 @@ class SqliteStore:
                 INSERT INTO payment_queue (
                     id, payment_type, payer, amount, payment_asset, token_address, quantity,
                     "authorization", auth_nonce, metadata, valid_before, status, created_at,
-                    updated_at
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-                ON CONFLICT (payer, auth_nonce) DO NOTHING
+                    updated_at, idempotency_key
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+                ON CONFLICT DO NOTHING
                 RETURNING id
                 """,
                 (
@@ -366,6 +366,7 @@ class SqliteStore:
                     min(payment.authorization.valid_before, _MAX_INTEGER),
                     now,
                     now,
+                    payment.idempotency_key,
                 ),
             ) as cursor:
                 inserted = await cursor.fetchone()
@@ -376,32 +377,49 @@ class SqliteStore:
                     (payment.payer, auth_nonce),
                 ) as cursor:
                     existing = await cursor.fetchone()
-                if existing is None:  # pragma: no cover - cannot happen under BEGIN IMMEDIATE
-                    raise RuntimeError("payment conflicted on (payer, nonce) but is gone")
+                if existing is None:  # the payer's idempotency key is another payment's
+                    raise PaymentRejected(
+                        409,
+                        "idempotency_key_reused",
+                        "this payment id was used with another payload",
+                    )
                 if json.loads(existing["authorization"]) != authorization:
                     raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
                 return QueuedPayment(UUID(existing["id"]), created=False)
-            async with conn.execute(
-                f"""
-                UPDATE tokens
-                   SET reserved_count = reserved_count + ?, updated_at = {SQL_NOW}
-                 WHERE address = ? AND reserved_count + ? <= max_mint_count
-                RETURNING reserved_count
-                """,
-                (payment.quantity, payment.token_address, payment.quantity),
-            ) as cursor:
-                reserved = await cursor.fetchone()
-            if reserved is None:
-                async with conn.execute(
-                    "SELECT 1 FROM tokens WHERE address = ?", (payment.token_address,)
-                ) as cursor:
-                    known = await cursor.fetchone()
-                if known is None:
-                    raise PaymentRejected(404, "unknown_token")
-                raise PaymentRejected(409, "sold_out")
+            if payment.payment_type is PaymentType.MINT:
+                await self._reserve(conn, payment)
         for watcher in self._watchers:
             watcher()
         return QueuedPayment(payment.id, created=True)
+
+    @staticmethod
+    async def _reserve(conn: aiosqlite.Connection, payment: NewPayment) -> None:
+        """Reserve a mint payment's quantity under the cap; raising rolls the insert back."""
+        async with conn.execute(
+            f"""
+            UPDATE tokens
+               SET reserved_count = reserved_count + ?, updated_at = {SQL_NOW}
+             WHERE address = ? AND reserved_count + ? <= max_mint_count
+            RETURNING reserved_count
+            """,
+            (payment.quantity, payment.token_address, payment.quantity),
+        ) as cursor:
+            reserved = await cursor.fetchone()
+        if reserved is None:
+            async with conn.execute(
+                "SELECT 1 FROM tokens WHERE address = ?", (payment.token_address,)
+            ) as cursor:
+                known = await cursor.fetchone()
+            if known is None:
+                raise PaymentRejected(404, "unknown_token")
+            raise PaymentRejected(409, "sold_out")
+
+    async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
+        row = await self._fetchone(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE payer = ? AND auth_nonce = ?",
+            (payer, auth_nonce.lower()),
+        )
+        return None if row is None else _payment(row)
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
         row = await self._fetchone(
@@ -644,13 +662,15 @@ class SqliteStore:
                 f"""
                 UPDATE payment_queue SET status = ?, error = ?, updated_at = ?
                  WHERE id = ? AND status IN {_NOT_TERMINAL} AND (? IS NULL OR status = ?)
-                RETURNING token_address, quantity
+                RETURNING token_address, quantity, payment_type
                 """,
                 (status.value, error, now, str(payment_id), from_status, from_status),
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
                 return False
+            if row["payment_type"] != PaymentType.MINT.value:
+                return True  # only mints reserve supply
             await conn.execute(
                 "UPDATE tokens SET reserved_count = reserved_count - ?, updated_at = ? "
                 "WHERE address = ?",

@@ -15,6 +15,7 @@ from eth_utils.address import is_address, to_checksum_address
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from payfirst.api.idempotency import payment_id_of
 from payfirst.api.responses import rejection
 from payfirst.api.services import Services, services
 from payfirst.domain.errors import PaymentRejected
@@ -99,6 +100,7 @@ async def _buy(request: Request, token_address: str, quantity: int) -> Response:
             quantity=quantity,
             authorization=authorization,
             metadata={"x402Version": payload.x402_version, "resource": resource},
+            idempotency_key=payment_id_of(request.headers, payload),
         )
     )
     if queued.created:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,21 +17,36 @@ from payfirst.ports.store import Store
 class TokenCache:
     """Token configuration for the mint path, kept for a moment to spare a query per
     request. Only price, asset and payTo are read from it: the supply cap is enforced by
-    the database when the payment is queued, never from this copy."""
+    the database when the payment is queued, never from this copy. One refresh at a time:
+    requests arriving while it runs share its answer instead of each querying."""
 
-    def __init__(self, store: Store, ttl_s: float = 2.0) -> None:
+    def __init__(self, store: Store, ttl_s: float = 5.0) -> None:
         self._store = store
         self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Token | None]] = {}
+        self._entries: dict[str, tuple[float, asyncio.Future[Token | None]]] = {}
+        self._all: tuple[float, asyncio.Future[list[Token]]] | None = None
+
+    async def all(self) -> list[Token]:
+        now = time.monotonic()
+        if self._all is None or now - self._all[0] >= self._ttl_s:
+            self._all = (now, asyncio.ensure_future(self._store.list_tokens()))
+        try:
+            return await asyncio.shield(self._all[1])
+        except Exception:
+            self._all = None
+            raise
 
     async def get(self, address: str) -> Token | None:
         now = time.monotonic()
         hit = self._entries.get(address)
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
-        token = await self._store.get_token(address)
-        self._entries[address] = (now, token)
-        return token
+        if hit is None or now - hit[0] >= self._ttl_s:
+            hit = (now, asyncio.ensure_future(self._store.get_token(address)))
+            self._entries[address] = hit
+        try:
+            return await asyncio.shield(hit[1])
+        except Exception:
+            self._entries.pop(address, None)  # a failed lookup is not remembered
+            raise
 
 
 @dataclass(slots=True)
@@ -42,10 +58,19 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     # Wakes an in-process sender at once; separate API processes leave it a no-op.
     on_payment_queued: Callable[[], None] = field(default=lambda: None)
+    # The chain payfirst settles on, and the relayer addresses that sign (for /supported).
+    chain_id: int = 0
+    signers: tuple[str, ...] = ()
+    # How long /settle waits for confirmation before answering settlement_pending.
+    settle_timeout_s: float = 30.0
     tokens: TokenCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.store)
+
+    async def payment_assets(self) -> set[str]:
+        """Assets the facilitator settles: those the registered tokens are paid in."""
+        return {t.payment_asset for t in await self.tokens.all()}
 
 
 def services(request: Request) -> Services:

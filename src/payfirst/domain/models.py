@@ -91,6 +91,9 @@ class NewPayment:
     quantity: int
     authorization: Authorization
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A client-chosen payment id (Idempotency-Key or the x402 payment-identifier
+    # extension), unique per payer.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,4 +31,5 @@ class MintStatus(StrEnum):
 
 
 class PaymentType(StrEnum):
-    MINT = "mint"
+    MINT = "mint"  # delivers mint items once confirmed; reserves supply when queued
+    SETTLE = "settle"  # a facilitator /settle: the payment itself is what was asked for

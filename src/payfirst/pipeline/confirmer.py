@@ -28,7 +28,7 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcError
 from payfirst.domain.models import MintItem, Payment
-from payfirst.domain.statuses import MintStatus, PaymentStatus
+from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
 from payfirst.pipeline import faults
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.outbox import Outbox
@@ -210,16 +210,22 @@ class Confirmer:
         return str(logs[0]["transactionHash"]) if logs else None
 
     async def _complete(self, payment: Payment, tx_hash: str) -> None:
-        ids = mint_ids(payment.payer, payment.id, payment.quantity)
+        """The payment's callback, in the transaction that completes it: a mint creates
+        its mint items; a facilitator settlement needs nothing more."""
+        mint = payment.payment_type is PaymentType.MINT
+        ids = mint_ids(payment.payer, payment.id, payment.quantity) if mint else []
         if await self.store.complete_payment(
             payment.id, tx_hash, ids, before_commit=lambda: faults.crash_point(faults.IN_CALLBACK)
         ):
-            log.info(
-                "✅ payment %s confirmed (tx %s); created %dx mint items",
-                payment.id,
-                tx_hash,
-                len(ids),
-            )
+            if mint:
+                log.info(
+                    "✅ payment %s confirmed (tx %s); created %dx mint items",
+                    payment.id,
+                    tx_hash,
+                    len(ids),
+                )
+            else:
+                log.info("✅ payment %s settled (tx %s)", payment.id, tx_hash)
 
     # -- mint items -----------------------------------------------------------------
 

@@ -82,6 +82,9 @@ class Store(Protocol):
 
     async def get_payment(self, payment_id: UUID) -> Payment | None: ...
 
+    async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
+        """The payment queued for this authorization (payer, nonce), if any."""
+
     async def count_payments_by_status(self) -> dict[str, int]: ...
 
     async def count_mints_by_status(self) -> dict[str, int]: ...

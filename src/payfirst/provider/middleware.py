@@ -1,0 +1,469 @@
+"""`PaymentMiddleware`: put an x402 price on routes of a Starlette / FastAPI app, with
+payfirst (or any x402 facilitator) verifying and settling the payments.
+
+For a priced route:
+- no payment header: `402`, x402 v1 JSON body + v2 `PAYMENT-REQUIRED` header;
+- a payment: facilitator `/verify`; invalid: `402` with the reason;
+- `settle="after"` (default, as the x402 reference middleware): run the handler with its
+  answer held back; an answer >= 400 goes out as it is and nothing is settled; else
+  facilitator `/settle`, and only a confirmed settlement releases the answer, with a
+  `PAYMENT-RESPONSE` (v2) / `X-PAYMENT-RESPONSE` (v1) header; a failed or pending
+  settlement is a `402` and the content is never sent;
+- `settle="before"`: settle first and run the handler only once settled.
+
+Every answer of a priced route carries `Access-Control-Expose-Headers` naming the x402
+headers, so browser clients can read them. The handler finds the verified payment in
+`request.state.x402` (a `VerifiedPayment`).
+
+The same payment authorization (payer, nonce) is accepted once per middleware instance
+while it is valid, even if a facilitator would answer a re-sent payload idempotently.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from re import Pattern
+from typing import Any, Final, Literal
+
+import httpx
+from starlette.datastructures import URL, Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payfirst.domain.errors import PaymentRejected
+from payfirst.provider.facilitator import FacilitatorClient, FacilitatorError
+from payfirst.x402 import (
+    MAX_TIMEOUT_SECONDS,
+    PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE,
+    SCHEME_EXACT,
+    X_PAYMENT_RESPONSE,
+    PaymentPayloadV1,
+    PaymentPayloadV2,
+    PaymentRequiredV1,
+    PaymentRequiredV2,
+    PaymentRequirementsV1,
+    PaymentRequirementsV2,
+    ResourceInfo,
+    SettleResponse,
+    caip2,
+    chain_id_of,
+    encode_header,
+    parse_payment_header,
+    reasons,
+    to_checksum_address,
+    v1_network,
+    wire,
+)
+
+log = logging.getLogger("payfirst.provider")
+
+EXPOSED_HEADERS: Final = (PAYMENT_REQUIRED, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE)
+PAYMENT_REQUIRED_MESSAGE: Final = "payment required"
+FACILITATOR_UNAVAILABLE: Final = "facilitator_unavailable"
+# Settle answers that mean "not (yet) on chain" even if a facilitator says success.
+_PENDING_STATES: Final = frozenset({"pending", "settlement_pending", "processing", "sent"})
+
+
+@dataclass(frozen=True)
+class Price:
+    """What a route costs: `amount` atomic units of `asset` (an EIP-3009 token such as
+    USDC) paid to `pay_to` on `network` (CAIP-2 `eip155:8453` or a v1 name `base`).
+    `asset_name` / `asset_version` are the token's EIP-712 domain (Base USDC: "USD Coin",
+    "2"; Base Sepolia USDC and payfirst's dev USDC: "USDC", "2")."""
+
+    amount: int
+    asset: str
+    pay_to: str
+    network: str
+    asset_name: str = "USDC"
+    asset_version: str = "2"
+    description: str = ""
+    mime_type: str = "application/json"
+    max_timeout_seconds: int = MAX_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount < 1:
+            raise ValueError(f"Price.amount must be a positive integer, not {self.amount!r}")
+        object.__setattr__(self, "asset", to_checksum_address(self.asset))
+        object.__setattr__(self, "pay_to", to_checksum_address(self.pay_to))
+        chain_id_of(self.network)  # ValueError for an unknown network
+        if self.max_timeout_seconds < 10:
+            raise ValueError("Price.max_timeout_seconds must leave time to settle (>= 10)")
+
+    @property
+    def chain_id(self) -> int:
+        return chain_id_of(self.network)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"name": self.asset_name, "version": self.asset_version}
+
+    def requirements_v2(self) -> PaymentRequirementsV2:
+        return PaymentRequirementsV2(
+            scheme=SCHEME_EXACT,
+            network=caip2(self.chain_id),
+            amount=str(self.amount),
+            asset=self.asset,
+            pay_to=self.pay_to,
+            max_timeout_seconds=self.max_timeout_seconds,
+            extra=self._extra(),
+        )
+
+    def requirements_v1(self, resource: str) -> PaymentRequirementsV1:
+        return PaymentRequirementsV1(
+            scheme=SCHEME_EXACT,
+            network=v1_network(self.chain_id),
+            max_amount_required=str(self.amount),
+            resource=resource,
+            description=self.description or None,
+            mime_type=self.mime_type,
+            pay_to=self.pay_to,
+            max_timeout_seconds=self.max_timeout_seconds,
+            asset=self.asset,
+            extra=self._extra(),
+        )
+
+
+@dataclass(frozen=True)
+class VerifiedPayment:
+    """What the handler finds in `request.state.x402`."""
+
+    payer: str | None
+    price: Price
+    payload: PaymentPayloadV1 | PaymentPayloadV2
+    requirements: PaymentRequirementsV1 | PaymentRequirementsV2
+    settlement: SettleResponse | None = None  # set when settle="before"
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: Pattern[str]
+    price: Price
+
+
+def _parse_routes(routes: Mapping[str, Price]) -> list[_Route]:
+    parsed = []
+    for key, price in routes.items():
+        method, _, path = key.strip().partition(" ")
+        path = path.strip()
+        if not method or not path.startswith("/"):
+            raise ValueError(f"route {key!r} must read 'METHOD /path' (e.g. 'GET /weather')")
+        if not isinstance(price, Price):
+            raise TypeError(f"route {key!r}: expected a Price, not {type(price).__name__}")
+        pattern, _, _ = compile_path(path)
+        parsed.append(_Route(method.upper(), pattern, price))
+    return parsed
+
+
+def _settled(settlement: SettleResponse) -> bool:
+    """Only a successful, confirmed settlement with a transaction counts."""
+    status = str((settlement.extra or {}).get("status", "")).lower()
+    return (
+        settlement.success
+        and not settlement.error_reason
+        and bool(settlement.transaction)
+        and status not in _PENDING_STATES
+    )
+
+
+@dataclass
+class _Held:
+    """A handler's answer held back until settlement."""
+
+    start: Message | None = None
+    body: list[Message] = field(default_factory=list)
+
+
+class PaymentMiddleware:
+    """ASGI middleware pricing routes. `routes` maps "METHOD /path" (Starlette path
+    syntax: "/items/{id}") to a `Price`. The facilitator is reached at `facilitator_url`
+    through `http_client=` (an httpx.AsyncClient you own) or `transport=` (e.g.
+    `httpx.ASGITransport(app=payfirst_app)`), else over the network."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        facilitator_url: str,
+        routes: Mapping[str, Price],
+        settle: Literal["after", "before"] = "after",
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        facilitator_headers: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if settle not in ("after", "before"):
+            raise ValueError(f"settle must be 'after' or 'before', not {settle!r}")
+        self.app = app
+        self.settle = settle
+        self.routes = _parse_routes(routes)
+        self.facilitator = FacilitatorClient(
+            facilitator_url, client=http_client, transport=transport, headers=facilitator_headers
+        )
+        self._clock = clock
+        self._in_use: dict[tuple[str, str], int] = {}
+        self._expiries: list[tuple[int, tuple[str, str]]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        price = self._price_of(scope)
+        if price is None:
+            await self.app(scope, receive, send)
+            return
+        await self._paid(scope, receive, _exposing(send), price)
+
+    async def aclose(self) -> None:
+        """Close the facilitator client (done at lifespan shutdown too)."""
+        await self.facilitator.aclose()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        return wrapped
+
+    def _price_of(self, scope: Scope) -> Price | None:
+        method, path = scope["method"], scope["path"]
+        for route in self.routes:
+            if route.method == method and route.pattern.match(path):
+                return route.price
+        return None
+
+    # --- the paid request ------------------------------------------------------------
+
+    async def _paid(self, scope: Scope, receive: Receive, send: Send, price: Price) -> None:
+        resource = str(URL(scope=scope))
+        try:
+            payload = parse_payment_header(Headers(scope=scope))
+        except PaymentRejected as exc:
+            await _required(price, resource, exc.reason, exc.message)(scope, receive, send)
+            return
+        if payload is None:
+            await _required(price, resource, PAYMENT_REQUIRED_MESSAGE)(scope, receive, send)
+            return
+        requirements: PaymentRequirementsV1 | PaymentRequirementsV2 = (
+            price.requirements_v2()
+            if isinstance(payload, PaymentPayloadV2)
+            else price.requirements_v1(resource)
+        )
+        key = self._claim(payload)
+        if key is None:
+            await _required(
+                price,
+                resource,
+                reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
+                "this payment authorization was already used here",
+            )(scope, receive, send)
+            return
+        settle_attempted = False
+        try:
+            try:
+                verified = await self.facilitator.verify(payload, requirements)
+            except FacilitatorError as exc:
+                log.warning("x402 provider: %s", exc)
+                await JSONResponse({"error": FACILITATOR_UNAVAILABLE, "message": str(exc)}, 502)(
+                    scope, receive, send
+                )
+                return
+            if not verified.is_valid:
+                reason = verified.invalid_reason or "invalid_payment"
+                log.info("x402 provider: payment refused by the facilitator: %s", reason)
+                await _required(price, resource, reason, verified.invalid_message or "")(
+                    scope, receive, send
+                )
+                return
+            paid = VerifiedPayment(verified.payer, price, payload, requirements)
+            if self.settle == "before":
+                settle_attempted = True
+                settlement = await self._settle(payload, requirements)
+                if not _settled(settlement):
+                    await _settle_failed(price, resource, payload, settlement)(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["x402"] = VerifiedPayment(
+                    verified.payer, price, payload, requirements, settlement
+                )
+                await self.app(scope, receive, _with_settlement(send, payload, settlement))
+                return
+            scope.setdefault("state", {})["x402"] = paid
+            held = _Held()
+
+            async def hold(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    held.start = message
+                elif message["type"] == "http.response.body":
+                    held.body.append(message)
+                else:  # pragma: no cover - trailers and the like
+                    await send(message)
+
+            await self.app(scope, receive, hold)  # an exception: nothing settled
+            if held.start is None:
+                raise RuntimeError("the handler returned without starting a response")
+            if held.start["status"] >= 400:
+                log.info(
+                    "x402 provider: handler answered %d, payment not settled",
+                    held.start["status"],
+                )
+                await _replay(send, held)
+                return
+            settle_attempted = True
+            settlement = await self._settle(payload, requirements)
+            if not _settled(settlement):
+                await _settle_failed(price, resource, payload, settlement)(scope, receive, send)
+                return
+            _headers(held.start).append(*_settlement_header(payload, settlement))
+            await _replay(send, held)
+        finally:
+            if not settle_attempted:
+                self._release(key)
+
+    async def _settle(
+        self,
+        payload: PaymentPayloadV1 | PaymentPayloadV2,
+        requirements: PaymentRequirementsV1 | PaymentRequirementsV2,
+    ) -> SettleResponse:
+        try:
+            settlement = await self.facilitator.settle(payload, requirements)
+        except FacilitatorError as exc:
+            log.warning("x402 provider: %s", exc)
+            return SettleResponse(
+                success=False,
+                error_reason=reasons.UNEXPECTED_SETTLE_ERROR,
+                error_message=str(exc),
+                transaction="",
+                network=requirements.network,
+            )
+        if not _settled(settlement):
+            log.warning(
+                "x402 provider: settlement not confirmed (%s %s), content withheld",
+                settlement.error_reason,
+                settlement.transaction,
+            )
+        else:
+            log.info("x402 provider: settled in %s", settlement.transaction)
+        return settlement
+
+    # --- one use per authorization -------------------------------------------------------
+
+    def _claim(self, payload: PaymentPayloadV1 | PaymentPayloadV2) -> tuple[str, str] | None:
+        """Hold the payload's (payer, nonce) until its validBefore; None when held."""
+        now = int(self._clock())
+        while self._expiries and self._expiries[0][0] < now:
+            expiry, old = heapq.heappop(self._expiries)
+            if self._in_use.get(old) == expiry:
+                del self._in_use[old]
+        authorization = payload.payload.get("authorization")
+        if not isinstance(authorization, dict):
+            return ("", "")  # malformed: the facilitator refuses it
+        key = (
+            str(authorization.get("from", "")).lower(),
+            str(authorization.get("nonce", "")).lower(),
+        )
+        if key in self._in_use:
+            return None
+        try:
+            valid_before = int(authorization.get("validBefore", 0))
+        except (TypeError, ValueError):
+            valid_before = 0
+        valid_before = max(valid_before, now + 1)
+        self._in_use[key] = valid_before
+        heapq.heappush(self._expiries, (valid_before, key))
+        return key
+
+    def _release(self, key: tuple[str, str]) -> None:
+        self._in_use.pop(key, None)
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+def _required(price: Price, resource: str, error: str, message: str = "") -> JSONResponse:
+    """402 with the x402 v1 JSON body and the v2 PAYMENT-REQUIRED header."""
+    body = wire(PaymentRequiredV1(error=error, accepts=[price.requirements_v1(resource)]))
+    if message:
+        body["message"] = message
+    v2 = PaymentRequiredV2(
+        error=error,
+        resource=ResourceInfo(
+            url=resource, description=price.description or None, mime_type=price.mime_type
+        ),
+        accepts=[price.requirements_v2()],
+    )
+    return JSONResponse(body, 402, headers={PAYMENT_REQUIRED: encode_header(v2)})
+
+
+def _settlement_header(
+    payload: PaymentPayloadV1 | PaymentPayloadV2, settlement: SettleResponse
+) -> tuple[str, str]:
+    name = PAYMENT_RESPONSE if isinstance(payload, PaymentPayloadV2) else X_PAYMENT_RESPONSE
+    return name, encode_header(settlement)
+
+
+def _settle_failed(
+    price: Price,
+    resource: str,
+    payload: PaymentPayloadV1 | PaymentPayloadV2,
+    settlement: SettleResponse,
+) -> JSONResponse:
+    reason = settlement.error_reason or (
+        reasons.SETTLEMENT_PENDING if settlement.success else reasons.TRANSACTION_FAILED
+    )
+    answer = _required(price, resource, reason, settlement.error_message or "settlement failed")
+    answer.headers.append(*_settlement_header(payload, settlement))
+    return answer
+
+
+def _with_settlement(
+    send: Send, payload: PaymentPayloadV1 | PaymentPayloadV2, settlement: SettleResponse
+) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            _headers(message).append(*_settlement_header(payload, settlement))
+        await send(message)
+
+    return wrapped
+
+
+async def _replay(send: Send, held: _Held) -> None:
+    assert held.start is not None
+    await send(held.start)
+    for message in held.body:
+        await send(message)
+    if not held.body:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _headers(start: Message) -> MutableHeaders:
+    """The mutable headers of an `http.response.start` message (ASGI lets it omit them)."""
+    start.setdefault("headers", [])
+    return MutableHeaders(scope=start)
+
+
+def _exposing(send: Send) -> Send:
+    """Add the x402 headers to Access-Control-Expose-Headers of the answer."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = _headers(message)
+            present = [
+                h.strip() for h in headers.get("access-control-expose-headers", "").split(",")
+            ]
+            names = [h for h in present if h]
+            lowered = {h.lower() for h in names}
+            names += [h for h in EXPOSED_HEADERS if h.lower() not in lowered]
+            headers["Access-Control-Expose-Headers"] = ", ".join(names)
+        await send(message)
+
+    return wrapped
