@@ -285,3 +285,26 @@ def test_price_and_routes_are_validated() -> None:
             routes={},
             settle="later",  # type: ignore[arg-type]
         )
+
+
+async def test_a_pending_settlement_can_be_collected_with_the_same_payload() -> None:
+    """settlement_pending withholds the content; the identical payload sent again is
+    settled again (not verified: the nonce is known by then) and served once settled."""
+    pending = {"success": False, "errorReason": "settlement_pending", "transaction": TX}
+    facilitator = Facilitator(settle_answer=pending | {"network": "eip155:84532"})
+    async with paying(provider(facilitator)) as client:
+        first = await client.get("/weather/paris")
+        assert first.status_code == 402 and first.payment is not None
+        assert (
+            first.settlement is not None and first.settlement.error_reason == "settlement_pending"
+        )
+        same = {first.payment.header_name: first.payment.header_value}
+        still = await client.http.get("/weather/paris", headers=same)
+        assert still.status_code == 402
+        facilitator.settle_answer = {"success": True, "transaction": TX, "network": "eip155:84532"}
+        collected = await client.http.get("/weather/paris", headers=same)
+        replay = await client.http.get("/weather/paris", headers=same)
+    assert collected.status_code == 200 and collected.json()["weather"] == "sunny"
+    assert facilitator.events == ["verify", "handler", "settle"] + ["handler", "settle"] * 2
+    assert replay.status_code == 402
+    assert replay.json()["error"] == "invalid_exact_evm_nonce_already_used"

@@ -570,6 +570,36 @@ class PostgresStore:
         )
         return [_payment(r) for r in rows]
 
+    async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_PAYMENT_COLUMNS} FROM payment_queue
+             WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
+                   SELECT tx_hash FROM payment_queue
+                    WHERE status = 'sent' AND relayer = $1
+                    GROUP BY tx_hash ORDER BY min(processed_at) LIMIT $2)
+             ORDER BY processed_at, created_at, id
+            """,
+            relayer,
+            tx_limit,
+        )
+        return [_payment(r) for r in rows]
+
+    async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_MINT_COLUMNS} FROM mint_queue
+             WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
+                   SELECT tx_hash FROM mint_queue
+                    WHERE status = 'sent' AND relayer = $1
+                    GROUP BY tx_hash ORDER BY min(updated_at) LIMIT $2)
+             ORDER BY updated_at, created_at, id
+            """,
+            relayer,
+            tx_limit,
+        )
+        return [_mint_item(r) for r in rows]
+
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
         hashes = list(tx_hashes)
         if not hashes:
@@ -598,59 +628,67 @@ class PostgresStore:
         mint_ids: Sequence[str],
         before_commit: Callable[[], None] | None = None,
     ) -> bool:
+        done = await self.complete_payments([(payment_id, tx_hash, mint_ids)], before_commit)
+        return bool(done)
+
+    async def complete_payments(
+        self,
+        completions: Sequence[tuple[UUID, str, Sequence[str]]],
+        before_commit: Callable[[], None] | None = None,
+    ) -> list[UUID]:
+        completed: list[UUID] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT payer, token_address, status FROM payment_queue WHERE id = $1 FOR UPDATE",
-                payment_id,
-            )
-            if row is None or row["status"] not in (
-                PaymentStatus.SENT.value,
-                PaymentStatus.PROCESSING.value,
-            ):
-                return False
-            item_ids = [uuid4() for _ in mint_ids]
-            await conn.execute(
-                """
-                UPDATE payment_queue
-                   SET status = 'completed', tx_hash = $2, result = $3,
-                       processed_at = coalesce(processed_at, now()), updated_at = now()
-                 WHERE id = $1
-                """,
-                payment_id,
-                tx_hash,
-                {"queueIds": [str(i) for i in item_ids], "quantity": len(item_ids)},
-            )
-            if item_ids:
-                # A duplicate mint id raises (the unique key) and rolls everything back.
-                # created_at steps by 1 µs so the items stay in mint-index order.
-                await conn.executemany(
-                    """
-                    INSERT INTO mint_queue (
-                        id, payment_id, payer, token_address, mint_id, payment_tx_hash,
-                        status, created_at, updated_at
-                    ) VALUES (
-                        $1, $2, $3, $4, $5, $6, 'pending',
-                        now() + $7 * interval '1 microsecond',
-                        now() + $7 * interval '1 microsecond'
-                    )
-                    """,
-                    [
-                        (
-                            item_id,
-                            payment_id,
-                            row["payer"],
-                            row["token_address"],
-                            mint_id,
-                            tx_hash,
-                            index,
-                        )
-                        for index, (item_id, mint_id) in enumerate(
-                            zip(item_ids, mint_ids, strict=True)
-                        )
-                    ],
-                )
+            for payment_id, tx_hash, mint_ids in completions:
+                if await self._complete_one(conn, payment_id, tx_hash, mint_ids):
+                    completed.append(payment_id)
             if before_commit is not None:
                 before_commit()
+        return completed
+
+    @staticmethod
+    async def _complete_one(
+        conn: Any, payment_id: UUID, tx_hash: str, mint_ids: Sequence[str]
+    ) -> bool:
+        row = await conn.fetchrow(
+            "SELECT payer, token_address, status FROM payment_queue WHERE id = $1 FOR UPDATE",
+            payment_id,
+        )
+        if row is None or row["status"] not in (
+            PaymentStatus.SENT.value,
+            PaymentStatus.PROCESSING.value,
+        ):
+            return False
+        item_ids = [uuid4() for _ in mint_ids]
+        await conn.execute(
+            """
+            UPDATE payment_queue
+               SET status = 'completed', tx_hash = $2, result = $3,
+                   processed_at = coalesce(processed_at, now()), updated_at = now()
+             WHERE id = $1
+            """,
+            payment_id,
+            tx_hash,
+            {"queueIds": [str(i) for i in item_ids], "quantity": len(item_ids)},
+        )
+        if item_ids:
+            # A duplicate mint id raises (the unique key) and rolls everything back.
+            # created_at steps by 1 µs so the items stay in mint-index order.
+            await conn.executemany(
+                """
+                INSERT INTO mint_queue (
+                    id, payment_id, payer, token_address, mint_id, payment_tx_hash,
+                    status, created_at, updated_at
+                ) VALUES (
+                    $1, $2, $3, $4, $5, $6, 'pending',
+                    now() + $7 * interval '1 microsecond',
+                    now() + $7 * interval '1 microsecond'
+                )
+                """,
+                [
+                    (item_id, payment_id, row["payer"], row["token_address"], mint_id, tx_hash, i)
+                    for i, (item_id, mint_id) in enumerate(zip(item_ids, mint_ids, strict=True))
+                ],
+            )
         return True
 
     async def fail_payment(

@@ -566,6 +566,34 @@ class SqliteStore:
         )
         return [_payment(r) for r in rows]
 
+    async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
+        rows = await self._fetchall(
+            f"""
+            SELECT {_PAYMENT_COLUMNS} FROM payment_queue
+             WHERE status = 'sent' AND relayer = ?1 AND tx_hash IN (
+                   SELECT tx_hash FROM payment_queue
+                    WHERE status = 'sent' AND relayer = ?1
+                    GROUP BY tx_hash ORDER BY min(processed_at) LIMIT ?2)
+             ORDER BY processed_at, created_at, rowid
+            """,
+            (relayer, tx_limit),
+        )
+        return [_payment(r) for r in rows]
+
+    async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
+        rows = await self._fetchall(
+            f"""
+            SELECT {_MINT_COLUMNS} FROM mint_queue
+             WHERE status = 'sent' AND relayer = ?1 AND tx_hash IN (
+                   SELECT tx_hash FROM mint_queue
+                    WHERE status = 'sent' AND relayer = ?1
+                    GROUP BY tx_hash ORDER BY min(updated_at) LIMIT ?2)
+             ORDER BY updated_at, created_at, rowid
+            """,
+            (relayer, tx_limit),
+        )
+        return [_mint_item(r) for r in rows]
+
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
         if not tx_hashes:
             return
@@ -596,53 +624,62 @@ class SqliteStore:
         mint_ids: Sequence[str],
         before_commit: Callable[[], None] | None = None,
     ) -> bool:
-        now = _now()
+        done = await self.complete_payments([(payment_id, tx_hash, mint_ids)], before_commit)
+        return bool(done)
+
+    async def complete_payments(
+        self,
+        completions: Sequence[tuple[UUID, str, Sequence[str]]],
+        before_commit: Callable[[], None] | None = None,
+    ) -> list[UUID]:
+        completed: list[UUID] = []
         async with self.transaction() as conn:
-            async with conn.execute(
-                "SELECT payer, token_address, status FROM payment_queue WHERE id = ?",
-                (str(payment_id),),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None or row["status"] not in (
-                PaymentStatus.SENT.value,
-                PaymentStatus.PROCESSING.value,
-            ):
-                return False
-            item_ids = [str(uuid4()) for _ in mint_ids]
-            result = {"queueIds": item_ids, "quantity": len(item_ids)}
-            await conn.execute(
-                """
-                UPDATE payment_queue
-                   SET status = 'completed', tx_hash = ?, result = ?,
-                       processed_at = coalesce(processed_at, ?), updated_at = ?
-                 WHERE id = ?
-                """,
-                (tx_hash, json.dumps(result), now, now, str(payment_id)),
-            )
-            # A duplicate mint id raises (the unique key) and rolls everything back.
-            await conn.executemany(
-                """
-                INSERT INTO mint_queue (
-                    id, payment_id, payer, token_address, mint_id, payment_tx_hash, status,
-                    created_at, updated_at
-                ) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-                """,
-                [
-                    (
-                        item_id,
-                        str(payment_id),
-                        row["payer"],
-                        row["token_address"],
-                        mint_id,
-                        tx_hash,
-                        now,
-                        now,
-                    )
-                    for item_id, mint_id in zip(item_ids, mint_ids, strict=True)
-                ],
-            )
+            for payment_id, tx_hash, mint_ids in completions:
+                if await self._complete_one(conn, payment_id, tx_hash, mint_ids):
+                    completed.append(payment_id)
             if before_commit is not None:
                 before_commit()
+        return completed
+
+    @staticmethod
+    async def _complete_one(
+        conn: aiosqlite.Connection, payment_id: UUID, tx_hash: str, mint_ids: Sequence[str]
+    ) -> bool:
+        now = _now()
+        async with conn.execute(
+            "SELECT payer, token_address, status FROM payment_queue WHERE id = ?",
+            (str(payment_id),),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row["status"] not in (
+            PaymentStatus.SENT.value,
+            PaymentStatus.PROCESSING.value,
+        ):
+            return False
+        item_ids = [str(uuid4()) for _ in mint_ids]
+        result = {"queueIds": item_ids, "quantity": len(item_ids)}
+        await conn.execute(
+            """
+            UPDATE payment_queue
+               SET status = 'completed', tx_hash = ?, result = ?,
+                   processed_at = coalesce(processed_at, ?), updated_at = ?
+             WHERE id = ?
+            """,
+            (tx_hash, json.dumps(result), now, now, str(payment_id)),
+        )
+        # A duplicate mint id raises (the unique key) and rolls everything back.
+        await conn.executemany(
+            """
+            INSERT INTO mint_queue (
+                id, payment_id, payer, token_address, mint_id, payment_tx_hash, status,
+                created_at, updated_at
+            ) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+            """,
+            [
+                (item_id, str(payment_id), row["payer"], row["token_address"], m, tx_hash, now, now)
+                for item_id, m in zip(item_ids, mint_ids, strict=True)
+            ],
+        )
         return True
 
     async def fail_payment(

@@ -28,7 +28,7 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcError
 from payfirst.domain.models import MintItem, Payment
-from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
+from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.pipeline import faults
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.outbox import Outbox
@@ -36,8 +36,9 @@ from payfirst.pipeline.outbox import Outbox
 log = logging.getLogger("payfirst.confirmer")
 
 AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
-# Unmined transactions older than this are re-sent (idempotent: same signed bytes).
-REBROADCAST_AFTER_S = 10.0
+# Unmined transactions older than this are re-sent (idempotent: same signed bytes): a
+# node may lose a pooled tx (anvil does under bursts), which stalls every later nonce.
+REBROADCAST_AFTER_S = 3.0
 # How far back to look for another transaction that used an authorization.
 LOG_LOOKBACK_BLOCKS = 50_000
 MAX_MINT_ATTEMPTS = 3
@@ -50,13 +51,14 @@ class Confirmer:
         self.rpc = outbox.rpc
 
     async def run_once(self, batch_size: int, timeout_s: int) -> int:
-        """Checks up to `batch_size` sent payments and their mint items; returns how many
+        """Checks the receipts of up to `batch_size` sent transactions of each kind
+        (payments, mints) — all the payments or mint items each carries; returns how many
         reached a terminal state."""
         # Each worker confirms its own relayer's txs; a dead worker's are confirmed by
         # whoever takes its relayer lease over.
         relayer = self.outbox.relayer.address
-        payments = await self.store.list_payments(PaymentStatus.SENT, batch_size, relayer=relayer)
-        mints = await self.store.list_mint_items(MintStatus.SENT, batch_size, relayer=relayer)
+        payments = await self.store.sent_payments(relayer, batch_size)
+        mints = await self.store.sent_mint_items(relayer, batch_size)
         return await self.check(payments, mints, timeout_s)
 
     async def stuck_payments(self, older_than_s: int) -> list[Payment]:
@@ -97,12 +99,18 @@ class Confirmer:
         used = {h: authorizations_used(r) for h, r in receipts.items() if r is not None}
         resend = False
         done = 0
+        confirmed: list[tuple[Payment, str]] = []
         for payment in sorted(payments, key=lambda p: (p.tx_hash or "", p.created_at)):
+            receipt = receipts.get(payment.tx_hash or "")
+            if receipt is not None and authorization_key(payment) in used[payment.tx_hash or ""]:
+                confirmed.append((payment, str(receipt["transactionHash"])))
+                continue
             outcome = await self._decide_payment(
                 payment, receipts, used, chain_nonces, latest_block, timeout_s
             )
             done += outcome == "done"
             resend |= outcome == "resend"
+        done += await self._complete_all(confirmed)
         done += await self._decide_mints(mints, receipts, chain_nonces)
         if resend or any(
             receipts.get(m.tx_hash or "") is None
@@ -133,6 +141,10 @@ class Confirmer:
                 return "done"
             if int(receipt["status"], 16) == 1:
                 why = "authorization failed inside the batch transaction"
+            elif str(receipt.get("to") or "").lower() != payment.payment_asset.lower():
+                # A whole settle batch reverted (out of gas, say): its authorizations are
+                # most likely unused, and then the payment is sent again, not failed.
+                return await self._settle_dropped(payment)
             else:
                 why = "transaction reverted"
             return await self._settle_reverted(payment, why)
@@ -173,7 +185,8 @@ class Confirmer:
         return "done"
 
     async def _settle_dropped(self, payment: Payment) -> str:
-        """The relayer's nonce moved past this payment's tx without mining it."""
+        """The payment's tx will never move its money: the relayer's nonce passed it unmined,
+        or the whole settle batch reverted. The authorization's on-chain state decides."""
         used = contracts.decode_result(
             ["bool"],
             await self.rpc.eth_call(
@@ -208,6 +221,33 @@ class Confirmer:
             log.warning("log lookup failed for payment %s: %s", payment.id, exc.message)
             raise
         return str(logs[0]["transactionHash"]) if logs else None
+
+    async def _complete_all(self, confirmed: list[tuple[Payment, str]]) -> int:
+        """The callbacks of many confirmed payments, in ONE transaction."""
+        if not confirmed:
+            return 0
+        completions = [
+            (
+                payment.id,
+                tx_hash,
+                mint_ids(payment.payer, payment.id, payment.quantity)
+                if payment.payment_type is PaymentType.MINT
+                else [],
+            )
+            for payment, tx_hash in confirmed
+        ]
+        done = await self.store.complete_payments(
+            completions, before_commit=lambda: faults.crash_point(faults.IN_CALLBACK)
+        )
+        completed = set(done)
+        items = sum(len(ids) for payment_id, _, ids in completions if payment_id in completed)
+        log.info(
+            "✅ %d payments confirmed (%d txs); created %dx mint items",
+            len(done),
+            len({tx for _, tx in confirmed}),
+            items,
+        )
+        return len(done)
 
     async def _complete(self, payment: Payment, tx_hash: str) -> None:
         """The payment's callback, in the transaction that completes it: a mint creates

@@ -5,6 +5,7 @@ completed without a transaction. Only payments that were confirmed ever have min
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from payfirst.adapters import contracts
 from payfirst.domain.models import MintItem, SignedTx
@@ -14,6 +15,9 @@ from payfirst.pipeline.relayer import GAS_BATCH_MINT_BASE, GAS_BATCH_MINT_PER_IT
 
 log = logging.getLogger("payfirst.minter")
 
+# batchMint txs one tick may sign before broadcasting them together.
+MAX_TXS_PER_TICK = 20
+
 
 class Minter:
     def __init__(self, outbox: Outbox) -> None:
@@ -21,18 +25,8 @@ class Minter:
         self.store = outbox.store
 
     async def run_once(self, batch_size: int) -> int:
-        """One batch of one token; returns how many items it signed or found minted."""
-        items = await self.store.pending_mint_items(batch_size)
-        if not items:
-            return 0
-        minted = await has_minted(self.outbox.rpc, items)
-        already = [m.id for m, yes in zip(items, minted, strict=True) if yes]
-        if already:
-            await self.store.complete_mint_items(already, None)
-            log.info("🪙 %d mint items were already minted on chain", len(already))
-        todo = [m.id for m, yes in zip(items, minted, strict=True) if not yes]
-        if not todo:
-            return len(already)
+        """Up to MAX_TXS_PER_TICK `batchMint` txs of `batch_size` items each, broadcast
+        together; returns how many items it signed or found already minted."""
         fees = await current_fees(self.outbox.rpc)
         relayer = self.outbox.relayer
 
@@ -41,10 +35,33 @@ class Minter:
             gas = GAS_BATCH_MINT_BASE + GAS_BATCH_MINT_PER_ITEM * len(batch)
             return relayer.sign_call(batch[0].token_address, data, nonce, gas, fees)
 
+        handled = 0
         async with self.outbox.lock:
             await self.outbox.sync_nonce()
-            claimed = await self.store.claim_mint_items(relayer.address, todo, sign)
-            await self.outbox.flush(resend_sent=False)
-        if claimed:
-            log.info("🪙 batchMint of %d items sent (tx %s)", len(claimed), claimed[0].tx_hash)
-        return len(already) + len(claimed)
+        for _ in range(MAX_TXS_PER_TICK):
+            items = await self.store.pending_mint_items(batch_size)
+            if not items:
+                break
+            todo = await self._skip_minted(items)  # chain reads outside the lock
+            handled += len(items) - len(todo)
+            if not todo:
+                continue
+            async with self.outbox.lock:
+                claimed = await self.store.claim_mint_items(relayer.address, todo, sign)
+            if not claimed:
+                break  # another worker took them
+            handled += len(claimed)
+            log.info("🪙 batchMint of %d items signed (tx %s)", len(claimed), claimed[0].tx_hash)
+        if handled:
+            async with self.outbox.lock:
+                await self.outbox.flush(resend_sent=False)
+        return handled
+
+    async def _skip_minted(self, items: list[MintItem]) -> list[UUID]:
+        """Completes the items the contract says are minted; returns the others' ids."""
+        minted = await has_minted(self.outbox.rpc, items)
+        already = [m.id for m, yes in zip(items, minted, strict=True) if yes]
+        if already:
+            await self.store.complete_mint_items(already, None)
+            log.info("🪙 %d mint items were already minted on chain", len(already))
+        return [m.id for m, yes in zip(items, minted, strict=True) if not yes]

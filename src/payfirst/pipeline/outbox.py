@@ -53,7 +53,12 @@ class Outbox:
         chain_nonce = await self.rpc.get_transaction_count(self.relayer.address, "latest")
         txs = await self.store.unconfirmed_txs(self.relayer.address, chain_nonce)
         if not resend_sent:
-            txs = [tx for tx in txs if not tx.sent]
+            # The head of the line (the next nonce the chain expects) goes out again too:
+            # a node that lost it would otherwise hold every later tx back until the
+            # confirmer's re-send. Sending known bytes again is harmless.
+            txs = [tx for tx in txs if not tx.sent or tx.nonce == chain_nonce]
+        if not any(not tx.sent for tx in txs) and not resend_sent:
+            return FlushResult(0, 0)
         if not txs:
             return FlushResult(0, 0)
         results = await self.rpc.batch(

@@ -34,6 +34,9 @@ from payfirst.pipeline.relayer import (
 
 log = logging.getLogger("payfirst.sender")
 
+# Settlement txs one tick may sign before broadcasting them together (a long queue).
+MAX_TXS_PER_TICK = 20
+
 # A payment whose authorization expires sooner than this cannot be settled reliably.
 MIN_VALIDITY_LEFT_S = 5
 
@@ -61,9 +64,10 @@ class Sender:
         async with self.outbox.lock:
             await self.outbox.sync_nonce()
             if batching and self.settler is not None:
-                claimed = await self._claim_batches(
-                    batch_size, max_settle_items(_quantity(block.get("gasLimit"))), fees
-                )
+                # A settle tx carries at most payment_batch_size payments (and what the
+                # block gas allows); a long queue gets several txs in one tick.
+                per_tx = min(batch_size, max_settle_items(_quantity(block.get("gasLimit"))))
+                claimed = await self._claim_batches(per_tx * MAX_TXS_PER_TICK, per_tx, fees)
             else:
                 claimed = await self.store.claim_payments(relayer.address, batch_size, sign)
             if claimed:

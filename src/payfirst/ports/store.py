@@ -125,6 +125,13 @@ class Store(Protocol):
         created_at); with `expiring_before`, only those whose authorization's
         valid_before is below it; with `relayer`, only that relayer's."""
 
+    async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
+        """The relayer's `sent` payments carried by its `tx_limit` oldest sent
+        transactions (a batch transaction carries many), oldest first."""
+
+    async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
+        """The relayer's `sent` mint items of its `tx_limit` oldest sent transactions."""
+
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
         """Payments and mint items in `processing` whose tx_hash is one of these become
         `sent` (payments: processed_at = now; mint items: updated_at = now)."""
@@ -142,6 +149,15 @@ class Store(Protocol):
         token, payment_tx_hash = tx_hash). `before_commit` runs after the writes, before
         the commit. Returns False (writing nothing) when the payment was not in those
         statuses."""
+
+    async def complete_payments(
+        self,
+        completions: Sequence[tuple[UUID, str, Sequence[str]]],
+        before_commit: Callable[[], None] | None = None,
+    ) -> list[UUID]:
+        """`complete_payment` for many (payment id, tx hash, mint ids) in ONE transaction;
+        returns the ids it completed (those not `sent`/`processing` are left as they are).
+        A duplicate mint id or a raising `before_commit` rolls all of them back."""
 
     async def fail_payment(
         self,

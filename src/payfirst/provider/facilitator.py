@@ -42,10 +42,14 @@ class FacilitatorClient:
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        verify_timeout_s: float = VERIFY_TIMEOUT_S,
+        settle_timeout_s: float = SETTLE_TIMEOUT_S,
     ) -> None:
         if client is not None and transport is not None:
             raise ValueError("pass either client= or transport=, not both")
         self.url = url.rstrip("/")
+        self.verify_timeout_s = verify_timeout_s
+        self.settle_timeout_s = settle_timeout_s
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(transport=transport, follow_redirects=True)
@@ -71,7 +75,7 @@ class FacilitatorClient:
         requirements: PaymentRequirementsV1 | PaymentRequirementsV2,
     ) -> VerifyResponse:
         status, data = await self._post(
-            "verify", self.body(payload, requirements), VERIFY_TIMEOUT_S
+            "verify", self.body(payload, requirements), self.verify_timeout_s
         )
         try:
             return VerifyResponse.model_validate(data)
@@ -84,7 +88,7 @@ class FacilitatorClient:
         requirements: PaymentRequirementsV1 | PaymentRequirementsV2,
     ) -> SettleResponse:
         status, data = await self._post(
-            "settle", self.body(payload, requirements), SETTLE_TIMEOUT_S
+            "settle", self.body(payload, requirements), self.settle_timeout_s
         )
         try:
             return SettleResponse.model_validate(data)

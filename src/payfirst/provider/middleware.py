@@ -16,7 +16,10 @@ headers, so browser clients can read them. The handler finds the verified paymen
 `request.state.x402` (a `VerifiedPayment`).
 
 The same payment authorization (payer, nonce) is accepted once per middleware instance
-while it is valid, even if a facilitator would answer a re-sent payload idempotently.
+while it is valid, even if a facilitator would answer a re-sent payload idempotently; the
+one exception is a payload whose settlement answered `settlement_pending`: sent again, it
+is settled again (payfirst's `/settle` is idempotent and answers the payment's outcome),
+and served if that settlement is now confirmed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payfirst.domain.errors import PaymentRejected
-from payfirst.provider.facilitator import FacilitatorClient, FacilitatorError
+from payfirst.provider.facilitator import SETTLE_TIMEOUT_S, FacilitatorClient, FacilitatorError
 from payfirst.x402 import (
     MAX_TIMEOUT_SECONDS,
     PAYMENT_REQUIRED,
@@ -173,11 +176,21 @@ def _settled(settlement: SettleResponse) -> bool:
 
 
 @dataclass
+class _Claim:
+    """An authorization this middleware has taken: held until `valid_before`."""
+
+    valid_before: int
+    signature: str
+    pending: bool = False  # its settlement answered settlement_pending
+    busy: bool = True  # a request is using it now
+
+
+@dataclass
 class _Held:
     """A handler's answer held back until settlement."""
 
     start: Message | None = None
-    body: list[Message] = field(default_factory=list)
+    body: list[Message] = field(default_factory=list)  # body (and any later) messages
 
 
 class PaymentMiddleware:
@@ -196,6 +209,7 @@ class PaymentMiddleware:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         facilitator_headers: dict[str, str] | None = None,
+        settle_timeout_s: float = SETTLE_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if settle not in ("after", "before"):
@@ -204,10 +218,14 @@ class PaymentMiddleware:
         self.settle = settle
         self.routes = _parse_routes(routes)
         self.facilitator = FacilitatorClient(
-            facilitator_url, client=http_client, transport=transport, headers=facilitator_headers
+            facilitator_url,
+            client=http_client,
+            transport=transport,
+            headers=facilitator_headers,
+            settle_timeout_s=settle_timeout_s,
         )
         self._clock = clock
-        self._in_use: dict[tuple[str, str], int] = {}
+        self._in_use: dict[tuple[str, str], _Claim] = {}
         self._expiries: list[tuple[int, tuple[str, str]]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,8 +277,8 @@ class PaymentMiddleware:
             if isinstance(payload, PaymentPayloadV2)
             else price.requirements_v1(resource)
         )
-        key = self._claim(payload)
-        if key is None:
+        claim = self._claim(payload)
+        if claim is None:
             await _required(
                 price,
                 resource,
@@ -268,45 +286,57 @@ class PaymentMiddleware:
                 "this payment authorization was already used here",
             )(scope, receive, send)
             return
+        key, resuming = claim
         settle_attempted = False
         try:
-            try:
-                verified = await self.facilitator.verify(payload, requirements)
-            except FacilitatorError as exc:
-                log.warning("x402 provider: %s", exc)
-                await JSONResponse({"error": FACILITATOR_UNAVAILABLE, "message": str(exc)}, 502)(
-                    scope, receive, send
-                )
-                return
-            if not verified.is_valid:
-                reason = verified.invalid_reason or "invalid_payment"
-                log.info("x402 provider: payment refused by the facilitator: %s", reason)
-                await _required(price, resource, reason, verified.invalid_message or "")(
-                    scope, receive, send
-                )
-                return
-            paid = VerifiedPayment(verified.payer, price, payload, requirements)
+            if resuming:
+                # The same payload whose settlement was pending: the facilitator's /settle
+                # is idempotent and re-verifies, while /verify would call the nonce used.
+                payer: str | None = str(payload.payload["authorization"]["from"])
+            else:
+                try:
+                    verified = await self.facilitator.verify(payload, requirements)
+                except FacilitatorError as exc:
+                    log.warning("x402 provider: %s", exc)
+                    await JSONResponse(
+                        {"error": FACILITATOR_UNAVAILABLE, "message": str(exc)}, 502
+                    )(scope, receive, send)
+                    return
+                if not verified.is_valid:
+                    reason = verified.invalid_reason or "invalid_payment"
+                    log.info("x402 provider: payment refused by the facilitator: %s", reason)
+                    await _required(price, resource, reason, verified.invalid_message or "")(
+                        scope, receive, send
+                    )
+                    return
+                payer = verified.payer
+            paid = VerifiedPayment(payer, price, payload, requirements)
             if self.settle == "before":
                 settle_attempted = True
-                settlement = await self._settle(payload, requirements)
+                settlement = await self._settle(key, payload, requirements)
                 if not _settled(settlement):
                     await _settle_failed(price, resource, payload, settlement)(scope, receive, send)
                     return
                 scope.setdefault("state", {})["x402"] = VerifiedPayment(
-                    verified.payer, price, payload, requirements, settlement
+                    payer, price, payload, requirements, settlement
                 )
                 await self.app(scope, receive, _with_settlement(send, payload, settlement))
                 return
             scope.setdefault("state", {})["x402"] = paid
+            # The answer is held in memory until settled: no zero-copy file sending.
+            extensions = scope.get("extensions") or {}
+            if "http.response.pathsend" in extensions:
+                scope = dict(scope)
+                scope["extensions"] = {
+                    k: v for k, v in extensions.items() if k != "http.response.pathsend"
+                }
             held = _Held()
 
             async def hold(message: Message) -> None:
-                if message["type"] == "http.response.start":
+                if message["type"] == "http.response.start" and held.start is None:
                     held.start = message
-                elif message["type"] == "http.response.body":
+                else:
                     held.body.append(message)
-                else:  # pragma: no cover - trailers and the like
-                    await send(message)
 
             await self.app(scope, receive, hold)  # an exception: nothing settled
             if held.start is None:
@@ -319,7 +349,7 @@ class PaymentMiddleware:
                 await _replay(send, held)
                 return
             settle_attempted = True
-            settlement = await self._settle(payload, requirements)
+            settlement = await self._settle(key, payload, requirements)
             if not _settled(settlement):
                 await _settle_failed(price, resource, payload, settlement)(scope, receive, send)
                 return
@@ -327,10 +357,13 @@ class PaymentMiddleware:
             await _replay(send, held)
         finally:
             if not settle_attempted:
-                self._release(key)
+                self._release(key, resuming)
+            elif key in self._in_use:
+                self._in_use[key].busy = False
 
     async def _settle(
         self,
+        key: tuple[str, str],
         payload: PaymentPayloadV1 | PaymentPayloadV2,
         requirements: PaymentRequirementsV1 | PaymentRequirementsV2,
     ) -> SettleResponse:
@@ -345,6 +378,10 @@ class PaymentMiddleware:
                 transaction="",
                 network=requirements.network,
             )
+        claim = self._in_use.get(key)
+        if claim is not None:
+            # A pending settlement may still land: the same payload may come back for it.
+            claim.pending = settlement.error_reason == reasons.SETTLEMENT_PENDING
         if not _settled(settlement):
             log.warning(
                 "x402 provider: settlement not confirmed (%s %s), content withheld",
@@ -357,33 +394,51 @@ class PaymentMiddleware:
 
     # --- one use per authorization -------------------------------------------------------
 
-    def _claim(self, payload: PaymentPayloadV1 | PaymentPayloadV2) -> tuple[str, str] | None:
-        """Hold the payload's (payer, nonce) until its validBefore; None when held."""
+    def _claim(
+        self, payload: PaymentPayloadV1 | PaymentPayloadV2
+    ) -> tuple[tuple[str, str], bool] | None:
+        """Hold the payload's (payer, nonce) until its validBefore. None when it is held
+        already; (key, True) when the identical payload comes back after a settlement that
+        answered pending (it may be settled again: /settle is idempotent)."""
         now = int(self._clock())
         while self._expiries and self._expiries[0][0] < now:
             expiry, old = heapq.heappop(self._expiries)
-            if self._in_use.get(old) == expiry:
+            held = self._in_use.get(old)
+            if held is not None and held.valid_before == expiry:
                 del self._in_use[old]
         authorization = payload.payload.get("authorization")
         if not isinstance(authorization, dict):
-            return ("", "")  # malformed: the facilitator refuses it
+            return ("", ""), False  # malformed: the facilitator refuses it; nothing held
         key = (
             str(authorization.get("from", "")).lower(),
             str(authorization.get("nonce", "")).lower(),
         )
-        if key in self._in_use:
+        signature = str(payload.payload.get("signature", "")).lower()
+        held = self._in_use.get(key)
+        if held is not None:
+            if held.pending and not held.busy and held.signature == signature:
+                held.busy = True
+                return key, True
             return None
         try:
             valid_before = int(authorization.get("validBefore", 0))
         except (TypeError, ValueError):
             valid_before = 0
         valid_before = max(valid_before, now + 1)
-        self._in_use[key] = valid_before
+        self._in_use[key] = _Claim(valid_before, signature)
         heapq.heappush(self._expiries, (valid_before, key))
-        return key
+        return key, False
 
-    def _release(self, key: tuple[str, str]) -> None:
-        self._in_use.pop(key, None)
+    def _release(self, key: tuple[str, str], resuming: bool) -> None:
+        """No settlement was attempted: a new claim is released, a resumed one stays
+        pending (its earlier settlement may still land)."""
+        held = self._in_use.get(key)
+        if held is None:
+            return
+        if resuming:
+            held.busy = False
+        else:
+            del self._in_use[key]
 
 
 # --- answers ---------------------------------------------------------------------------
