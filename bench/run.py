@@ -409,11 +409,16 @@ class Bench:
     # accept ---------------------------------------------------------------------------
 
     async def accept(self) -> None:
-        say("\n== accept: `payfirst api` alone (no worker), wrk -t1 on the same 2 cores")
+        processes = self.args.api_processes
+        say(
+            f"\n== accept: `payfirst api` alone (no worker, {processes} process(es)), "
+            "wrk -t1 on the same 2 cores"
+        )
         await reset_database(self.deployment, self.rpc_url)
         port = free_port()
-        api = await start_api(payfirst_env(self.rpc_url, port), port, "accept-api")
-        runs: dict[str, Any] = {}
+        env = payfirst_env(self.rpc_url, port) | {"PAYFIRST_API_PROCESSES": str(processes)}
+        api = await start_api(env, port, "accept-api")
+        runs: dict[str, Any] = {"processes": processes}
         try:
             seconds = self.args.accept_seconds
             guess = 4000.0
@@ -849,7 +854,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         target_rps = c == "1000"
         out.append(
             (
-                f"accept (`payfirst api` alone), {c} connections: payments/s",
+                f"accept (`payfirst api` alone, {accept.get('processes', 1)} processes), "
+                f"{c} connections: payments/s",
                 f"{run['payments_per_s']:,.0f}",
                 "≥ 3,000" if target_rps else "",
                 met(run["payments_per_s"] >= TARGETS["accept_rps_1000"]) if target_rps else "",
@@ -1106,6 +1112,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--accept-seconds", type=int, default=8)
+    parser.add_argument(
+        "--api-processes", type=int, default=2, help="PAYFIRST_API_PROCESSES for the accept run"
+    )
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--rss-n", type=int, default=10_000)
     parser.add_argument("--latency-n", type=int, default=200)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -65,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             url = args.url or f"http://{config.host}:{config.port}"
             return asyncio.run(run_demo(url, args.rpc, args.payers, args.mints, args.x402_version))
-        asyncio.run(_run(args, config))
+        if args.command == "api":
+            _run_api(config)
+        else:
+            asyncio.run(_run(args, config))
     except ConfigError as exc:
         print(f"payfirst: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -74,11 +81,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _run_api(config: Config) -> None:
+    """`payfirst api`: PAYFIRST_API_PROCESSES processes share one listening socket (the
+    kernel spreads connections between them); each has its own event loop and pool."""
+    if config.api_processes == 1:
+        asyncio.run(serve(config, api=True, worker=False))
+        return
+    sock = socket.create_server((config.host, config.port), backlog=4096, reuse_port=False)
+    sock.set_inheritable(True)
+    children: list[int] = []
+    for _ in range(config.api_processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(serve(config, api=True, worker=False, sock=sock))
+            finally:
+                os._exit(0)
+        children.append(pid)
+    try:
+        asyncio.run(serve(config, api=True, worker=False, sock=sock))
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
 async def _run(args: argparse.Namespace, config: Config) -> None:
     if args.command == "serve":
         await serve(config, api=True, worker=True)
-    elif args.command == "api":
-        await serve(config, api=True, worker=False)
     elif args.command == "worker":
         await serve(config, api=False, worker=True)
     elif args.command == "migrate":
@@ -120,7 +153,9 @@ async def reset_stuck(config: Config, older_than_s: int) -> None:
         await runtime.close()
 
 
-async def serve(config: Config, *, api: bool, worker: bool) -> None:
+async def serve(
+    config: Config, *, api: bool, worker: bool, sock: socket.socket | None = None
+) -> None:
     runtime = await open_runtime(config, start_devchain=api and worker)
     pipeline: WorkerPool | None = None
     try:
@@ -153,7 +188,7 @@ async def serve(config: Config, *, api: bool, worker: bool) -> None:
                 access_log=False,
             )
         )
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
         if server.started:

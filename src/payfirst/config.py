@@ -34,6 +34,8 @@ class Config:
     port: int = 4021
     anvil_port: int = 8545
     max_quantity_per_request: int = 100
+    # `payfirst api` processes sharing the listening socket (one per core is typical).
+    api_processes: int = 1
     # How long POST /settle waits for on-chain confirmation before `settlement_pending`.
     settle_timeout_s: int = 30
     log_level: str = "INFO"
@@ -52,6 +54,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         anvil_port=_int(env, "PAYFIRST_ANVIL_PORT", 8545, 1, 65535),
         max_quantity_per_request=_int(env, "PAYFIRST_MAX_QUANTITY", 100, 1, 10_000),
         settle_timeout_s=_int(env, "PAYFIRST_SETTLE_TIMEOUT_S", 30, 0, 600),
+        api_processes=_int(env, "PAYFIRST_API_PROCESSES", 1, 1, 64),
         log_level=_choice(env, "PAYFIRST_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )
 

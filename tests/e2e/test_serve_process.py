@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from payfirst.adapters.devchain import free_port
+from payfirst.adapters.devchain import Deployment, free_port
+from payfirst.adapters.store_postgres import PostgresStore
 
 BIN = Path(sys.executable).parent
 
@@ -75,3 +76,47 @@ def test_serve_then_demo(tmp_path: Path) -> None:
             raise AssertionError("anvil still answers after Ctrl-C")
         except httpx.TransportError:
             pass
+
+
+def test_api_processes_share_one_port(
+    tmp_path: Path, devchain: Deployment, pg_dsn: str, pg_store: PostgresStore
+) -> None:
+    """PAYFIRST_API_PROCESSES=2: two processes answer on one port; Ctrl-C stops both."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PAYFIRST_PORT": str(port),
+        "PAYFIRST_RPC_URL": devchain.rpc_url,
+        "PAYFIRST_DATABASE_URL": f"{pg_dsn}?search_path={pg_store.schema}",
+        "PAYFIRST_API_PROCESSES": "2",
+    }
+    server = subprocess.Popen(
+        [BIN / "payfirst", "api"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "api not healthy after 30 s"
+            time.sleep(0.1)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) == 1
+        answers = [httpx.get(f"http://127.0.0.1:{port}/api/tokens").status_code for _ in range(20)]
+        assert answers == [200] * 20
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=15)
+    assert server.returncode == 0
+    assert (
+        not Path(f"/proc/{children[0]}").exists()
+        or "Z" in Path(f"/proc/{children[0]}/stat").read_text().split()[2]
+    )
