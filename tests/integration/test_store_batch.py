@@ -235,3 +235,48 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
     )
     assert [(r["nonce"], r["txs"], r["n"]) for r in rows] == [(i, 1, 10) for i in range(4)]
     assert await pg_store.get_relayer_nonce(relayer) == 4
+
+
+async def test_sent_payments_come_whole_txs_at_a_time(store: Store) -> None:
+    token = await _token(store)
+    relayer, other = random_address(), random_address()
+    await _queue(store, token, 7)
+    first = await store.claim_payment_batch(relayer, 3, BatchRecorder())
+    second = await store.claim_payment_batch(relayer, 3, BatchRecorder())
+    foreign = await store.claim_payment_batch(other, 1, BatchRecorder())
+    await store.mark_sent(
+        [first[0].tx_hash or "", second[0].tx_hash or "", foreign[0].tx_hash or ""]
+    )
+    oldest_tx = await store.sent_payments(relayer, 1)
+    assert {p.id for p in oldest_tx} == {p.id for p in first}  # all of the tx, no more
+    both = await store.sent_payments(relayer, 5)
+    assert {p.id for p in both} == {p.id for p in first + second}  # not the other relayer's
+    assert all(p.status is PaymentStatus.SENT for p in both)
+    assert [p.id for p in await store.sent_payments(other, 5)] == [foreign[0].id]
+
+
+async def test_complete_payments_is_one_transaction(store: Store) -> None:
+    token = await _token(store)
+    relayer = random_address()
+    await _queue(store, token, 3)
+    batch = await store.claim_payment_batch(relayer, 3, BatchRecorder())
+    tx = batch[0].tx_hash or ""
+    await store.mark_sent([tx])
+    completions = [(p.id, tx, mint_ids(p.payer, p.id, p.quantity)) for p in batch]
+
+    def crash() -> None:
+        raise RuntimeError("power cut before the commit")
+
+    with pytest.raises(RuntimeError):
+        await store.complete_payments(completions, before_commit=crash)
+    assert [(await _get(store, p.id)).status for p in batch] == [PaymentStatus.SENT] * 3
+    assert await fetch_raw(store, "SELECT id FROM mint_queue") == []
+
+    done = await store.complete_payments(completions)
+    assert sorted(done) == sorted(p.id for p in batch)
+    assert [(await _get(store, p.id)).status for p in batch] == [PaymentStatus.COMPLETED] * 3
+    rows = await fetch_raw(store, "SELECT count(*) AS n FROM mint_queue")
+    assert rows[0]["n"] == sum(p.quantity for p in batch)
+    assert await store.complete_payments(completions) == []  # a second time: nothing
+    rows = await fetch_raw(store, "SELECT count(*) AS n FROM mint_queue")
+    assert rows[0]["n"] == sum(p.quantity for p in batch)

@@ -59,12 +59,6 @@ _NOT_TERMINAL_PAYMENT = "('pending', 'processing', 'sent')"
 _NOT_TERMINAL_MINT = "('pending', 'processing', 'sent')"
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """payfirst leaves no session state on pooled connections (its locks are transaction
-    scoped, LISTEN runs on a connection of its own), so asyncpg's reset query — one more
-    round trip on every release — is skipped."""
-
-
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -270,7 +264,6 @@ class PostgresStore:
             max_size=max_size,
             server_settings=server_settings,
             init=_init_connection,
-            reset=_no_reset,
         )
         store = cls(pool, schema, dsn, server_settings)
         try:
@@ -555,18 +548,15 @@ class PostgresStore:
         limit: int,
         *,
         expiring_before: int | None = None,
-        relayer: str | None = None,
     ) -> list[Payment]:
         order = "processed_at, created_at, id" if status is PaymentStatus.SENT else "created_at, id"
         rows = await self._pool.fetch(
             f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = $1"
             " AND ($3::bigint IS NULL OR valid_before < $3)"
-            " AND ($4::text IS NULL OR relayer = $4)"
             f" ORDER BY {order} LIMIT $2",
             status.value,
             limit,
             None if expiring_before is None else min(expiring_before, _MAX_BIGINT),
-            relayer,
         )
         return [_payment(r) for r in rows]
 
@@ -577,7 +567,7 @@ class PostgresStore:
              WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
                    SELECT tx_hash FROM payment_queue
                     WHERE status = 'sent' AND relayer = $1
-                    GROUP BY tx_hash ORDER BY min(processed_at) LIMIT $2)
+                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
              ORDER BY processed_at, created_at, id
             """,
             relayer,
@@ -592,7 +582,7 @@ class PostgresStore:
              WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
                    SELECT tx_hash FROM mint_queue
                     WHERE status = 'sent' AND relayer = $1
-                    GROUP BY tx_hash ORDER BY min(updated_at) LIMIT $2)
+                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
              ORDER BY updated_at, created_at, id
             """,
             relayer,
@@ -750,16 +740,12 @@ class PostgresStore:
         )
         return [_mint_item(r) for r in rows]
 
-    async def list_mint_items(
-        self, status: MintStatus, limit: int, *, relayer: str | None = None
-    ) -> list[MintItem]:
+    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
         rows = await self._pool.fetch(
             f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = $1"
-            " AND ($3::text IS NULL OR relayer = $3)"
             " ORDER BY updated_at, created_at, id LIMIT $2",
             status.value,
             limit,
-            relayer,
         )
         return [_mint_item(r) for r in rows]
 

@@ -550,7 +550,6 @@ class SqliteStore:
         limit: int,
         *,
         expiring_before: int | None = None,
-        relayer: str | None = None,
     ) -> list[Payment]:
         order = (
             "processed_at, created_at, rowid"
@@ -560,9 +559,9 @@ class SqliteStore:
         before = None if expiring_before is None else min(expiring_before, _MAX_INTEGER)
         rows = await self._fetchall(
             f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = ?"
-            " AND (? IS NULL OR valid_before < ?) AND (? IS NULL OR relayer = ?)"
+            " AND (? IS NULL OR valid_before < ?)"
             f" ORDER BY {order} LIMIT ?",
-            (status.value, before, before, relayer, relayer, limit),
+            (status.value, before, before, limit),
         )
         return [_payment(r) for r in rows]
 
@@ -573,7 +572,7 @@ class SqliteStore:
              WHERE status = 'sent' AND relayer = ?1 AND tx_hash IN (
                    SELECT tx_hash FROM payment_queue
                     WHERE status = 'sent' AND relayer = ?1
-                    GROUP BY tx_hash ORDER BY min(processed_at) LIMIT ?2)
+                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT ?2)
              ORDER BY processed_at, created_at, rowid
             """,
             (relayer, tx_limit),
@@ -587,7 +586,7 @@ class SqliteStore:
              WHERE status = 'sent' AND relayer = ?1 AND tx_hash IN (
                    SELECT tx_hash FROM mint_queue
                     WHERE status = 'sent' AND relayer = ?1
-                    GROUP BY tx_hash ORDER BY min(updated_at) LIMIT ?2)
+                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT ?2)
              ORDER BY updated_at, created_at, rowid
             """,
             (relayer, tx_limit),
@@ -740,14 +739,11 @@ class SqliteStore:
         )
         return [_mint_item(r) for r in rows]
 
-    async def list_mint_items(
-        self, status: MintStatus, limit: int, *, relayer: str | None = None
-    ) -> list[MintItem]:
+    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
         rows = await self._fetchall(
             f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = ?"
-            " AND (? IS NULL OR relayer = ?)"
             " ORDER BY updated_at, created_at, rowid LIMIT ?",
-            (status.value, relayer, relayer, limit),
+            (status.value, limit),
         )
         return [_mint_item(r) for r in rows]
 

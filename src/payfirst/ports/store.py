@@ -119,15 +119,14 @@ class Store(Protocol):
         limit: int,
         *,
         expiring_before: int | None = None,
-        relayer: str | None = None,
     ) -> list[Payment]:
         """Payments in `status`, oldest first (`sent`: by processed_at; others by
         created_at); with `expiring_before`, only those whose authorization's
-        valid_before is below it; with `relayer`, only that relayer's."""
+        valid_before is below it."""
 
     async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
-        """The relayer's `sent` payments carried by its `tx_limit` oldest sent
-        transactions (a batch transaction carries many), oldest first."""
+        """The relayer's `sent` payments carried by its `tx_limit` oldest (lowest nonce)
+        sent transactions — a batch transaction carries many — oldest first."""
 
     async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
         """The relayer's `sent` mint items of its `tx_limit` oldest sent transactions."""
@@ -180,10 +179,8 @@ class Store(Protocol):
 
     async def get_mint_items(self, payment_id: UUID) -> list[MintItem]: ...
 
-    async def list_mint_items(
-        self, status: MintStatus, limit: int, *, relayer: str | None = None
-    ) -> list[MintItem]:
-        """Oldest first (by updated_at); with `relayer`, only that relayer's."""
+    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+        """Oldest first (by updated_at)."""
 
     async def pending_mint_items(self, limit: int) -> list[MintItem]:
         """Up to `limit` pending items of ONE token (the token of the oldest pending

@@ -123,7 +123,7 @@ class Price:
             network=v1_network(self.chain_id),
             max_amount_required=str(self.amount),
             resource=resource,
-            description=self.description or None,
+            description=self.description,
             mime_type=self.mime_type,
             pay_to=self.pay_to,
             max_timeout_seconds=self.max_timeout_seconds,
