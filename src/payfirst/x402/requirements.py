@@ -39,9 +39,15 @@ def _extra(token: Token) -> dict[str, Any]:
     return {"name": token.asset_name, "version": token.asset_version}
 
 
-@functools.lru_cache(maxsize=1024)
 def mint_requirements_v1(token: Token, quantity: int, resource: str) -> PaymentRequirementsV1:
-    """v1 requirements (cached: one shared instance per arguments — never mutate it). `network` is the v1 name of the token's chain, or its CAIP-2 id
+    """v1 requirements (cached: one shared instance per arguments — never mutate it)."""
+    mint_amount(token, quantity)  # refuses a bad quantity before the cache (True == 1)
+    return _requirements_v1(token, quantity, resource)
+
+
+@functools.lru_cache(maxsize=1024)
+def _requirements_v1(token: Token, quantity: int, resource: str) -> PaymentRequirementsV1:
+    """v1 requirements. `network` is the v1 name of the token's chain, or its CAIP-2 id
     when v1 has no name for it (the local chain 31337 -> "eip155:31337")."""
     return PaymentRequirementsV1(
         scheme=SCHEME_EXACT,
@@ -57,9 +63,14 @@ def mint_requirements_v1(token: Token, quantity: int, resource: str) -> PaymentR
     )
 
 
-@functools.lru_cache(maxsize=1024)
 def mint_requirements_v2(token: Token, quantity: int, resource: str) -> PaymentRequirementsV2:
     """v2 requirements (CAIP-2 network; cached like the v1 ones — never mutate them)."""
+    mint_amount(token, quantity)
+    return _requirements_v2(token, quantity, resource)
+
+
+@functools.lru_cache(maxsize=1024)
+def _requirements_v2(token: Token, quantity: int, resource: str) -> PaymentRequirementsV2:
     del resource  # v2 carries the resource once, beside `accepts`
     return PaymentRequirementsV2(
         scheme=SCHEME_EXACT,
