@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest_asyncio
@@ -20,6 +21,8 @@ from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
+from payfirst.domain.statuses import MintStatus, PaymentStatus
+from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.worker import Worker
 from payfirst.ports.store import Store
@@ -200,3 +203,49 @@ async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
 
 def row_count(rows: list[dict[str, Any]]) -> int:
     return int(rows[0]["n"])
+
+
+async def assert_delivered_exactly_once(
+    h: Harness,
+    orders: dict[UUID, tuple[Payer, int]],
+    usdc_before: dict[str, int],
+    token_usdc_before: int,
+    relayer_nonce_before: int,
+) -> None:
+    """Every ordered payment is completed with exactly its mint items, each minted once on
+    chain; each payer was debited once and holds what it bought; the token contract got
+    the sum; every tx the relayer got mined is one the database records (nothing was
+    signed twice: re-sending the same bytes does not consume a nonce); the invariants."""
+    d = h.deployment
+    expected_ids: set[str] = set()
+    bought: dict[str, int] = {}
+    for payment_id, (payer, quantity) in orders.items():
+        payment = await h.store.get_payment(payment_id)
+        assert payment is not None and payment.status is PaymentStatus.COMPLETED, payment
+        ids = mint_ids(payer.address, payment_id, quantity)
+        items = await h.store.get_mint_items(payment_id)
+        assert sorted(m.mint_id for m in items) == sorted(ids)
+        assert {m.status for m in items} == {MintStatus.COMPLETED}
+        expected_ids.update(ids)
+        bought[payer.address] = bought.get(payer.address, 0) + quantity
+    logs = await h.rpc.call(
+        "eth_getLogs",
+        {"address": d.token, "fromBlock": "0x0", "toBlock": "latest", "topics": [MINTED_TOPIC]},
+    )
+    minted = [entry["topics"][1] for entry in logs]
+    assert len(minted) == len(set(minted)), "a mint id was minted twice"
+    assert set(minted) == expected_ids
+    for address, quantity in bought.items():
+        debited = usdc_before[address] - await h.usdc_balance(address)
+        assert debited == quantity * d.price_per_mint, f"{address} debited {debited}"
+        assert await h.token_balance(address) == quantity * d.mint_amount
+    total = sum(bought.values())
+    assert await h.usdc_balance(d.token) - token_usdc_before == total * d.price_per_mint
+    relayer_nonce_after = await h.rpc.get_transaction_count(d.relayer_address, "latest")
+    known = await fetch_raw(
+        h.store,
+        "SELECT (SELECT count(DISTINCT tx_hash) FROM payment_queue)"
+        " + (SELECT count(DISTINCT tx_hash) FROM mint_queue) AS n",
+    )
+    assert relayer_nonce_after - relayer_nonce_before == int(known[0]["n"])
+    await check_invariants(h.store, h.rpc)

@@ -25,10 +25,9 @@ from payfirst.adapters.devchain import ANVIL_KEYS, DevChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
-from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.worker import Worker
-from tests.e2e.harness import MINTED_TOPIC, Harness, check_invariants
+from tests.e2e.harness import Harness, assert_delivered_exactly_once
 from tests.e2e.tcp_proxy import TcpProxy, stable_port
 from tests.fixtures.store import fetch_raw
 
@@ -160,36 +159,10 @@ async def test_node_unreachable_while_sending_then_back(outage: Outage) -> None:
 
     ids = first + second
     assert await statuses(h, ids) == {"completed"}
-    expected_ids: set[str] = set()
-    for payment_id, (i, quantity) in zip(ids, orders, strict=True):
-        items = await h.store.get_mint_items(payment_id)
-        assert sorted(m.mint_id for m in items) == sorted(
-            mint_ids(payers[i].address, payment_id, quantity)
-        )
-        assert {m.status for m in items} == {"completed"}
-        expected_ids.update(m.mint_id for m in items)
-    logs = await h.rpc.call(
-        "eth_getLogs",
-        {"address": d.token, "fromBlock": "0x0", "toBlock": "latest", "topics": [MINTED_TOPIC]},
+    await assert_delivered_exactly_once(
+        h,
+        {pid: (payers[i], q) for pid, (i, q) in zip(ids, orders, strict=True)},
+        {payers[i].address: before for i, before in usdc_before.items()},
+        token_usdc_before,
+        relayer_nonce_before,
     )
-    minted = [entry["topics"][1] for entry in logs]
-    assert len(minted) == len(set(minted)), "a mint id was minted twice"
-    assert set(minted) == expected_ids
-
-    total = 0
-    for i, payer in payers.items():
-        quantity = sum(q for j, q in orders if j == i)
-        total += quantity
-        debited = usdc_before[i] - await h.usdc_balance(payer.address)
-        assert debited == quantity * d.price_per_mint, f"payer {i} debited {debited}"
-        assert await h.token_balance(payer.address) == quantity * d.mint_amount
-    assert await h.usdc_balance(d.token) - token_usdc_before == total * d.price_per_mint
-    # Every transaction the relayer got mined is one the database knows as its own.
-    relayer_nonce_after = await h.rpc.get_transaction_count(d.relayer_address, "latest")
-    known = await fetch_raw(
-        h.store,
-        "SELECT (SELECT count(DISTINCT tx_hash) FROM payment_queue)"
-        " + (SELECT count(DISTINCT tx_hash) FROM mint_queue) AS n",
-    )
-    assert relayer_nonce_after - relayer_nonce_before == int(known[0]["n"])
-    await check_invariants(h.store, h.rpc)
