@@ -14,6 +14,7 @@ from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient, RpcError
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain, send_transaction
 from payfirst.domain.models import Authorization
+from tests.fixtures.eip712 import EIP712_DOMAIN_TYPE, TRANSFER_WITH_AUTHORIZATION_TYPE
 
 AUTHORIZATION_USED = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 MINTED = "0x" + keccak(text="Minted(bytes32,address,uint256)").hex()
@@ -56,20 +57,8 @@ def sign_authorization(
     }
     typed = {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_TYPE,
+            "TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION_TYPE,
         },
         "primaryType": "TransferWithAuthorization",
         "domain": {

@@ -11,11 +11,18 @@ from uuid import UUID
 import pytest
 
 from payfirst.adapters.store_postgres import PostgresStore
-from payfirst.domain.models import NewPayment, Payment, SignedTx, Token
+from payfirst.domain.models import Payment, SignedTx
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.ports.store import OutboxTx, Store
-from tests.fixtures.store import fetch_raw, make_payment, make_token, random_address
+from tests.fixtures.store import (
+    fetch_raw,
+    make_token,
+    queue_payments,
+    random_address,
+    register_token,
+    stored_payment,
+)
 
 
 def sign_batch(payments: list[Payment], nonce: int) -> SignedTx:
@@ -38,30 +45,11 @@ class BatchRecorder:
         return sign_batch(payments, nonce)
 
 
-async def _token(store: Store, **overrides: object) -> Token:
-    token = make_token(max_mint_count=1000, **overrides)
-    await store.upsert_token(token)
-    return token
-
-
-async def _queue(store: Store, token: Token, count: int) -> list[NewPayment]:
-    payments = [make_payment(token) for _ in range(count)]
-    for new in payments:
-        assert (await store.queue_payment(new)).created
-    return payments
-
-
-async def _get(store: Store, payment_id: UUID) -> Payment:
-    payment = await store.get_payment(payment_id)
-    assert payment is not None
-    return payment
-
-
 async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store, max_mint_count=1000)
     relayer = random_address()
     await store.set_relayer_nonce(relayer, 7)
-    queued = await _queue(store, token, 4)
+    queued = await queue_payments(store, token, 4)
     recorder = BatchRecorder()
     claimed = await store.claim_payment_batch(relayer, 10, recorder)
     assert [p.id for p in claimed] == [n.id for n in queued]  # oldest first
@@ -71,13 +59,15 @@ async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
         assert payment.status is PaymentStatus.PROCESSING
         assert (payment.nonce, payment.relayer) == (7, relayer)
         assert (payment.raw_tx, payment.tx_hash) == (expected.raw, expected.hash)
-        assert await _get(store, payment.id) == payment  # what it returned is what it stored
+        assert (
+            await stored_payment(store, payment.id) == payment
+        )  # what it returned is what it stored
     assert await store.get_relayer_nonce(relayer) == 8  # one nonce for the whole batch
 
 
 async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 6)
+    token = await register_token(store, max_mint_count=1000)
+    queued = await queue_payments(store, token, 6)
     await store.fail_payment(queued[1].id, PaymentStatus.FAILED, "expired")
     relayer = random_address()
     first = await store.claim_payment_batch(relayer, 2, sign_batch)
@@ -90,7 +80,7 @@ async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) ->
     assert await store.claim_payment_batch(relayer, 10, sign_batch) == []
     assert await store.claim_payment_batch(relayer, 0, sign_batch) == []
     assert await store.get_relayer_nonce(relayer) == 2
-    assert (await _get(store, queued[1].id)).nonce is None
+    assert (await stored_payment(store, queued[1].id)).nonce is None
 
 
 async def test_batch_claim_with_nothing_pending_signs_and_writes_nothing(store: Store) -> None:
@@ -102,13 +92,13 @@ async def test_batch_claim_with_nothing_pending_signs_and_writes_nothing(store: 
 
 
 async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 3)
+    token = await register_token(store, max_mint_count=1000)
+    queued = await queue_payments(store, token, 3)
     relayer = random_address()
     with pytest.raises(RuntimeError, match="signer exploded"):
         await store.claim_payment_batch(relayer, 10, BatchRecorder(fail=True))
     for new in queued:
-        payment = await _get(store, new.id)
+        payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
         assert (payment.nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
             None,
@@ -124,11 +114,11 @@ async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None
 
 async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
     """One settle tx moves one asset: the oldest pending payment's."""
-    first_token = await _token(store)
-    other_token = await _token(store)
-    a1 = await _queue(store, first_token, 1)
-    b1 = await _queue(store, other_token, 2)
-    a2 = await _queue(store, first_token, 1)
+    first_token = await register_token(store, max_mint_count=1000)
+    other_token = await register_token(store, max_mint_count=1000)
+    a1 = await queue_payments(store, first_token, 1)
+    b1 = await queue_payments(store, other_token, 2)
+    a2 = await queue_payments(store, first_token, 1)
     relayer = random_address()
     batch = await store.claim_payment_batch(relayer, 10, sign_batch)
     assert [p.id for p in batch] == [a1[0].id, a2[0].id]
@@ -139,8 +129,8 @@ async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
 
 
 async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Store) -> None:
-    token = await _token(store)
-    await _queue(store, token, 5)
+    token = await register_token(store, max_mint_count=1000)
+    await queue_payments(store, token, 5)
     relayer = random_address()
 
     def sign_one(payment: Payment, nonce: int) -> SignedTx:
@@ -157,8 +147,8 @@ async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Sto
 async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> None:
     """`unconfirmed_txs` gives one OutboxTx per nonce, `mark_sent` moves every row of the
     tx, and the rows end one by one (completed or failed) without disturbing the others."""
-    token = await _token(store)
-    queued = await _queue(store, token, 3)
+    token = await register_token(store, max_mint_count=1000)
+    queued = await queue_payments(store, token, 3)
     relayer = random_address()
     batch = await store.claim_payment_batch(relayer, 10, sign_batch)
     tx_hash, raw_tx = batch[0].tx_hash, batch[0].raw_tx
@@ -167,7 +157,7 @@ async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> N
 
     await store.mark_sent([tx_hash])
     for new in queued:
-        payment = await _get(store, new.id)
+        payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.SENT
         assert payment.processed_at is not None
     assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
@@ -182,7 +172,7 @@ async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> N
         "failed inside the batch",
         only_from=PaymentStatus.SENT,
     )
-    assert (await _get(store, batch[2].id)).status is PaymentStatus.SENT
+    assert (await stored_payment(store, batch[2].id)).status is PaymentStatus.SENT
     assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
     stored = await store.get_token(token.address)
     assert stored is not None and stored.reserved_count == 2  # the failed one released
@@ -194,8 +184,8 @@ async def test_mark_sent_after_partial_completion_moves_only_processing_rows(
     """A crash between broadcast and `sent`: the confirmer may complete one row of the tx
     while the others are still processing; the outbox still re-sends (sent=False) and
     mark_sent moves the rest."""
-    token = await _token(store)
-    await _queue(store, token, 2)
+    token = await register_token(store, max_mint_count=1000)
+    await queue_payments(store, token, 2)
     relayer = random_address()
     batch = await store.claim_payment_batch(relayer, 10, sign_batch)
     tx_hash = batch[0].tx_hash
@@ -204,8 +194,8 @@ async def test_mark_sent_after_partial_completion_moves_only_processing_rows(
     (tx,) = await store.unconfirmed_txs(relayer, 0)
     assert (tx.tx_hash, tx.sent) == (tx_hash, False)
     await store.mark_sent([tx_hash])
-    assert (await _get(store, batch[0].id)).status is PaymentStatus.COMPLETED
-    assert (await _get(store, batch[1].id)).status is PaymentStatus.SENT
+    assert (await stored_payment(store, batch[0].id)).status is PaymentStatus.COMPLETED
+    assert (await stored_payment(store, batch[1].id)).status is PaymentStatus.SENT
 
 
 # PostgreSQL: batch claims racing on one relayer
@@ -216,7 +206,7 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
 ) -> None:
     token = make_token(max_mint_count=1000)
     await pg_store.upsert_token(token)
-    queued = await _queue(pg_store, token, 40)
+    queued = await queue_payments(pg_store, token, 40)
     relayer = random_address()
     batches = await asyncio.gather(
         *(pg_store.claim_payment_batch(relayer, 10, sign_batch) for _ in range(4))
@@ -238,9 +228,9 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
 
 
 async def test_sent_payments_come_whole_txs_at_a_time(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store, max_mint_count=1000)
     relayer, other = random_address(), random_address()
-    await _queue(store, token, 7)
+    await queue_payments(store, token, 7)
     first = await store.claim_payment_batch(relayer, 3, BatchRecorder())
     second = await store.claim_payment_batch(relayer, 3, BatchRecorder())
     foreign = await store.claim_payment_batch(other, 1, BatchRecorder())
@@ -256,9 +246,9 @@ async def test_sent_payments_come_whole_txs_at_a_time(store: Store) -> None:
 
 
 async def test_complete_payments_is_one_transaction(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store, max_mint_count=1000)
     relayer = random_address()
-    await _queue(store, token, 3)
+    await queue_payments(store, token, 3)
     batch = await store.claim_payment_batch(relayer, 3, BatchRecorder())
     tx = batch[0].tx_hash or ""
     await store.mark_sent([tx])
@@ -269,12 +259,14 @@ async def test_complete_payments_is_one_transaction(store: Store) -> None:
 
     with pytest.raises(RuntimeError):
         await store.complete_payments(completions, before_commit=crash)
-    assert [(await _get(store, p.id)).status for p in batch] == [PaymentStatus.SENT] * 3
+    assert [(await stored_payment(store, p.id)).status for p in batch] == [PaymentStatus.SENT] * 3
     assert await fetch_raw(store, "SELECT id FROM mint_queue") == []
 
     done = await store.complete_payments(completions)
     assert sorted(done) == sorted(p.id for p in batch)
-    assert [(await _get(store, p.id)).status for p in batch] == [PaymentStatus.COMPLETED] * 3
+    assert [(await stored_payment(store, p.id)).status for p in batch] == [
+        PaymentStatus.COMPLETED
+    ] * 3
     rows = await fetch_raw(store, "SELECT count(*) AS n FROM mint_queue")
     assert rows[0]["n"] == sum(p.quantity for p in batch)
     assert await store.complete_payments(completions) == []  # a second time: nothing

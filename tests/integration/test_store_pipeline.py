@@ -24,7 +24,10 @@ from tests.fixtures.store import (
     fetch_raw,
     make_payment,
     make_token,
+    queue_payments,
     random_address,
+    register_token,
+    stored_payment,
 )
 
 # helpers
@@ -62,25 +65,6 @@ def with_valid_before(new: NewPayment, valid_before: int) -> NewPayment:
     return replace(new, authorization=replace(new.authorization, valid_before=valid_before))
 
 
-async def _token(store: Store, **overrides: int) -> Token:
-    token = make_token(**overrides)
-    await store.upsert_token(token)
-    return token
-
-
-async def _queue(store: Store, token: Token, count: int, quantity: int = 1) -> list[NewPayment]:
-    payments = [make_payment(token, quantity=quantity) for _ in range(count)]
-    for new in payments:
-        assert (await store.queue_payment(new)).created
-    return payments
-
-
-async def _get(store: Store, payment_id: UUID) -> Payment:
-    payment = await store.get_payment(payment_id)
-    assert payment is not None
-    return payment
-
-
 async def _reserved(store: Store, token: Token) -> int:
     stored = await store.get_token(token.address)
     assert stored is not None
@@ -89,12 +73,12 @@ async def _reserved(store: Store, token: Token) -> int:
 
 async def _sent_payment(store: Store, token: Token, relayer: str, quantity: int = 1) -> Payment:
     """A payment queued, claimed by `relayer` and marked sent."""
-    (new,) = await _queue(store, token, 1, quantity)
+    (new,) = await queue_payments(store, token, 1, quantity)
     claimed = await store.claim_payments(relayer, 1, sign_payment)
     assert [p.id for p in claimed] == [new.id]
     assert claimed[0].tx_hash is not None
     await store.mark_sent([claimed[0].tx_hash])
-    return await _get(store, new.id)
+    return await stored_payment(store, new.id)
 
 
 async def _completed_payment(
@@ -104,7 +88,7 @@ async def _completed_payment(
     assert payment.tx_hash is not None
     ids = mint_ids(payment.payer, payment.id, quantity)
     assert await store.complete_payment(payment.id, payment.tx_hash, ids)
-    return await _get(store, payment.id), await store.get_mint_items(payment.id)
+    return await stored_payment(store, payment.id), await store.get_mint_items(payment.id)
 
 
 async def _mint_rows(store: Store) -> int:
@@ -120,10 +104,10 @@ def _ids(items: Sequence[Payment | MintItem]) -> list[UUID]:
 
 
 async def test_claim_assigns_consecutive_nonces_and_persists_the_tx(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     await store.set_relayer_nonce(relayer, 7)
-    queued = await _queue(store, token, 3)
+    queued = await queue_payments(store, token, 3)
     recorder = Recorder()
     claimed = await store.claim_payments(relayer, 10, recorder)
     assert _ids(claimed) == [n.id for n in queued]  # oldest first
@@ -136,13 +120,15 @@ async def test_claim_assigns_consecutive_nonces_and_persists_the_tx(store: Store
         assert payment.status is PaymentStatus.PROCESSING
         assert payment.relayer == relayer
         assert (payment.raw_tx, payment.tx_hash) == (expected.raw, expected.hash)
-        assert await _get(store, payment.id) == payment  # what it returned is what it stored
+        assert (
+            await stored_payment(store, payment.id) == payment
+        )  # what it returned is what it stored
         assert payment.processed_at is None
 
 
 async def test_claim_creates_a_missing_relayer_at_nonce_zero(store: Store) -> None:
-    token = await _token(store)
-    await _queue(store, token, 2)
+    token = await register_token(store)
+    await queue_payments(store, token, 2)
     relayer = random_address()
     claimed = await store.claim_payments(relayer, 5, sign_payment)
     assert [p.nonce for p in claimed] == [0, 1]
@@ -158,14 +144,14 @@ async def test_claim_with_nothing_pending_writes_nothing(store: Store) -> None:
 
 
 async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 3)
+    token = await register_token(store)
+    queued = await queue_payments(store, token, 3)
     relayer = random_address()
     await store.set_relayer_nonce(relayer, 4)
     with pytest.raises(RuntimeError, match="signer exploded"):
         await store.claim_payments(relayer, 10, Recorder(fail_at=2))
     for new in queued:
-        payment = await _get(store, new.id)
+        payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
         assert (payment.nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
             None,
@@ -185,8 +171,8 @@ async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
 
 
 async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 6)
+    token = await register_token(store)
+    queued = await queue_payments(store, token, 6)
     await store.fail_payment(queued[2].id, PaymentStatus.FAILED, "expired")
     relayer = random_address()
     first = await store.claim_payments(relayer, 2, sign_payment)
@@ -196,16 +182,16 @@ async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
     assert [p.nonce for p in first + rest] == [0, 1, 2, 3, 4]
     assert await store.claim_payments(relayer, 10, sign_payment) == []
     assert await store.get_relayer_nonce(relayer) == 5
-    assert (await _get(store, queued[2].id)).status is PaymentStatus.FAILED
-    assert (await _get(store, queued[2].id)).nonce is None
+    assert (await stored_payment(store, queued[2].id)).status is PaymentStatus.FAILED
+    assert (await stored_payment(store, queued[2].id)).nonce is None
 
 
 # list_payments
 
 
 async def test_list_payments_oldest_first_and_limit(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 4)
+    token = await register_token(store)
+    queued = await queue_payments(store, token, 4)
     listed = await store.list_payments(PaymentStatus.PENDING, 10)
     assert _ids(listed) == [n.id for n in queued]
     assert _ids(await store.list_payments(PaymentStatus.PENDING, 2)) == [
@@ -216,8 +202,8 @@ async def test_list_payments_oldest_first_and_limit(store: Store) -> None:
 
 
 async def test_list_sent_payments_by_processed_at(store: Store) -> None:
-    token = await _token(store)
-    queued = await _queue(store, token, 3)
+    token = await register_token(store)
+    queued = await queue_payments(store, token, 3)
     relayer = random_address()
     claimed = await store.claim_payments(relayer, 3, sign_payment)
     # Sent in reverse order of creation: the list follows the sending.
@@ -233,13 +219,13 @@ async def test_list_sent_payments_by_processed_at(store: Store) -> None:
 
 
 async def test_list_payments_expiring_before(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     soon = with_valid_before(make_payment(token), 1_000)
     later = with_valid_before(make_payment(token), 2_000)
     never = with_valid_before(make_payment(token), 2**256 - 1)  # uint256 max: stored capped
     for new in (soon, later, never):
         await store.queue_payment(new)
-    assert (await _get(store, never.id)).authorization.valid_before == 2**256 - 1
+    assert (await stored_payment(store, never.id)).authorization.valid_before == 2**256 - 1
     assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=1_000)) == []
     assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=1_001)) == [
         soon.id
@@ -261,28 +247,28 @@ async def test_list_payments_expiring_before(store: Store) -> None:
 
 
 async def test_mark_sent_moves_only_processing_payments(store: Store) -> None:
-    token = await _token(store)
-    await _queue(store, token, 3)
+    token = await register_token(store)
+    await queue_payments(store, token, 3)
     relayer = random_address()
     a, b, c = await store.claim_payments(relayer, 3, sign_payment)
     assert a.tx_hash and b.tx_hash and c.tx_hash
     await store.fail_payment(c.id, PaymentStatus.CONFIRMATION_FAILED, "gone")
     await store.mark_sent([a.tx_hash, c.tx_hash, "0x" + "99" * 32])
-    sent_a = await _get(store, a.id)
+    sent_a = await stored_payment(store, a.id)
     assert sent_a.status is PaymentStatus.SENT
     assert sent_a.processed_at is not None
-    assert (await _get(store, b.id)).status is PaymentStatus.PROCESSING
-    assert (await _get(store, b.id)).processed_at is None
-    assert (await _get(store, c.id)).status is PaymentStatus.CONFIRMATION_FAILED
+    assert (await stored_payment(store, b.id)).status is PaymentStatus.PROCESSING
+    assert (await stored_payment(store, b.id)).processed_at is None
+    assert (await stored_payment(store, c.id)).status is PaymentStatus.CONFIRMATION_FAILED
     # Again: nothing changes, not even processed_at.
     await asyncio.sleep(0.01)
     await store.mark_sent([a.tx_hash])
-    assert (await _get(store, a.id)).processed_at == sent_a.processed_at
+    assert (await stored_payment(store, a.id)).processed_at == sent_a.processed_at
     await store.mark_sent([])
 
 
 async def test_mark_sent_moves_processing_mint_items(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 3)
     claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint)
@@ -303,13 +289,13 @@ async def test_mark_sent_moves_processing_mint_items(store: Store) -> None:
 
 
 async def test_complete_payment_creates_exactly_the_mint_items(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     payment = await _sent_payment(store, token, relayer, quantity=3)
     ids = mint_ids(payment.payer, payment.id, 3)
     settled_by = "0x" + "ee" * 32  # e.g. another tx that used the authorization
     assert await store.complete_payment(payment.id, settled_by, ids) is True
-    done = await _get(store, payment.id)
+    done = await stored_payment(store, payment.id)
     assert done.status is PaymentStatus.COMPLETED
     assert done.tx_hash == settled_by
     assert done.processed_at is not None
@@ -330,12 +316,12 @@ async def test_complete_payment_creates_exactly_the_mint_items(store: Store) -> 
     assert await store.complete_payment(payment.id, settled_by, ids) is False
     assert await store.complete_payment(payment.id, "0x" + "aa" * 32, ids[:1]) is False
     assert await _mint_rows(store) == 3
-    assert await _get(store, payment.id) == done
+    assert await stored_payment(store, payment.id) == done
 
 
 async def test_complete_payment_from_processing(store: Store) -> None:
-    token = await _token(store)
-    (new,) = await _queue(store, token, 1, quantity=2)
+    token = await register_token(store)
+    (new,) = await queue_payments(store, token, 1, quantity=2)
     (claimed,) = await store.claim_payments(random_address(), 1, sign_payment)
     assert claimed.tx_hash is not None
     ids = mint_ids(new.payer, new.id, 2)
@@ -344,20 +330,20 @@ async def test_complete_payment_from_processing(store: Store) -> None:
 
 
 async def test_complete_payment_refuses_pending_and_terminal(store: Store) -> None:
-    token = await _token(store)
-    pending, failed = await _queue(store, token, 2)
+    token = await register_token(store)
+    pending, failed = await queue_payments(store, token, 2)
     await store.fail_payment(failed.id, PaymentStatus.CONFIRMATION_FAILED, "reverted")
     for new in (pending, failed):
         ids = mint_ids(new.payer, new.id, 1)
         assert await store.complete_payment(new.id, "0x" + "ab" * 32, ids) is False
     assert await store.complete_payment(uuid4(), "0x" + "ab" * 32, []) is False
     assert await _mint_rows(store) == 0
-    assert (await _get(store, pending.id)).status is PaymentStatus.PENDING
-    assert (await _get(store, failed.id)).status is PaymentStatus.CONFIRMATION_FAILED
+    assert (await stored_payment(store, pending.id)).status is PaymentStatus.PENDING
+    assert (await stored_payment(store, failed.id)).status is PaymentStatus.CONFIRMATION_FAILED
 
 
 async def test_complete_payment_rolls_back_when_before_commit_raises(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     payment = await _sent_payment(store, token, random_address(), quantity=2)
     assert payment.tx_hash is not None
     ids = mint_ids(payment.payer, payment.id, 2)
@@ -370,7 +356,7 @@ async def test_complete_payment_rolls_back_when_before_commit_raises(store: Stor
     with pytest.raises(RuntimeError, match="killed in the callback"):
         await store.complete_payment(payment.id, payment.tx_hash, ids, before_commit=crash)
     assert calls == [1]
-    assert await _get(store, payment.id) == payment  # still sent, no result
+    assert await stored_payment(store, payment.id) == payment  # still sent, no result
     assert await store.get_mint_items(payment.id) == []
     assert await _mint_rows(store) == 0
     # The restart completes it for real.
@@ -382,7 +368,7 @@ async def test_complete_payment_rolls_back_when_before_commit_raises(store: Stor
 
 
 async def test_complete_payment_duplicate_mint_id_raises_and_rolls_back(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 1)
     second = await _sent_payment(store, token, relayer, quantity=2)
@@ -390,7 +376,7 @@ async def test_complete_payment_duplicate_mint_id_raises_and_rolls_back(store: S
     clashing = [mint_ids(second.payer, second.id, 1)[0], items[0].mint_id]
     with pytest.raises(IntegrityErrors):
         await store.complete_payment(second.id, second.tx_hash, clashing)
-    assert await _get(store, second.id) == second
+    assert await stored_payment(store, second.id) == second
     assert await store.get_mint_items(second.id) == []
     assert await _mint_rows(store) == 1
 
@@ -399,22 +385,22 @@ async def test_complete_payment_duplicate_mint_id_raises_and_rolls_back(store: S
 
 
 async def test_fail_payment_releases_supply_once(store: Store) -> None:
-    token = await _token(store, max_mint_count=10)
+    token = await register_token(store, max_mint_count=10)
     relayer = random_address()
     sent = await _sent_payment(store, token, relayer, quantity=4)
-    (pending,) = await _queue(store, token, 1, quantity=3)
+    (pending,) = await queue_payments(store, token, 1, quantity=3)
     assert await _reserved(store, token) == 7
     assert await store.fail_payment(pending.id, PaymentStatus.FAILED, "expired") is True
     assert await _reserved(store, token) == 4
     assert await store.fail_payment(pending.id, PaymentStatus.FAILED, "expired") is False
     assert await store.fail_payment(pending.id, PaymentStatus.CONFIRMATION_FAILED, "again") is False
     assert await _reserved(store, token) == 4
-    failed = await _get(store, pending.id)
+    failed = await stored_payment(store, pending.id)
     assert failed.status is PaymentStatus.FAILED
     assert failed.error == "expired"
     assert await store.fail_payment(sent.id, PaymentStatus.CONFIRMATION_FAILED, "reverted")
     assert await _reserved(store, token) == 0
-    reverted = await _get(store, sent.id)
+    reverted = await stored_payment(store, sent.id)
     assert reverted.status is PaymentStatus.CONFIRMATION_FAILED
     assert reverted.error == "reverted"
     assert reverted.raw_tx == sent.raw_tx  # the signed tx stays for the outbox
@@ -422,27 +408,27 @@ async def test_fail_payment_releases_supply_once(store: Store) -> None:
 
 
 async def test_fail_payment_leaves_completed_alone(store: Store) -> None:
-    token = await _token(store, max_mint_count=10)
+    token = await register_token(store, max_mint_count=10)
     payment, _ = await _completed_payment(store, token, random_address(), 2)
     assert await store.fail_payment(payment.id, PaymentStatus.CONFIRMATION_FAILED, "x") is False
-    assert (await _get(store, payment.id)).status is PaymentStatus.COMPLETED
+    assert (await stored_payment(store, payment.id)).status is PaymentStatus.COMPLETED
     assert await _reserved(store, token) == 2
 
 
 async def test_fail_payment_rejects_a_non_failure_status(store: Store) -> None:
-    token = await _token(store)
-    (new,) = await _queue(store, token, 1)
+    token = await register_token(store)
+    (new,) = await queue_payments(store, token, 1)
     with pytest.raises(ValueError, match="completed"):
         await store.fail_payment(new.id, PaymentStatus.COMPLETED, "no")
-    assert (await _get(store, new.id)).status is PaymentStatus.PENDING
+    assert (await stored_payment(store, new.id)).status is PaymentStatus.PENDING
 
 
 async def test_requeue_clears_the_tx_fields(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     sent = await _sent_payment(store, token, relayer)
     assert await store.requeue_payment(sent.id, "tx dropped") is True
-    again = await _get(store, sent.id)
+    again = await stored_payment(store, sent.id)
     assert again.status is PaymentStatus.PENDING
     assert (again.tx_hash, again.nonce, again.relayer, again.raw_tx, again.processed_at) == (
         None,
@@ -453,7 +439,7 @@ async def test_requeue_clears_the_tx_fields(store: Store) -> None:
     )
     assert again.error == "tx dropped"
     assert await store.requeue_payment(sent.id, "twice") is False  # pending: nothing to do
-    assert (await _get(store, sent.id)).error == "tx dropped"
+    assert (await stored_payment(store, sent.id)).error == "tx dropped"
     # It is claimed anew under a fresh nonce.
     (reclaimed,) = await store.claim_payments(relayer, 5, sign_payment)
     assert reclaimed.id == sent.id
@@ -469,7 +455,7 @@ async def test_requeue_clears_the_tx_fields(store: Store) -> None:
 
 
 async def test_claim_mint_items_one_nonce_for_the_batch(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 3)
     assert await store.get_relayer_nonce(relayer) == 1
@@ -501,7 +487,7 @@ async def test_claim_mint_items_one_nonce_for_the_batch(store: Store) -> None:
 
 
 async def test_claim_mint_items_takes_only_the_pending_ones(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 3)
     await store.complete_mint_items([items[1].id], None)
@@ -510,7 +496,7 @@ async def test_claim_mint_items_takes_only_the_pending_ones(store: Store) -> Non
 
 
 async def test_claim_mint_items_writes_nothing_when_sign_raises(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 2)
 
@@ -524,7 +510,7 @@ async def test_claim_mint_items_writes_nothing_when_sign_raises(store: Store) ->
 
 
 async def test_complete_mint_items(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 3)
     claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint)
@@ -544,7 +530,7 @@ async def test_complete_mint_items(store: Store) -> None:
 
 
 async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 2)
     first = await store.claim_mint_items(relayer, _ids(items), sign_mint)
@@ -572,7 +558,7 @@ async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
 
 
 async def test_list_mint_items_by_status_oldest_first(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     _, a = await _completed_payment(store, token, relayer, 2)
     _, b = await _completed_payment(store, token, relayer, 1)
@@ -588,8 +574,8 @@ async def test_list_mint_items_by_status_oldest_first(store: Store) -> None:
 
 
 async def test_pending_mint_items_of_one_token(store: Store) -> None:
-    one = await _token(store)
-    two = await _token(store)
+    one = await register_token(store)
+    two = await register_token(store)
     relayer = random_address()
     _, first = await _completed_payment(store, one, relayer, 2)
     _, second = await _completed_payment(store, two, relayer, 2)
@@ -604,8 +590,8 @@ async def test_pending_mint_items_of_one_token(store: Store) -> None:
 
 
 async def test_claim_mint_items_refuses_several_tokens(store: Store) -> None:
-    one = await _token(store)
-    two = await _token(store)
+    one = await register_token(store)
+    two = await register_token(store)
     relayer = random_address()
     _, a = await _completed_payment(store, one, relayer, 1)
     _, b = await _completed_payment(store, two, relayer, 1)
@@ -621,13 +607,13 @@ async def test_claim_mint_items_refuses_several_tokens(store: Store) -> None:
 
 
 async def test_unconfirmed_txs_union_order_and_sent_flag(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     # nonce 0: a payment, sent then completed; its 2 mint items go out at nonce 1.
     completed, items = await _completed_payment(store, token, relayer, 2)
     mint_batch = await store.claim_mint_items(relayer, _ids(items), sign_mint)
     # nonce 2: a payment still processing; nonce 3: one failed after being signed.
-    await _queue(store, token, 2)
+    await queue_payments(store, token, 2)
     processing, failed = await store.claim_payments(relayer, 2, sign_payment)
     await store.fail_payment(failed.id, PaymentStatus.CONFIRMATION_FAILED, "expired")
     # Another relayer's tx is not this relayer's.
@@ -685,14 +671,14 @@ async def test_payment_stats_empty(store: Store) -> None:
 
 
 async def test_payment_stats_counts(store: Store) -> None:
-    token = await _token(store)
+    token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 3)
     await _completed_payment(store, token, relayer, 1)
     sent = await _sent_payment(store, token, relayer)
-    await _queue(store, token, 3)
+    await queue_payments(store, token, 3)
     await store.claim_payments(relayer, 1, sign_payment)  # one processing, two pending
-    (failed,) = await _queue(store, token, 1)
+    (failed,) = await queue_payments(store, token, 1)
     await store.fail_payment(failed.id, PaymentStatus.FAILED, "expired")
     await store.complete_mint_items(_ids(items[:2]), None)
     # The sent payment went out two minutes ago.
@@ -744,7 +730,7 @@ async def test_concurrent_claims_never_share_a_payment_or_a_nonce(
 ) -> None:
     token = make_token(max_mint_count=1000)
     await pg_store.upsert_token(token)
-    queued = await _queue(pg_store, token, 40)
+    queued = await queue_payments(pg_store, token, 40)
     relayer = random_address()
 
     async def claim() -> list[Payment]:
@@ -780,7 +766,7 @@ async def test_concurrent_payment_and_mint_claims_share_nonces_serially(
     for _ in range(4):  # nonces 0..3, 2 mint items each
         _, items = await _completed_payment(pg_store, token, relayer, 2)
         minted += items
-    await _queue(pg_store, token, 20)
+    await queue_payments(pg_store, token, 20)
     claims: list[Awaitable[Sequence[Payment | MintItem]]] = []
     for i in range(4):  # interleaved: payments, mints, payments, mints, ...
         claims.append(pg_store.claim_payments(relayer, 5, sign_payment))

@@ -10,29 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payfirst.x402.exact_evm import SECP256K1_HALF_N, digest, recover_signer, to_checksum_address
+from tests.fixtures.eip712 import TRANSFER_TYPES
 
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
 ADDRESS = st.binary(min_size=20, max_size=20).map(lambda raw: "0x" + raw.hex())
 NONCE = st.binary(min_size=32, max_size=32)
 CHAIN_ID = st.integers(min_value=1, max_value=2**64 - 1)
 TEXT = st.text(max_size=40)
-
-TRANSFER_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "TransferWithAuthorization": [
-        {"name": "from", "type": "address"},
-        {"name": "to", "type": "address"},
-        {"name": "value", "type": "uint256"},
-        {"name": "validAfter", "type": "uint256"},
-        {"name": "validBefore", "type": "uint256"},
-        {"name": "nonce", "type": "bytes32"},
-    ],
-}
 
 
 @settings(max_examples=300, deadline=None)

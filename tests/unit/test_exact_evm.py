@@ -25,6 +25,7 @@ from payfirst.x402.models import (
     PaymentRequirementsV1,
     PaymentRequirementsV2,
 )
+from tests.fixtures.eip712 import TRANSFER_WITH_AUTHORIZATION_TYPE
 
 # --- the x402 spec v1 §5.2 example: a real signature on Base Sepolia USDC ---------------
 
@@ -162,16 +163,7 @@ def signed_authorization(
             "chainId": chain_id,
             "verifyingContract": asset,
         },
-        message_types={
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ]
-        },
+        message_types={"TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION_TYPE},
         message_data={
             "from": account.address,
             "to": to,

@@ -29,6 +29,7 @@ from payfirst.x402 import (
     reasons,
     verify_exact_evm,
 )
+from tests.fixtures.eip712 import TRANSFER_WITH_AUTHORIZATION_TYPE
 
 ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 PAYER = Account.from_key(ANVIL_KEY_1)
@@ -140,16 +141,7 @@ def old_front_end_header(network: str, chain_id: int, value: int) -> str:
             "chainId": chain_id,
             "verifyingContract": TOKEN.payment_asset,
         },
-        message_types={
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ]
-        },
+        message_types={"TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION_TYPE},
         message_data=message,
     )
     body = {
