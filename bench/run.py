@@ -164,6 +164,10 @@ def payfirst_env(rpc_url: str, port: int, settler: str = "") -> dict[str, str]:
         "PAYFIRST_HOST": "127.0.0.1",
         "PAYFIRST_PORT": str(port),
         "PAYFIRST_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        # wrk plays thousands of buyers from one loopback address and nine payers: the
+        # per-client and per-payer limits would measure the limiter, not the pipeline.
+        "PAYFIRST_RATE_LIMIT_PER_CLIENT": "0",
+        "PAYFIRST_RATE_LIMIT_PER_PAYER": "0",
     }
     if settler:
         # The batch settler the dev chain deployed (payfirst only finds it by itself when

@@ -14,17 +14,22 @@ import socket
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
-from payfirst.adapters.store_factory import open_store
+from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
-from payfirst.app import Runtime, build_app, open_runtime
+from payfirst.app import Runtime, Unreachable, build_app, open_database, open_runtime
 from payfirst.config import Config, load_config
 from payfirst.domain.errors import ConfigError
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.outbox import Outbox
 from payfirst.pipeline.worker import WorkerPool
+from payfirst.server import (
+    ServerLimits,
+    StopSignals,
+    make_server,
+    restore_default_sigint,
+    watch_server,
+)
 
 log = logging.getLogger("payfirst")
 
@@ -63,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(
         max(logging.WARNING, logging.getLevelName(config.log_level))
     )
+    if args.command in ("serve", "api", "worker"):
+        restore_default_sigint()
     try:
         if args.command == "demo":
             from payfirst.demo import run_demo
@@ -76,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"payfirst: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"payfirst: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -123,13 +133,13 @@ async def _run(args: argparse.Namespace, config: Config) -> None:
 
 
 async def migrate(config: Config) -> None:
-    store = await open_store(config.database_url)
+    store = await open_database(config)
     await store.close()
     log.info("migrations applied")
 
 
 async def stats(config: Config) -> None:
-    store = await open_store(config.database_url)
+    store = await open_database(config)
     try:
         print(json.dumps(await store.payment_stats(), indent=2))
     finally:
@@ -156,7 +166,33 @@ async def reset_stuck(config: Config, older_than_s: int) -> None:
 async def serve(
     config: Config, *, api: bool, worker: bool, sock: socket.socket | None = None
 ) -> None:
-    runtime = await open_runtime(config, start_devchain=api and worker)
+    if not (api and worker) and config.database_url.startswith("sqlite"):
+        # API and worker processes wake each other through PostgreSQL's notifications;
+        # a SQLite file has one process (its notices and locks are in-process).
+        raise ConfigError(
+            "`payfirst api` and `payfirst worker` share work through PostgreSQL: set "
+            "PAYFIRST_DATABASE_URL=postgresql://..., or run everything in one `payfirst serve`"
+        )
+    # SIGINT/SIGTERM stop the process gracefully whatever it inherited (a background job
+    # of a non-interactive shell starts with SIGINT ignored); during start-up they cancel it.
+    signals = StopSignals()
+    signals.install()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    started = False
+
+    def cancel_start_up() -> None:
+        if not started:
+            main_task.cancel()
+
+    signals.on_stop(cancel_start_up)
+    try:
+        runtime = await open_runtime(config, start_devchain=api and worker)
+    except asyncio.CancelledError:
+        if signals.stopping.is_set():
+            return
+        raise
+    started = True
     pipeline: WorkerPool | None = None
     try:
         if worker:
@@ -169,7 +205,7 @@ async def serve(
                 ", ".join(r.address for r in relayers),
             )
         if not api:
-            await asyncio.Event().wait()
+            await signals.stopping.wait()
             return
         svc = Services(
             store=runtime.store,
@@ -178,16 +214,25 @@ async def serve(
             chain_id=runtime.chain_id,
             signers=tuple(r.address for r in runtime.relayers()),
             settle_timeout_s=config.settle_timeout_s,
+            settle_pay_to=frozenset(config.settle_pay_to),
+            min_settle_amount=config.min_settle_amount,
+            rate_limit_per_client=config.rate_limit_per_client,
+            rate_limit_per_payer=config.rate_limit_per_payer,
+            max_waiters=config.max_waiters,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                build_app(svc),
-                host=config.host,
-                port=config.port,
-                log_level="warning",
-                access_log=False,
-            )
+        server = make_server(
+            build_app(svc, HttpLimits(config.max_body_bytes, config.body_timeout_s)),
+            config.host,
+            config.port,
+            ServerLimits(
+                header_timeout_s=config.header_timeout_s,
+                body_timeout_s=config.body_timeout_s,
+                keep_alive_s=config.keep_alive_s,
+                max_header_bytes=config.max_header_bytes,
+                max_connections=config.max_connections,
+            ),
         )
+        watch_server(server, signals)
         serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
@@ -198,6 +243,8 @@ async def serve(
         if pipeline is not None:
             await pipeline.stop()
         await runtime.close()
+        signals.uninstall()
+        log.info("stopped")
 
 
 def _print_ready(config: Config, runtime: Runtime) -> None:

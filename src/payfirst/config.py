@@ -39,6 +39,26 @@ class Config:
     # How long POST /settle waits for on-chain confirmation before `settlement_pending`.
     settle_timeout_s: int = 30
     log_level: str = "INFO"
+    # Who /settle may pay: the pay-to addresses an operator allowed. Empty: /settle and
+    # /verify refuse every payment (an open facilitator makes the relayer a gas faucet).
+    settle_pay_to: tuple[str, ...] = ()
+    # The smallest payment /settle and /verify accept, in the asset's atomic units (dust
+    # costs more gas than it moves); zero-value payments are refused on every route.
+    min_settle_amount: int = 1000
+    # Accepted payment requests per minute per client address and per payer (0: no
+    # limit); a token bucket holding one minute's worth, so a launch burst passes.
+    rate_limit_per_client: int = 6000
+    rate_limit_per_payer: int = 600
+    # Clients one API process holds waiting at once (?wait= long-polls, SSE streams, /settle).
+    max_waiters: int = 10_000
+    # The HTTP edge (payfirst.api.http_limits, payfirst.server): request bodies and headers
+    # are size-limited and must arrive in time; idle and excess connections are closed.
+    max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 32 * 1024
+    header_timeout_s: int = 10
+    body_timeout_s: int = 10
+    keep_alive_s: int = 5
+    max_connections: int = 2048
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -56,6 +76,17 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         settle_timeout_s=_int(env, "PAYFIRST_SETTLE_TIMEOUT_S", 30, 0, 600),
         api_processes=_int(env, "PAYFIRST_API_PROCESSES", 1, 1, 64),
         log_level=_choice(env, "PAYFIRST_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        settle_pay_to=_addresses(env, "PAYFIRST_SETTLE_PAY_TO"),
+        min_settle_amount=_int(env, "PAYFIRST_MIN_SETTLE_AMOUNT", 1000, 1, 10**30),
+        rate_limit_per_client=_int(env, "PAYFIRST_RATE_LIMIT_PER_CLIENT", 6000, 0, 10**9),
+        rate_limit_per_payer=_int(env, "PAYFIRST_RATE_LIMIT_PER_PAYER", 600, 0, 10**9),
+        max_waiters=_int(env, "PAYFIRST_MAX_WAITERS", 10_000, 0, 1_000_000),
+        max_body_bytes=_int(env, "PAYFIRST_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+        max_header_bytes=_int(env, "PAYFIRST_MAX_HEADER_BYTES", 32 * 1024, 4096, 1024 * 1024),
+        header_timeout_s=_int(env, "PAYFIRST_HEADER_TIMEOUT_S", 10, 1, 600),
+        body_timeout_s=_int(env, "PAYFIRST_BODY_TIMEOUT_S", 10, 1, 600),
+        keep_alive_s=_int(env, "PAYFIRST_KEEP_ALIVE_S", 5, 1, 600),
+        max_connections=_int(env, "PAYFIRST_MAX_CONNECTIONS", 2048, 1, 1_000_000),
     )
 
 
@@ -125,6 +156,13 @@ def _address(env: Mapping[str, str], name: str) -> str | None:
     if mixed_case and not is_checksum_address(raw):
         raise ConfigError(f"{name} has a wrong EIP-55 checksum: {raw!r} (a typo?)")
     return str(to_checksum_address(raw))
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of addresses, each checked as `_address` checks one."""
+    parts = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+    checked = [_address({name: part}, name) for part in parts]
+    return tuple(dict.fromkeys(a for a in checked if a is not None))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

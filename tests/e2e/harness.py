@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest_asyncio
 from eth_utils.crypto import keccak
@@ -31,6 +32,11 @@ from tests.fixtures.store import fetch_raw
 
 MINTED_TOPIC = "0x" + keccak(text="Minted(bytes32,address,uint256)").hex()
 AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
+
+# The pay-to addresses the test facilitator settles for (PAYFIRST_SETTLE_PAY_TO).
+SELLER = "0x000000000000000000000000000000000000bEEF"
+SHOP = "0x5000000000000000000000000000000000000005"
+SETTLE_PAY_TO = frozenset({SELLER, SHOP})
 
 
 @dataclass
@@ -73,12 +79,22 @@ class Harness:
         """Wait until every payment and mint item is in a terminal state."""
         deadline = time.monotonic() + max_wait
         while time.monotonic() < deadline:
-            open_items = await fetch_raw(
-                self.store,
-                "SELECT (SELECT count(*) FROM payment_queue WHERE status NOT IN "
-                "('completed','failed','confirmation_failed')) + (SELECT count(*) FROM mint_queue"
-                " WHERE status NOT IN ('completed','failed')) AS n",
-            )
+            try:
+                open_items = await fetch_raw(
+                    self.store,
+                    "SELECT (SELECT count(*) FROM payment_queue WHERE status NOT IN "
+                    "('completed','failed','confirmation_failed')) + (SELECT count(*) FROM "
+                    "mint_queue WHERE status NOT IN ('completed','failed')) AS n",
+                )
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                OSError,
+            ):
+                # A pooled connection the fault suite's database restart cut: ask again.
+                await asyncio.sleep(0.1)
+                continue
             if open_items[0]["n"] == 0:
                 return
             await asyncio.sleep(0.1)
@@ -186,6 +202,7 @@ async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
         chain_id=deployment.chain_id,
         signers=(worker.outbox.relayer.address,),
         settle_timeout_s=20,
+        settle_pay_to=SETTLE_PAY_TO,
     )
     transport = httpx.ASGITransport(app=build_app(services))
     http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")

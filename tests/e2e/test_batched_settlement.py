@@ -4,6 +4,7 @@ relayer nonce, each item able to fail on its own, each payment decided by the
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 import pytest
@@ -88,9 +89,10 @@ async def test_many_payments_settle_in_a_few_txs(harness: Harness) -> None:
 
 
 async def test_a_bad_item_fails_alone_and_the_rest_settle(harness: Harness) -> None:
-    """The poor payer's authorization verifies, but the USDC is gone before settlement: the
-    batch tx succeeds, that one item fails inside it (no AuthorizationUsed log): the payment
-    is confirmation_failed with its supply released; the others in the same tx complete."""
+    """The poor payer's authorization verifies and its balance covers it when the batch is
+    signed, but the USDC leaves in the same block, ahead of the batch: the batch tx
+    succeeds, that one item fails inside it (no AuthorizationUsed log): the payment is
+    confirmation_failed with its supply released; the others in the same tx complete."""
     d = harness.deployment
     poor = harness.payer(5)
     await harness.worker.stop()
@@ -105,15 +107,22 @@ async def test_a_bad_item_fails_alone_and_the_rest_settle(harness: Harness) -> N
     token = await harness.store.get_token(d.token)
     assert token is not None and token.reserved_count == 6 + 3
     balance = await harness.usdc_balance(poor.address)
-    tx = await send_transaction(
-        harness.rpc,
-        ANVIL_KEYS[5],
-        d.usdc,
-        contracts.encode_call("transfer(address,uint256)", [harness.payer(8).address, balance]),
-        gas=100_000,
-    )
-    await harness.rpc.wait_for_receipt(tx)
-    await harness.worker.start()
+    await harness.rpc.call("evm_setIntervalMining", 0)  # the batch waits in the pool
+    await harness.rpc.call("evm_setAutomine", False)
+    try:
+        await harness.worker.start()
+        await _until_all_sent(harness, [*good_ids, poor_id])
+        drain = contracts.encode_call(
+            "transfer(address,uint256)", [harness.payer(8).address, balance]
+        )
+        # A higher tip than the relayer's: mined ahead of the batch in the next block.
+        await send_transaction(
+            harness.rpc, ANVIL_KEYS[5], d.usdc, drain, gas=100_000, priority_fee=50 * 10**9
+        )
+        await harness.rpc.call("evm_mine")
+    finally:
+        await harness.rpc.call("evm_setAutomine", True)
+        await harness.rpc.call("evm_setIntervalMining", 1)
     await harness.settled()
 
     poor_payment = await harness.store.get_payment(poor_id)
@@ -129,6 +138,12 @@ async def test_a_bad_item_fails_alone_and_the_rest_settle(harness: Harness) -> N
     assert receipt is not None and int(receipt["status"], 16) == 1
     token = await harness.store.get_token(d.token)
     assert token is not None and token.reserved_count == 6  # the poor payer's 3 released
+
+
+async def _until_all_sent(harness: Harness, ids: list[UUID]) -> None:
+    async with asyncio.timeout(30):
+        while set((await _statuses(harness, ids)).values()) != {PaymentStatus.SENT}:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 async def test_rebroadcast_batch_settles_once(harness: Harness) -> None:

@@ -20,10 +20,9 @@ from payfirst.x402 import (
     PaymentRequirementsV2,
     wire,
 )
-from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, Harness
+from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, SELLER, SETTLE_PAY_TO, Harness
 from tests.fixtures.store import fetch_raw
 
-SELLER = "0x000000000000000000000000000000000000bEEF"
 PRICE = 25_000  # 0.025 USDC
 
 
@@ -144,7 +143,13 @@ async def test_settle_v1_body(harness: Harness) -> None:
 async def test_settle_past_the_timeout_is_pending_then_final(harness: Harness) -> None:
     await harness.worker.stop()
     impatient = build_app(
-        Services(store=harness.store, chain=harness.rpc, chain_id=31337, settle_timeout_s=0.3)
+        Services(
+            store=harness.store,
+            chain=harness.rpc,
+            chain_id=31337,
+            settle_timeout_s=0.3,
+            settle_pay_to=SETTLE_PAY_TO,
+        )
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=impatient), base_url="http://127.0.0.1"
@@ -170,7 +175,13 @@ async def test_settle_of_a_failed_payment_reports_the_failure(harness: Harness) 
     await harness.worker.stop()
     body = request_v2(payer, requirements_v2(harness))
     impatient = build_app(
-        Services(store=harness.store, chain=harness.rpc, chain_id=31337, settle_timeout_s=0.1)
+        Services(
+            store=harness.store,
+            chain=harness.rpc,
+            chain_id=31337,
+            settle_timeout_s=0.1,
+            settle_pay_to=SETTLE_PAY_TO,
+        )
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=impatient), base_url="http://127.0.0.1"
@@ -188,7 +199,8 @@ async def test_settle_of_a_failed_payment_reports_the_failure(harness: Harness) 
         await harness.settled()
         final = (await http.post("/settle", json=body)).json()
     assert final["success"] is False
-    assert final["errorReason"] == "transaction_failed"
+    # The sender saw the empty balance before sending: refused without spending gas.
+    assert final["errorReason"] == "insufficient_funds"
 
 
 async def test_payment_identifier_same_payload_same_result_other_payload_409(

@@ -49,11 +49,10 @@ from payfirst.adapters.devchain import ANVIL_KEYS, free_port
 from payfirst.client import PayingClient
 from payfirst.provider import PaymentMiddleware, Price
 from payfirst.x402 import decode_header
-from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, Harness
+from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, SELLER, Harness
 from tests.fixtures.store import fetch_raw
 
 NETWORK = "eip155:31337"
-SELLER = "0x000000000000000000000000000000000000bEEF"
 ELSEWHERE = "0x000000000000000000000000000000000000dEaD"
 AMOUNT = 10_000  # 0.01 USDC
 REPORT = {"report": "quarterly numbers", "rows": 3}

@@ -115,9 +115,9 @@ async def test_resent_header_gets_the_same_payment(harness: Harness) -> None:
 
 
 async def test_payer_who_spends_the_usdc_first_gets_nothing(harness: Harness) -> None:
-    """The authorization verifies, but before settlement the payer moves the USDC away:
-    the transfer reverts, the payment is confirmation_failed, nothing is minted, and the
-    reserved supply is released."""
+    """The authorization verifies, but before settlement the payer moves the USDC away: the
+    sender sees the empty balance before signing, the payment fails insufficient_funds
+    without a tx, nothing is minted, and the reserved supply is released."""
     d = harness.deployment
     await harness.worker.stop()  # hold settlement back
     poor = harness.payer(5)
@@ -138,13 +138,14 @@ async def test_payer_who_spends_the_usdc_first_gets_nothing(harness: Harness) ->
 
     payment = await harness.store.get_payment(UUID(answer.json()["paymentQueueId"]))
     assert payment is not None
-    assert payment.status == PaymentStatus.CONFIRMATION_FAILED
-    assert payment.error
+    assert payment.status == PaymentStatus.FAILED
+    assert (payment.error or "").startswith("insufficient_funds")
+    assert payment.tx_hash is None
     assert await harness.store.get_mint_items(payment.id) == []
     assert await harness.token_balance(poor.address) == 0
     assert (await harness.store.get_token(d.token)).reserved_count == 0  # type: ignore[union-attr]
     view = (await harness.http.get(f"/api/payment/{payment.id}")).json()
-    assert view["status"] == "confirmation_failed"
+    assert view["status"] == "failed"
 
 
 async def test_long_poll_returns_on_change(harness: Harness) -> None:

@@ -26,11 +26,10 @@ from payfirst.x402 import (
     encode_header,
     wire,
 )
-from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, Harness
+from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, SHOP, Harness
 
 PROVIDER_URL = "http://provider.test"
 FACILITATOR_URL = "http://127.0.0.1"  # the harness's payfirst app, through its transport
-SHOP = "0x5000000000000000000000000000000000000005"
 ELSEWHERE = "0x000000000000000000000000000000000000dEaD"
 AMOUNT = 10_000
 

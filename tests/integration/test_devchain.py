@@ -150,7 +150,7 @@ async def test_rpc_batch_keeps_call_order(devchain: Deployment, rpc: RpcClient) 
         ]
     )
     assert int(chain_id, 16) == 31337
-    assert int(number, 16) == await rpc.block_number()
+    assert int(number, 16) <= await rpc.block_number() <= int(number, 16) + 1  # 0.5 s blocks
     assert int(nonce, 16) == await rpc.get_transaction_count(payer, "latest")
     assert empty is None
     assert await rpc.batch([]) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -201,6 +202,35 @@ async def test_same_nonce_different_authorization_is_rejected(store: Store) -> N
     assert stored_token.reserved_count == 1
     assert await _payment_rows(store) == 1
     assert await store.get_payment(forged.id) is None
+
+
+@pytest.mark.parametrize(
+    "other_purchase",
+    [
+        pytest.param({"payment_type": PaymentType.SETTLE}, id="mint-then-settle"),
+        pytest.param({"quantity": 2}, id="other-quantity"),
+        pytest.param({"token_address": "0x" + "11" * 20}, id="other-token"),
+        pytest.param({"payment_asset": "0x" + "22" * 20}, id="other-asset"),
+    ],
+)
+async def test_same_authorization_for_another_purchase_is_rejected(
+    store: Store, other_purchase: dict[str, Any]
+) -> None:
+    """Issue 8 item 3: (payer, nonce) matches an existing payment only when it is the same
+    purchase; a header copied onto another route or order buys nothing."""
+    token = make_token(max_mint_count=10)
+    await store.upsert_token(token)
+    first = make_payment(token, quantity=1)
+    assert (await store.queue_payment(first)).created
+    copied = replace(first, id=uuid4(), **other_purchase)
+    with pytest.raises(PaymentRejected) as info:
+        await store.queue_payment(copied)
+    assert info.value.status == 409
+    assert info.value.reason == "invalid_exact_evm_nonce_already_used"
+    assert await _payment_rows(store) == 1
+    stored_token = await store.get_token(token.address)
+    assert stored_token is not None
+    assert stored_token.reserved_count == 1
 
 
 async def test_sold_out_writes_nothing(store: Store) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from pydantic import ValidationError
 
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization
@@ -418,7 +419,6 @@ def test_asset_not_an_address_is_invalid_requirements() -> None:
     ("accepted_change", "reason"),
     [
         ({"amount": "1"}, reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH),
-        ({"amount": "ten"}, reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH),
         (
             {"payTo": "0x000000000000000000000000000000000000dEaD"},
             reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
@@ -435,6 +435,12 @@ def test_v2_accepted_must_match_the_requirements(
     accepted_change: dict[str, Any], reason: str
 ) -> None:
     assert rejected(spec_payload_v2(**accepted_change), spec_requirements_v2()).reason == reason
+
+
+def test_v2_accepted_amount_not_an_integer_is_refused_while_parsing() -> None:
+    # Never an int() on client input later: a non-decimal amount is a malformed payload.
+    with pytest.raises(ValidationError, match="amount"):
+        spec_payload_v2(amount="ten")
 
 
 def test_v2_accepted_amount_with_leading_zeros_is_the_same_amount() -> None:

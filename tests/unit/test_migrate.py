@@ -41,7 +41,7 @@ def test_seeded_settings_match_the_defaults(dialect: str) -> None:
     twice."""
     seeded: dict[str, int] = {}
     for migration in load_migrations(dialect):  # type: ignore[arg-type]
-        for m in re.finditer(r"\('([a-z_]+)', (\d+)\)", migration.sql):
+        for m in re.finditer(r"\('([a-z_]+)', (-?\d+)\)", migration.sql):
             assert m[1] not in seeded, f"{m[1]} seeded again in {migration.name}"
             seeded[m[1]] = int(m[2])
     assert seeded == DEFAULT_SETTINGS

@@ -92,6 +92,9 @@ class RpcClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        # When (time.monotonic()) the endpoint last answered JSON-RPC: an outage ends only
+        # when it answers again, not when a caller happened to need no call.
+        self.answered_at = 0.0
         self._ids = itertools.count(1)
         self._http = httpx.AsyncClient(
             timeout=timeout,
@@ -124,6 +127,7 @@ class RpcClient:
             ) from exc
         if response.status_code >= 400 and not (isinstance(body, dict) and "error" in body):
             raise ChainUnavailable(f"{self.url}: HTTP {response.status_code}: {body!r:.200}")
+        self.answered_at = time.monotonic()
         return body
 
     async def call(self, method: str, *params: Any) -> Any:

@@ -57,6 +57,8 @@ USDC_DECIMALS = 6
 PAYER_FUNDING = 1_000_000 * 10**USDC_DECIMALS
 MINT_TOKEN_CONSTRUCTOR = ["string", "string", "uint256", "uint256", "uint256", "address", "address"]
 PRIORITY_FEE = 10**9  # 1 gwei
+# The dev chain mines every tx at once and an empty block every this many seconds.
+DEV_BLOCK_INTERVAL_S = 0.5
 
 
 class DevChainError(Exception):
@@ -195,6 +197,7 @@ async def send_transaction(
     gas: int | None = None,
     value: int = 0,
     chain_id: int | None = None,
+    priority_fee: int = PRIORITY_FEE,
 ) -> str:
     """Signs and broadcasts a type-2 transaction from `key`; returns its hash. Does not
     wait for it to be mined. `nonce` defaults to the sender's pending count and `gas` to
@@ -214,8 +217,8 @@ async def send_transaction(
         "chainId": chain_id,
         "nonce": nonce,
         "gas": gas,
-        "maxFeePerGas": 2 * base_fee + PRIORITY_FEE,
-        "maxPriorityFeePerGas": PRIORITY_FEE,
+        "maxFeePerGas": 2 * base_fee + priority_fee,
+        "maxPriorityFeePerGas": priority_fee,
         "data": data,
         "value": value,
     }
@@ -311,6 +314,11 @@ class DevChain:
         args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent"]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
+        else:
+            # Each tx mined at once (automine), and an empty block every interval as well, so
+            # the head moves on and receipts reach the confirmation depth (anvil's default
+            # depth is 1, payfirst.pipeline.decide) even when no other tx comes.
+            args += ["--mixed-mining", "--block-time", str(DEV_BLOCK_INTERVAL_S)]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as anvil
         self._process = await asyncio.create_subprocess_exec(
             *args,

@@ -7,7 +7,9 @@ and out through the codecs registered on every pooled connection), timestamps ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,7 +30,7 @@ from payfirst.domain.models import (
     Token,
 )
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
-from payfirst.ports.store import DEFAULT_SETTINGS, OutboxTx, QueuedPayment
+from payfirst.ports.store import DEFAULT_SETTINGS, REUSED, OutboxTx, QueuedPayment
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -219,7 +221,12 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 # Notified (by a trigger, on commit) whenever payments are queued.
+log = logging.getLogger("payfirst.store")
+
 NEW_PAYMENT_CHANNEL = "payfirst_payment_queued"
+PAYMENT_CHANGED_CHANNEL = "payfirst_payment_changed"
+# After losing its LISTEN connection (database restart) the store retries this often.
+LISTENER_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class PostgresStore:
@@ -238,6 +245,10 @@ class PostgresStore:
         self._server_settings = server_settings or {}
         self._listener: asyncpg.Connection | None = None
         self._watchers: list[Callable[[], None]] = []
+        self._change_watchers: list[Callable[[UUID | None], None]] = []
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._listener_lock = asyncio.Lock()
+        self._closing = False
         self._queue = _QueueBatcher(pool)
 
     @classmethod
@@ -292,6 +303,11 @@ class PostgresStore:
         return await run_migrations(self._pool)
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
@@ -392,7 +408,7 @@ class PostgresStore:
         if outcome == "duplicate" and payment_id is not None:
             return QueuedPayment(payment_id, created=False)
         if outcome == "nonce_reused":
-            raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
+            raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used", REUSED)
         if outcome == "idempotency_conflict":
             raise PaymentRejected(
                 409, "idempotency_key_reused", "this payment id was used with another payload"
@@ -434,7 +450,12 @@ class PostgresStore:
     # -- pipeline: payments ---------------------------------------------------------
 
     async def claim_payments(
-        self, relayer: str, limit: int, sign: Callable[[Payment, int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[Payment, int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
@@ -442,12 +463,13 @@ class PostgresStore:
             rows = await conn.fetch(
                 f"""
                 SELECT {_PAYMENT_COLUMNS} FROM payment_queue
-                 WHERE status = 'pending'
+                 WHERE status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
                  ORDER BY created_at, id
                  LIMIT $1
                    FOR UPDATE SKIP LOCKED
                 """,
                 limit,
+                None if only is None else list(only),
             )
             if not rows:
                 return []
@@ -482,21 +504,28 @@ class PostgresStore:
         return claimed
 
     async def claim_payment_batch(
-        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[list[Payment], int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
+        ids = None if only is None else list(only)
         async with self._pool.acquire() as conn, conn.transaction():
             # The oldest pending payment no other claim holds picks the batch's asset (one
             # settle tx moves one asset); it is locked here and not skipped below.
             asset = await conn.fetchval(
                 """
                 SELECT payment_asset FROM payment_queue
-                 WHERE status = 'pending'
+                 WHERE status = 'pending' AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
                  ORDER BY created_at, id
                  LIMIT 1
                    FOR UPDATE SKIP LOCKED
-                """
+                """,
+                ids,
             )
             if asset is None:
                 return []
@@ -504,12 +533,14 @@ class PostgresStore:
                 f"""
                 SELECT {_PAYMENT_COLUMNS} FROM payment_queue
                  WHERE status = 'pending' AND payment_asset = $2
+                   AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
                  ORDER BY created_at, id
                  LIMIT $1
                    FOR UPDATE SKIP LOCKED
                 """,
                 limit,
                 asset,
+                ids,
             )
             if not rows:  # pragma: no cover - the row locked above is always among them
                 return []
@@ -559,6 +590,15 @@ class PostgresStore:
             None if expiring_before is None else min(expiring_before, _MAX_BIGINT),
         )
         return [_payment(r) for r in rows]
+
+    async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            "SELECT payment_asset, payer, sum(amount) AS amount FROM payment_queue"
+            " WHERE status IN ('processing', 'sent') AND payer = ANY($1::text[])"
+            " GROUP BY payment_asset, payer",
+            list(payers),
+        )
+        return {(r["payment_asset"], r["payer"]): int(r["amount"]) for r in rows}
 
     async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
         rows = await self._pool.fetch(
@@ -890,6 +930,52 @@ class PostgresStore:
         )
         return int(value)
 
+    async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
+        where = "relayer = $1 AND nonce = $2 AND tx_hash = $3 AND status IN ('processing', 'sent')"
+        async with self._pool.acquire() as conn, conn.transaction():
+            old_raw = await conn.fetchval(
+                f"SELECT raw_tx FROM payment_queue WHERE {where}"
+                f" UNION ALL SELECT raw_tx FROM mint_queue WHERE {where} LIMIT 1",
+                relayer,
+                nonce,
+                old_hash,
+            )
+            if old_raw is None:
+                return False
+            for table in ("payment_queue", "mint_queue"):
+                await conn.execute(
+                    f"UPDATE {table} SET tx_hash = $4, raw_tx = $5, updated_at = now()"
+                    f" WHERE {where}",
+                    relayer,
+                    nonce,
+                    old_hash,
+                    new.hash,
+                    new.raw,
+                )
+            await conn.executemany(
+                """
+                INSERT INTO relayer_txs (tx_hash, relayer, nonce, raw_tx)
+                VALUES ($1, $2, $3, $4) ON CONFLICT (tx_hash) DO NOTHING
+                """,
+                [(old_hash, relayer, nonce, old_raw), (new.hash, relayer, nonce, new.raw)],
+            )
+        return True
+
+    async def tx_hashes(self, relayer: str, nonces: Sequence[int]) -> dict[int, list[str]]:
+        wanted = sorted(set(nonces))
+        if not wanted:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT nonce, tx_hash FROM relayer_txs WHERE relayer = $1"
+            " AND nonce = ANY($2::bigint[]) ORDER BY nonce, created_at, tx_hash",
+            relayer,
+            wanted,
+        )
+        found: dict[int, list[str]] = {}
+        for row in rows:
+            found.setdefault(int(row["nonce"]), []).append(row["tx_hash"])
+        return found
+
     # -- operators ------------------------------------------------------------------
 
     async def payment_stats(self) -> dict[str, Any]:
@@ -956,14 +1042,62 @@ class PostgresStore:
         )
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
-        if self._listener is None:
-            self._listener = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
-            await self._listener.add_listener(NEW_PAYMENT_CHANNEL, self._on_notify)
+        await self._listen()
         self._watchers.append(callback)
 
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
+    async def watch_payment_changes(self, callback: Callable[[UUID | None], None]) -> None:
+        await self._listen()
+        self._change_watchers.append(callback)
+
+    async def _listen(self) -> None:
+        """One LISTEN connection per store for both channels. If it is lost (a database
+        restart), it is re-opened in the background and every watcher is woken with "anything
+        may have changed", since notices sent meanwhile are gone."""
+        async with self._listener_lock:  # one connection, however many ask at once
+            if self._listener is not None:
+                return
+            listener = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
+            try:
+                await listener.add_listener(NEW_PAYMENT_CHANNEL, self._on_new_payment)
+                await listener.add_listener(PAYMENT_CHANGED_CHANNEL, self._on_payment_changed)
+            except BaseException:
+                await listener.close()
+                raise
+            listener.add_termination_listener(self._on_listener_lost)
+            self._listener = listener
+
+    def _on_listener_lost(self, conn: object) -> None:
+        if self._closing or conn is not self._listener:
+            return
+        self._listener = None
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        attempt = 0
+        while not self._closing and self._listener is None:
+            await asyncio.sleep(LISTENER_RETRY_S[min(attempt, len(LISTENER_RETRY_S) - 1)])
+            attempt += 1
+            try:
+                await self._listen()
+            except Exception as exc:  # any failure: try again, never give up listening
+                log.warning("notice connection not back yet: %s", exc)
+                continue
+        self._on_new_payment(None, 0, NEW_PAYMENT_CHANNEL, "")
+        for watcher in self._change_watchers:
+            watcher(None)
+
+    def _on_new_payment(self, conn: object, pid: int, channel: str, payload: object) -> None:
         for watcher in self._watchers:
             watcher()
+
+    def _on_payment_changed(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        try:
+            payment_id = UUID(str(payload))
+        except ValueError:
+            return
+        for watcher in self._change_watchers:
+            watcher(payment_id)
 
 
 def _rowcount(status: str) -> int:

@@ -12,6 +12,7 @@ serialize against other processes using the same file (WAL mode, busy timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from payfirst.domain.models import (
     Token,
 )
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
-from payfirst.ports.store import DEFAULT_SETTINGS, OutboxTx, QueuedPayment
+from payfirst.ports.store import DEFAULT_SETTINGS, REUSED, OutboxTx, QueuedPayment
 
 #: SQL expression for "now" in the stored timestamp form.
 SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -183,6 +184,7 @@ class SqliteStore:
         self._conn = conn
         self._lock = asyncio.Lock()
         self._watchers: list[Callable[[], None]] = []
+        self._change_watchers: list[Callable[[UUID | None], None]] = []
 
     @classmethod
     async def connect(
@@ -372,8 +374,8 @@ class SqliteStore:
                 inserted = await cursor.fetchone()
             if inserted is None:
                 async with conn.execute(
-                    'SELECT id, "authorization" FROM payment_queue '
-                    "WHERE payer = ? AND auth_nonce = ?",
+                    'SELECT id, "authorization", payment_type, token_address, payment_asset, '
+                    "quantity FROM payment_queue WHERE payer = ? AND auth_nonce = ?",
                     (payment.payer, auth_nonce),
                 ) as cursor:
                     existing = await cursor.fetchone()
@@ -383,8 +385,8 @@ class SqliteStore:
                         "idempotency_key_reused",
                         "this payment id was used with another payload",
                     )
-                if json.loads(existing["authorization"]) != authorization:
-                    raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used")
+                if not _same_purchase(existing, payment, authorization):
+                    raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used", REUSED)
                 return QueuedPayment(UUID(existing["id"]), created=False)
             if payment.payment_type is PaymentType.MINT:
                 await self._reserve(conn, payment)
@@ -444,19 +446,26 @@ class SqliteStore:
     # -- pipeline: payments ---------------------------------------------------------
 
     async def claim_payments(
-        self, relayer: str, limit: int, sign: Callable[[Payment, int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[Payment, int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
+        ids = None if only is None else _json_list(only)
         async with self.transaction() as conn:
             async with conn.execute(
                 f"""
                 SELECT {_PAYMENT_COLUMNS} FROM payment_queue
                  WHERE status = 'pending'
+                   AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))
                  ORDER BY created_at, rowid
                  LIMIT ?
                 """,
-                (limit,),
+                (ids, ids, limit),
             ) as cursor:
                 rows = list(await cursor.fetchall())
             if not rows:
@@ -491,23 +500,31 @@ class SqliteStore:
         return claimed
 
     async def claim_payment_batch(
-        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[list[Payment], int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
+        ids = None if only is None else _json_list(only)
         async with self.transaction() as conn:
             # One settle tx moves one asset: the oldest pending payment picks it.
             async with conn.execute(
                 f"""
-                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
-                 WHERE status = 'pending'
-                   AND payment_asset = (
-                       SELECT payment_asset FROM payment_queue WHERE status = 'pending'
-                        ORDER BY created_at, rowid LIMIT 1)
-                 ORDER BY created_at, rowid
+                WITH candidates AS (
+                    SELECT rowid AS r, * FROM payment_queue
+                     WHERE status = 'pending'
+                       AND (? IS NULL OR id IN (SELECT value FROM json_each(?))))
+                SELECT {_PAYMENT_COLUMNS} FROM candidates
+                 WHERE payment_asset = (
+                       SELECT payment_asset FROM candidates ORDER BY created_at, r LIMIT 1)
+                 ORDER BY created_at, r
                  LIMIT ?
                 """,
-                (limit,),
+                (ids, ids, limit),
             ) as cursor:
                 rows = list(await cursor.fetchall())
             if not rows:
@@ -564,6 +581,19 @@ class SqliteStore:
             (status.value, before, before, limit),
         )
         return [_payment(r) for r in rows]
+
+    async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
+        rows = await self._fetchall(
+            "SELECT payment_asset, payer, amount FROM payment_queue"
+            " WHERE status IN ('processing', 'sent')"
+            " AND payer IN (SELECT value FROM json_each(?))",
+            (_json_list(payers),),
+        )
+        sums: dict[tuple[str, str], int] = {}
+        for row in rows:  # amounts are decimal text (uint256 does not fit an SQLite integer)
+            key = (row["payment_asset"], row["payer"])
+            sums[key] = sums.get(key, 0) + int(row["amount"])
+        return sums
 
     async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
         rows = await self._fetchall(
@@ -898,6 +928,44 @@ class SqliteStore:
         assert row is not None
         return int(row["next_nonce"])
 
+    async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
+        where = "relayer = ? AND nonce = ? AND tx_hash = ? AND status IN ('processing', 'sent')"
+        key = (relayer, nonce, old_hash)
+        async with self.transaction() as conn:
+            async with conn.execute(
+                f"SELECT raw_tx FROM payment_queue WHERE {where}"
+                f" UNION ALL SELECT raw_tx FROM mint_queue WHERE {where} LIMIT 1",
+                key + key,
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return False
+            for table in ("payment_queue", "mint_queue"):
+                await conn.execute(
+                    f"UPDATE {table} SET tx_hash = ?, raw_tx = ?, updated_at = ? WHERE {where}",
+                    (new.hash, new.raw, _now(), *key),
+                )
+            await conn.executemany(
+                "INSERT INTO relayer_txs (tx_hash, relayer, nonce, raw_tx) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tx_hash) DO NOTHING",
+                [(old_hash, relayer, nonce, row["raw_tx"]), (new.hash, relayer, nonce, new.raw)],
+            )
+        return True
+
+    async def tx_hashes(self, relayer: str, nonces: Sequence[int]) -> dict[int, list[str]]:
+        wanted = sorted(set(nonces))
+        if not wanted:
+            return {}
+        rows = await self._fetchall(
+            "SELECT nonce, tx_hash FROM relayer_txs WHERE relayer = ?"
+            " AND nonce IN (SELECT value FROM json_each(?)) ORDER BY nonce, created_at, tx_hash",
+            (relayer, json.dumps(wanted)),
+        )
+        found: dict[int, list[str]] = {}
+        for r in rows:
+            found.setdefault(int(r["nonce"]), []).append(r["tx_hash"])
+        return found
+
     # -- operators ------------------------------------------------------------------
 
     async def payment_stats(self) -> dict[str, Any]:
@@ -976,6 +1044,50 @@ class SqliteStore:
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
         # One SQLite file has one writer process, so in-process callbacks see every payment.
         self._watchers.append(callback)
+
+    async def watch_payment_changes(self, callback: Callable[[UUID | None], None]) -> None:
+        """Status changes of payments and mint items reach `callback` through TEMP triggers
+        on this connection (the one writer of the file) calling a Python function. They fire
+        before the commit, but a waiter reads through the store's lock, so it sees the
+        committed row (a rolled-back change only wakes it for nothing)."""
+        if not self._change_watchers:
+            loop = asyncio.get_running_loop()
+
+            def changed(payment_id: str) -> None:  # runs in aiosqlite's thread
+                # Never let a notice fail the write that fired it (a loop shutting down).
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._on_payment_changed, payment_id)
+
+            async with self._lock:
+                await self._conn.create_function("payfirst_payment_changed", 1, changed)
+                for table, column in (("payment_queue", "id"), ("mint_queue", "payment_id")):
+                    await self._conn.execute(
+                        f"CREATE TEMP TRIGGER IF NOT EXISTS {table}_changed_notify "
+                        f"AFTER UPDATE OF status ON main.{table} "
+                        "WHEN OLD.status IS NOT NEW.status "
+                        f"BEGIN SELECT payfirst_payment_changed(NEW.{column}); END"
+                    )
+        self._change_watchers.append(callback)
+
+    def _on_payment_changed(self, payment_id: str) -> None:
+        try:
+            changed = UUID(payment_id)
+        except ValueError:
+            return
+        for watcher in self._change_watchers:
+            watcher(changed)
+
+
+def _same_purchase(row: aiosqlite.Row, payment: NewPayment, authorization: Any) -> bool:
+    """An authorization already queued matches only the same purchase (as in PostgreSQL's
+    payfirst_queue_payment): same authorization, type, token or payee, asset and quantity."""
+    return (
+        json.loads(row["authorization"]) == authorization
+        and row["payment_type"] == payment.payment_type.value
+        and row["token_address"] == payment.token_address
+        and row["payment_asset"] == payment.payment_asset
+        and int(row["quantity"]) == payment.quantity
+    )
 
 
 def _one_token(items: list[MintItem]) -> None:

@@ -10,9 +10,7 @@ body answers 400."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -24,9 +22,11 @@ from starlette.responses import JSONResponse, Response
 
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
+from payfirst.api.http_limits import json_body
 from payfirst.api.idempotency import payment_id_of
 from payfirst.api.responses import rejection
 from payfirst.api.services import Services, services
+from payfirst.api.waiters import TooManyWaiters, wait_for
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization, NewPayment, Payment
 from payfirst.domain.statuses import PaymentStatus, PaymentType
@@ -38,6 +38,7 @@ from payfirst.x402 import (
     VerifyResponse,
     caip2,
     chain_id_of,
+    describe_validation_error,
     reasons,
     v1_network,
     verify_exact_evm,
@@ -45,8 +46,6 @@ from payfirst.x402 import (
 )
 
 log = logging.getLogger("payfirst.facilitator")
-
-SETTLE_POLL_S = 0.1
 
 
 async def supported(request: Request) -> Response:
@@ -79,6 +78,7 @@ async def verify(request: Request) -> Response:
     """
     svc = services(request)
     try:
+        svc.admit_client(request)
         body = await _body(request)
     except PaymentRejected as exc:
         return rejection(exc)
@@ -110,6 +110,7 @@ async def settle(request: Request) -> Response:
     """
     svc = services(request)
     try:
+        svc.admit_client(request)
         body = await _body(request)
     except PaymentRejected as exc:
         return rejection(exc)
@@ -117,6 +118,8 @@ async def settle(request: Request) -> Response:
     payload = body.payment_payload
     try:
         authorization = verify_exact_evm(payload, body.payment_requirements, int(svc.clock()))
+        await _check_admissible(svc, authorization)
+        svc.per_payer.take(authorization.from_)
         existing = await svc.store.find_payment(authorization.from_, authorization.nonce)
         if existing is None or existing.authorization != authorization:
             await _check_on_chain(svc, body, authorization)
@@ -135,7 +138,10 @@ async def settle(request: Request) -> Response:
             )
         )
     except PaymentRejected as exc:
-        if exc.status in (400, 409) and exc.reason != reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED:
+        if (
+            exc.status in (400, 409, 429)
+            and exc.reason != reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED
+        ):
             return rejection(exc)
         return JSONResponse(
             wire(
@@ -157,13 +163,24 @@ async def settle(request: Request) -> Response:
 
 
 async def _wait_for_outcome(svc: Services, payment_id: uuid.UUID) -> Payment:
+    """The payment once terminal, or as it is when the settle timeout passes; woken by the
+    store's change notices (with too many waiters, answered at once: settle again later)."""
     deadline = time.monotonic() + svc.settle_timeout_s
-    while True:
+    try:
+        await svc.waiters.start(svc.store)
+        with svc.waiters.waiting(payment_id) as changed:
+            while True:
+                changed.clear()
+                payment = await svc.store.get_payment(payment_id)
+                assert payment is not None
+                left = deadline - time.monotonic()
+                if payment.status.is_terminal or left <= 0:
+                    return payment
+                await wait_for(changed, left)
+    except TooManyWaiters:
         payment = await svc.store.get_payment(payment_id)
         assert payment is not None
-        if payment.status.is_terminal or time.monotonic() >= deadline:
-            return payment
-        await asyncio.sleep(SETTLE_POLL_S)
+        return payment
 
 
 def _settle_response(payment: Payment, network: str) -> SettleResponse:
@@ -178,9 +195,7 @@ def _settle_response(payment: Payment, network: str) -> SettleResponse:
     if payment.status.is_terminal:
         return SettleResponse(
             success=False,
-            error_reason=reasons.TRANSACTION_FAILED
-            if payment.status is PaymentStatus.CONFIRMATION_FAILED
-            else reasons.INVALID_TRANSACTION_STATE,
+            error_reason=_failure_reason(payment),
             error_message=payment.error,
             **common,
         )
@@ -192,13 +207,27 @@ def _settle_response(payment: Payment, network: str) -> SettleResponse:
     )
 
 
+def _failure_reason(payment: Payment) -> str:
+    """The x402 reason of a failed payment: the one its error starts with (the sender
+    writes "insufficient_funds: ..."), else by its status."""
+    code = (payment.error or "").split(":", 1)[0]
+    if code in reasons.ALL_REASONS:
+        return code
+    if payment.status is PaymentStatus.CONFIRMATION_FAILED:
+        return reasons.TRANSACTION_FAILED
+    return reasons.INVALID_TRANSACTION_STATE
+
+
 async def _body(request: Request) -> VerifyRequest:
+    data = await json_body(request, reasons.INVALID_PAYLOAD)
     try:
-        data = json.loads(await request.body())
         return VerifyRequest.model_validate(data)
-    except (ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        # Name the fields, never pydantic's full text (its version, URLs, the input).
         raise PaymentRejected(
-            400, reasons.INVALID_PAYLOAD, f"malformed request body: {exc}"
+            400,
+            reasons.INVALID_PAYLOAD,
+            f"malformed request body: {describe_validation_error(exc)}",
         ) from None
 
 
@@ -210,6 +239,7 @@ async def _check(svc: Services, body: VerifyRequest) -> Authorization:
     authorization = verify_exact_evm(
         body.payment_payload, body.payment_requirements, int(svc.clock())
     )
+    await _check_admissible(svc, authorization)
     known = await svc.store.find_payment(authorization.from_, authorization.nonce)
     if known is not None:
         raise PaymentRejected(
@@ -219,6 +249,32 @@ async def _check(svc: Services, body: VerifyRequest) -> Authorization:
         )
     await _check_on_chain(svc, body, authorization)
     return authorization
+
+
+async def _check_admissible(svc: Services, authorization: Authorization) -> None:
+    """What this facilitator agrees to spend gas on: only pay-to addresses the operator
+    allowed, never a token payfirst sells by mint (a payment to it buys mints through
+    /api/mint, and settling it here would take the buyer's money for nothing), and no
+    dust. Checked before anything else, so a stranger can never make the relayer pay."""
+    pay_to = contracts.checksum(authorization.to)
+    if pay_to in await svc.minted_tokens():
+        raise PaymentRejected(
+            402,
+            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            f"payments to {pay_to} buy its mints: use POST /api/mint/{pay_to}",
+        )
+    if pay_to not in svc.settle_pay_to:
+        raise PaymentRejected(
+            402,
+            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            f"this facilitator does not settle payments to {pay_to}",
+        )
+    if authorization.value < max(1, svc.min_settle_amount):
+        raise PaymentRejected(
+            402,
+            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            f"amount {authorization.value} is below the minimum of {svc.min_settle_amount}",
+        )
 
 
 async def _check_on_chain(svc: Services, body: VerifyRequest, authorization: Authorization) -> None:

@@ -23,7 +23,8 @@ async def health(request: Request) -> Response:
         await svc.store.ping()
         body["database"] = "ok"
     except Exception as exc:
-        body["database"] = f"error: {exc}"
+        # The type only: the text may carry a DSN or an RPC URL with its API key.
+        body["database"] = f"error: unreachable ({type(exc).__name__})"
         body["status"] = "degraded"
     if svc.chain is None:
         body["chain"] = "not configured"
@@ -34,6 +35,6 @@ async def health(request: Request) -> Response:
                 "block": await svc.chain.block_number(),
             }
         except Exception as exc:
-            body["chain"] = f"error: {exc}"
+            body["chain"] = f"error: unreachable ({type(exc).__name__})"
             body["status"] = "degraded"
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

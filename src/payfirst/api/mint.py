@@ -6,7 +6,6 @@ settled later by the sender loop."""
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import uuid
 from typing import Any
@@ -15,6 +14,7 @@ from eth_utils.address import is_address, to_checksum_address
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from payfirst.api.http_limits import json_body
 from payfirst.api.idempotency import payment_id_of
 from payfirst.api.responses import rejection
 from payfirst.api.services import Services, services
@@ -50,6 +50,7 @@ async def mint(request: Request) -> Response:
       409: {description: Sold out, or the authorization nonce was used with another payload}
     """
     try:
+        services(request).admit_client(request)
         body = await _json_body(request)
         quantity = _quantity(body, services(request).max_quantity_per_request)
         return await _buy(request, request.path_params["token"], quantity)
@@ -63,6 +64,7 @@ async def batch_mint(request: Request) -> Response:
     description: Same flow as POST /api/mint/{token}, with tokenAddress in the body.
     """
     try:
+        services(request).admit_client(request)
         body = await _json_body(request)
         token_address = body.get("tokenAddress")
         if not isinstance(token_address, str):
@@ -89,6 +91,12 @@ async def _buy(request: Request, token_address: str, quantity: int) -> Response:
         if exc.status != 402:
             raise
         return _payment_required(token, quantity, resource, exc.reason, exc.message)
+    if authorization.value <= 0:
+        # A token priced at zero is not sold through payments: nothing would pay the gas.
+        raise PaymentRejected(
+            402, reasons.INVALID_PAYMENT_REQUIREMENTS, "zero-value payments are refused"
+        )
+    svc.per_payer.take(authorization.from_)
     queued = await svc.store.queue_payment(
         NewPayment(
             id=uuid.uuid4(),
@@ -146,13 +154,7 @@ def _payment_required(
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise PaymentRejected(400, "invalid_request", "body is not valid JSON") from None
+    body = await json_body(request, "invalid_request", empty={})
     if not isinstance(body, dict):
         raise PaymentRejected(400, "invalid_request", "body must be a JSON object")
     return body

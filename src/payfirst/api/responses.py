@@ -7,13 +7,19 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from payfirst.api.rate_limits import TooManyRequests
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import MintItem, Payment, Token
 from payfirst.x402.networks import caip2
 
 
 def rejection(exc: PaymentRejected) -> JSONResponse:
-    return JSONResponse({"error": exc.reason, "message": exc.message}, status_code=exc.status)
+    headers = {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(
+        {"error": exc.reason, "message": exc.message}, status_code=exc.status, headers=headers
+    )
 
 
 def display_amount(atomic: int, decimals: int) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from payfirst.adapters.chain_rpc import RpcClient
+from payfirst.api.rate_limits import RateLimiter
+from payfirst.api.waiters import PaymentWaiters
 from payfirst.domain.models import Token
 from payfirst.ports.store import Store
 
@@ -63,10 +65,32 @@ class Services:
     signers: tuple[str, ...] = ()
     # How long /settle waits for confirmation before answering settlement_pending.
     settle_timeout_s: float = 30.0
+    # The pay-to addresses /settle may pay (empty: none) and the smallest amount it settles.
+    settle_pay_to: frozenset[str] = frozenset()
+    min_settle_amount: int = 1000
+    # Accept-path limits per client address and per payer (requests per minute, 0: off).
+    rate_limit_per_client: int = 6000
+    rate_limit_per_payer: int = 600
+    max_waiters: int = 10_000
     tokens: TokenCache = field(init=False)
+    per_client: RateLimiter = field(init=False)
+    per_payer: RateLimiter = field(init=False)
+    waiters: PaymentWaiters = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.store)
+        self.per_client = RateLimiter(self.rate_limit_per_client, what="client")
+        self.per_payer = RateLimiter(self.rate_limit_per_payer, what="payer")
+        self.waiters = PaymentWaiters(self.max_waiters)
+
+    def admit_client(self, request: Request) -> None:
+        """The per-client-address limit of the accept paths (raises 429)."""
+        client = request.client
+        self.per_client.take(client.host if client is not None else "")
+
+    async def minted_tokens(self) -> set[str]:
+        """Addresses of the tokens payfirst sells by mint (payments to them are mint-only)."""
+        return {t.address for t in await self.tokens.all()}
 
     async def payment_assets(self) -> set[str]:
         """Assets the facilitator settles: those the registered tokens are paid in."""

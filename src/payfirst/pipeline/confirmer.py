@@ -1,47 +1,86 @@
 """The confirmer loop: receipts of sent transactions decide every payment's and mint
-item's terminal state, always by what the chain says.
+item's terminal state, always by what the chain says at the confirmation depth.
 
-Payments, per receipt (payments sharing a tx — a BatchSettler `settle` of many
-authorizations — are decided together by that one receipt; a direct
-`transferWithAuthorization` tx is just a batch of one):
-- success and the asset's `AuthorizationUsed(payer, nonce)` log in the receipt: in ONE
-  transaction the mint items are created (the callback) and the payment becomes
-  `completed`;
-- reverted, or success without that log (the item failed inside the batch): if the
-  authorization was used by another transaction (anyone may submit an
-  EIP-3009 authorization), the payment is completed by that one; otherwise
-  `confirmation_failed` and the reserved supply is released;
-- not mined: re-sent (the same signed bytes) while it can still land. Once the relayer's
-  nonce has passed it, it never will: then the authorization's state decides (unused:
-  back to `pending`, to be sent anew). Once the chain's clock is past the
-  authorization's validBefore it can no longer move money: `confirmation_failed`.
+Each tick picks ONE decision block, the head minus `confirmation_depth`, and pins every
+read to it: the relayer's nonce, the authorization's state and the chain's clock are
+those of the decision block, `eth_getLogs` stops at it, and a receipt counts only if its
+block is at or below it and is still the canonical block at that height. Receipts are
+read for EVERY tx payfirst signed for a nonce (a fee-bumped replacement and the tx it
+replaced: either may be the one mined). What is absent is never evidence.
+
+The decision itself is `payfirst.pipeline.decide.decide_payment`, a pure function of
+those facts:
+- the asset's `AuthorizationUsed(payer, nonce)` log in a receipt at depth, or found by
+  `eth_getLogs` up to the decision block (payfirst's own tx whose receipt the node did
+  not give, or anyone else's): in ONE transaction the mint items are created (the
+  callback) and the payment becomes `completed`;
+- a receipt at depth without that log and the authorization unused at the decision block:
+  a reverted direct call or an item failed inside a batch is `confirmation_failed`
+  (supply released); a whole settle batch reverted goes back to `pending`;
+- the relayer's nonce consumed at depth with no receipt of any of payfirst's txs for it:
+  the authorization unused means the tx was dropped (back to `pending`, signed anew);
+  used means its tx is not found yet: wait, never fail;
+- not mined at depth: the chain's clock at the decision block past validBefore with the
+  authorization unused means it can never move money: `confirmation_failed`; otherwise
+  wait (a receipt that vanished in a reorg is this case: the same bytes are re-sent).
+Before a terminal failure the receipts and the authorization's state are read again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from eth_utils.crypto import keccak
 
 from payfirst.adapters import contracts
-from payfirst.adapters.chain_rpc import RpcError
+from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.domain.models import MintItem, Payment
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.pipeline import faults
+from payfirst.pipeline.decide import (
+    Action,
+    MintFacts,
+    Outcome,
+    PaymentFacts,
+    SettleReceipt,
+    confirmation_depth,
+    decide_mint,
+    decide_payment,
+    decision_block,
+    needs_authorization_state,
+)
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.outbox import Outbox
+from payfirst.ports.store import DEFAULT_SETTINGS
 
 log = logging.getLogger("payfirst.confirmer")
 
 AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 # Unmined transactions older than this are re-sent (idempotent: same signed bytes): a
-# node may lose a pooled tx (anvil does under bursts), which stalls every later nonce.
+# node may lose a pooled tx (anvil does under bursts, a reorg drops them), which stalls
+# every later nonce.
 REBROADCAST_AFTER_S = 3.0
 # How far back to look for another transaction that used an authorization.
 LOG_LOOKBACK_BLOCKS = 50_000
 MAX_MINT_ATTEMPTS = 3
+GWEI = 10**9
+
+
+@dataclass
+class ChainView:
+    """What one tick knows of the chain, all of it pinned to the decision block."""
+
+    block: int  # the decision block
+    time: int  # its timestamp
+    nonces: dict[str, int]  # each relayer's transaction count at the decision block
+    history: dict[tuple[str, int], list[str]]  # every tx payfirst signed per (relayer, nonce)
+    counted: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical, at depth
+    mined: set[str] = field(default_factory=set)  # hashes with a receipt at any height
 
 
 class Confirmer:
@@ -49,6 +88,7 @@ class Confirmer:
         self.outbox = outbox
         self.store = outbox.store
         self.rpc = outbox.rpc
+        self._noted: set[UUID] = set()  # payments whose wait was logged already
 
     async def run_once(self, batch_size: int, timeout_s: int) -> int:
         """Checks the receipts of up to `batch_size` sent transactions of each kind
@@ -68,148 +108,169 @@ class Confirmer:
             p for p in sent if _age((p.processed_at or p.created_at).timestamp()) > older_than_s
         ]
 
+    def depth(self, settings: dict[str, int]) -> int:
+        return confirmation_depth(
+            self.outbox.relayer.chain_id,
+            settings.get("confirmation_depth", DEFAULT_SETTINGS["confirmation_depth"]),
+        )
+
     async def check(self, payments: list[Payment], mints: list[MintItem], timeout_s: int) -> int:
         """Decide these sent payments and mint items by the chain; returns how many
         reached a terminal state."""
         if not payments and not mints:
             return 0
-        relayers = sorted(
-            {p.relayer for p in payments if p.relayer} | {m.relayer for m in mints if m.relayer}
+        settings = await self.store.get_settings()
+        view = await self._view(payments, mints, self.depth(settings))
+        log.info(
+            "🔍 checking %d sent payments, %d sent mint items at block %d",
+            len(payments),
+            len(mints),
+            view.block,
         )
-        # Nonces before receipts: a nonce seen consumed and then no receipt means the
-        # transaction will never be mined.
-        answers = await self.rpc.batch(
-            [("eth_getTransactionCount", [r, "latest"]) for r in relayers]
-            + [("eth_getBlockByNumber", ["latest", False])]
-        )
-        chain_nonces = {r: int(n, 16) for r, n in zip(relayers, answers, strict=False)}
-        latest_block: dict[str, Any] = answers[-1]
-        hashes = sorted(
-            {p.tx_hash for p in payments if p.tx_hash} | {m.tx_hash for m in mints if m.tx_hash}
-        )
-        receipts = dict(
-            zip(
-                hashes,
-                await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]),
-                strict=True,
-            )
-        )
-        log.info("🔍 checking %d sent payments, %d sent mint items", len(payments), len(mints))
-        # Per mined tx, the authorizations it used: the per-item outcome of a batch.
-        used = {h: authorizations_used(r) for h, r in receipts.items() if r is not None}
-        resend = False
+        outcomes = await self._decide_payments(payments, view)
         done = 0
         confirmed: list[tuple[Payment, str]] = []
-        for payment in sorted(payments, key=lambda p: (p.tx_hash or "", p.created_at)):
-            receipt = receipts.get(payment.tx_hash or "")
-            if receipt is not None and authorization_key(payment) in used[payment.tx_hash or ""]:
-                confirmed.append((payment, str(receipt["transactionHash"])))
-                continue
-            outcome = await self._decide_payment(
-                payment, receipts, used, chain_nonces, latest_block, timeout_s
-            )
-            done += outcome == "done"
-            resend |= outcome == "resend"
+        for payment, outcome in outcomes:
+            if outcome.action is Action.COMPLETE:
+                assert outcome.tx_hash is not None
+                confirmed.append((payment, outcome.tx_hash))
+            elif outcome.action is Action.FAIL:
+                done += await self._fail(payment, outcome.reason)
+            elif outcome.action is Action.REQUEUE:
+                if await self.store.requeue_payment(payment.id, outcome.reason):
+                    log.warning(
+                        "↩️ payment %s: %s (tx %s)", payment.id, outcome.reason, payment.tx_hash
+                    )
+            else:
+                self._note_wait(payment, outcome, timeout_s)
         done += await self._complete_all(confirmed)
-        done += await self._decide_mints(mints, receipts, chain_nonces)
-        if resend or any(
-            receipts.get(m.tx_hash or "") is None
+        done += await self._decide_mints(mints, view)
+        waiting = [p for p, o in outcomes if o.action is Action.WAIT]
+        unmined = any(
+            not self._any_mined(p.relayer, p.nonce, p.tx_hash, view)
+            and _age((p.processed_at or p.created_at).timestamp()) > REBROADCAST_AFTER_S
+            for p in waiting
+        ) or any(
+            not self._any_mined(m.relayer, m.nonce, m.tx_hash, view)
             and _age(m.updated_at.timestamp()) > REBROADCAST_AFTER_S
             for m in mints
-        ):
+        )
+        if unmined:
             async with self.outbox.lock:
                 await self.outbox.flush_quietly(resend_sent=True)
+                await self.outbox.bump_stuck(
+                    settings.get("fee_bump_after_s", DEFAULT_SETTINGS["fee_bump_after_s"]),
+                    GWEI
+                    * settings.get(
+                        "max_fee_per_gas_gwei", DEFAULT_SETTINGS["max_fee_per_gas_gwei"]
+                    ),
+                )
         if done:
             log.info("   ✅ %d confirmed or settled", done)
         return done
 
-    # -- payments -------------------------------------------------------------------
+    # -- reading the chain at the decision block ------------------------------------
 
-    async def _decide_payment(
-        self,
-        payment: Payment,
-        receipts: dict[str, Any],
-        used: dict[str, set[tuple[str, str, str]]],
-        chain_nonces: dict[str, int],
-        latest_block: dict[str, Any],
-        timeout_s: int,
-    ) -> str:
-        receipt = receipts.get(payment.tx_hash or "")
-        if receipt is not None:
-            if authorization_key(payment) in used[payment.tx_hash or ""]:
-                await self._complete(payment, str(receipt["transactionHash"]))
-                return "done"
-            if int(receipt["status"], 16) == 1:
-                why = "authorization failed inside the batch transaction"
-            elif str(receipt.get("to") or "").lower() != payment.payment_asset.lower():
-                # A whole settle batch reverted (out of gas, say): its authorizations are
-                # most likely unused, and then the payment is sent again, not failed.
-                return await self._settle_dropped(payment)
-            else:
-                why = "transaction reverted"
-            return await self._settle_reverted(payment, why)
-        assert payment.nonce is not None and payment.relayer is not None
-        if chain_nonces.get(payment.relayer, -1) > payment.nonce:
-            return await self._settle_dropped(payment)
-        if int(latest_block["timestamp"], 16) > payment.authorization.valid_before:
-            if await self.store.fail_payment(
-                payment.id,
-                PaymentStatus.CONFIRMATION_FAILED,
-                "not mined before the authorization expired",
-                only_from=PaymentStatus.SENT,
-            ):
-                log.warning("❌ payment %s: not mined before its authorization expired", payment.id)
-            return "done"
-        sent_at = (payment.processed_at or payment.created_at).timestamp()
-        if _age(sent_at) > timeout_s:
-            log.warning(
-                "⏳ payment %s not mined after %ds (nonce %d, tx %s): re-sending the same tx",
-                payment.id,
-                timeout_s,
-                payment.nonce,
-                payment.tx_hash,
-            )
-        return "resend" if _age(sent_at) > REBROADCAST_AFTER_S else "wait"
+    async def _view(self, payments: list[Payment], mints: list[MintItem], depth: int) -> ChainView:
+        keys = {(p.relayer, p.nonce) for p in payments} | {(m.relayer, m.nonce) for m in mints}
+        relayers = sorted({r for r, _ in keys if r})
+        head = await self.rpc.block_number()
+        block_number = decision_block(head, depth)
+        answers = await self.rpc.batch(
+            [("eth_getBlockByNumber", [hex(block_number), False])]
+            + [("eth_getTransactionCount", [r, hex(block_number)]) for r in relayers]
+        )
+        block = answers[0]
+        if not isinstance(block, dict):
+            raise ChainUnavailable(f"the node has no block {block_number} yet")
+        history: dict[tuple[str, int], list[str]] = {}
+        for relayer in relayers:
+            nonces = [n for r, n in keys if r == relayer and n is not None]
+            for nonce, hashes in (await self.store.tx_hashes(relayer, nonces)).items():
+                history[(relayer, nonce)] = hashes
+        view = ChainView(
+            block=block_number,
+            time=int(block["timestamp"], 16),
+            nonces={r: int(n, 16) for r, n in zip(relayers, answers[1:], strict=True)},
+            history=history,
+        )
+        hashes = sorted(
+            {h for p in payments for h in self._candidates(p.relayer, p.nonce, p.tx_hash, view)}
+            | {h for m in mints for h in self._candidates(m.relayer, m.nonce, m.tx_hash, view)}
+        )
+        await self._read_receipts(hashes, view)
+        return view
 
-    async def _settle_reverted(self, payment: Payment, why: str) -> str:
-        other_tx = await self._authorization_used_by(payment)
-        if other_tx is not None:
-            await self._complete(payment, other_tx)
-            return "done"
-        if await self.store.fail_payment(
-            payment.id, PaymentStatus.CONFIRMATION_FAILED, why, only_from=PaymentStatus.SENT
-        ):
-            log.warning(
-                "❌ payment %s confirmation failed: %s (tx %s)", payment.id, why, payment.tx_hash
-            )
-        return "done"
+    async def _read_receipts(self, hashes: Sequence[str], view: ChainView) -> None:
+        """Reads the receipts of `hashes` into `view`: every mined one in `mined`, those at
+        or below the decision block whose block is canonical in `counted`."""
+        answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        deep: dict[str, dict[str, Any]] = {}
+        for tx_hash, receipt in zip(hashes, answers, strict=True):
+            view.counted.pop(tx_hash, None)
+            if not isinstance(receipt, dict):
+                continue  # absent: not evidence of anything
+            view.mined.add(tx_hash)
+            if int(receipt["blockNumber"], 16) <= view.block:
+                deep[tx_hash] = receipt
+        heights = sorted({int(r["blockNumber"], 16) for r in deep.values()})
+        blocks = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in heights])
+        canonical = {n: str(b["hash"]).lower() for n, b in zip(heights, blocks, strict=True) if b}
+        for tx_hash, receipt in deep.items():
+            if canonical.get(int(receipt["blockNumber"], 16)) == str(receipt["blockHash"]).lower():
+                view.counted[tx_hash] = receipt
 
-    async def _settle_dropped(self, payment: Payment) -> str:
-        """The payment's tx will never move its money: the relayer's nonce passed it unmined,
-        or the whole settle batch reverted. The authorization's on-chain state decides."""
-        used = contracts.decode_result(
-            ["bool"],
-            await self.rpc.eth_call(
-                payment.payment_asset,
-                contracts.authorization_state(payment.payer, payment.authorization.nonce),
-            ),
-        )[0]
-        if used:
-            return await self._settle_reverted(payment, "authorization canceled by the payer")
-        if await self.store.requeue_payment(payment.id, f"tx {payment.tx_hash} dropped; re-queued"):
-            log.warning("↩️ payment %s: tx %s was dropped, re-queued", payment.id, payment.tx_hash)
-        return "requeued"
+    def _candidates(
+        self, relayer: str | None, nonce: int | None, tx_hash: str | None, view: ChainView
+    ) -> list[str]:
+        """Every tx payfirst signed for this (relayer, nonce), the current one first."""
+        found = [tx_hash] if tx_hash else []
+        if relayer is not None and nonce is not None:
+            found += [h for h in view.history.get((relayer, nonce), []) if h not in found]
+        return found
 
-    async def _authorization_used_by(self, payment: Payment) -> str | None:
-        """The transaction that used this payment's authorization, if any did."""
-        latest = await self.rpc.block_number()
+    def _any_mined(
+        self, relayer: str | None, nonce: int | None, tx_hash: str | None, view: ChainView
+    ) -> bool:
+        return any(h in view.mined for h in self._candidates(relayer, nonce, tx_hash, view))
+
+    async def _authorization_states(
+        self, payments: list[Payment], block: int
+    ) -> dict[UUID, bool | None]:
+        """authorizationState(payer, nonce) at the decision block (None: no answer)."""
+        answers = await self.rpc.batch(
+            [
+                (
+                    "eth_call",
+                    [
+                        {
+                            "to": p.payment_asset,
+                            "data": contracts.authorization_state(p.payer, p.authorization.nonce),
+                        },
+                        hex(block),
+                    ],
+                )
+                for p in payments
+            ],
+            return_errors=True,
+        )
+        states: dict[UUID, bool | None] = {}
+        for payment, answer in zip(payments, answers, strict=True):
+            try:
+                states[payment.id] = bool(contracts.decode_result(["bool"], answer)[0])
+            except Exception:  # an error or an empty answer: unknown, not "unused"
+                states[payment.id] = None
+        return states
+
+    async def _used_by(self, payment: Payment, block: int) -> str | None:
+        """The tx whose AuthorizationUsed log for this payment is at or below `block`."""
         try:
             logs = await self.rpc.call(
                 "eth_getLogs",
                 {
                     "address": payment.payment_asset,
-                    "fromBlock": hex(max(0, latest - LOG_LOOKBACK_BLOCKS)),
-                    "toBlock": hex(latest),
+                    "fromBlock": hex(max(0, block - LOG_LOOKBACK_BLOCKS)),
+                    "toBlock": hex(block),
                     "topics": [
                         AUTHORIZATION_USED_TOPIC,
                         "0x" + payment.payer[2:].lower().rjust(64, "0"),
@@ -219,11 +280,99 @@ class Confirmer:
             )
         except RpcError as exc:
             log.warning("log lookup failed for payment %s: %s", payment.id, exc.message)
-            raise
-        return str(logs[0]["transactionHash"]) if logs else None
+            return None
+        for entry in logs or []:
+            if int(entry["blockNumber"], 16) <= block and not entry.get("removed"):
+                return str(entry["transactionHash"])
+        return None
+
+    # -- payments -------------------------------------------------------------------
+
+    def _facts(self, payment: Payment, view: ChainView) -> PaymentFacts:
+        assert payment.relayer is not None and payment.nonce is not None
+        key = authorization_key(payment)
+        settled: SettleReceipt | None = None
+        for tx_hash in self._candidates(payment.relayer, payment.nonce, payment.tx_hash, view):
+            receipt = view.counted.get(tx_hash)
+            if receipt is None:
+                continue
+            candidate = SettleReceipt(
+                tx_hash=str(receipt["transactionHash"]),
+                success=int(receipt["status"], 16) == 1,
+                used_here=key in authorizations_used(receipt),
+                whole_batch=str(receipt.get("to") or "").lower() != payment.payment_asset.lower(),
+            )
+            if settled is None or candidate.used_here:
+                settled = candidate
+        return PaymentFacts(
+            tx_nonce=payment.nonce,
+            relayer_nonce=view.nonces.get(payment.relayer, 0),
+            receipt=settled,
+            chain_time=view.time,
+            valid_before=payment.authorization.valid_before,
+        )
+
+    async def _complete_facts(
+        self, payments: list[Payment], view: ChainView
+    ) -> list[tuple[Payment, PaymentFacts]]:
+        """Each payment's facts, with the authorization's state (and, when used, the tx
+        that used it) read wherever the decision needs them."""
+        facts = {p.id: self._facts(p, view) for p in payments}
+        needing = [p for p in payments if needs_authorization_state(facts[p.id])]
+        if needing:
+            states = await self._authorization_states(needing, view.block)
+            for payment in needing:
+                used = states[payment.id]
+                used_by = await self._used_by(payment, view.block) if used else None
+                facts[payment.id] = _with(facts[payment.id], used, used_by)
+        return [(p, facts[p.id]) for p in payments]
+
+    async def _decide_payments(
+        self, payments: list[Payment], view: ChainView
+    ) -> list[tuple[Payment, Outcome]]:
+        decided = [(p, decide_payment(f)) for p, f in await self._complete_facts(payments, view)]
+        failing = [p for p, o in decided if o.action is Action.FAIL]
+        if not failing:
+            return decided
+        # A terminal failure: read the receipts and the authorizations again first.
+        await self._read_receipts(
+            sorted(
+                {h for p in failing for h in self._candidates(p.relayer, p.nonce, p.tx_hash, view)}
+            ),
+            view,
+        )
+        again = {p.id: decide_payment(f) for p, f in await self._complete_facts(failing, view)}
+        return [(p, again.get(p.id, o) if o.action is Action.FAIL else o) for p, o in decided]
+
+    async def _fail(self, payment: Payment, reason: str) -> int:
+        if not await self.store.fail_payment(
+            payment.id, PaymentStatus.CONFIRMATION_FAILED, reason, only_from=PaymentStatus.SENT
+        ):
+            return 0
+        log.warning(
+            "❌ payment %s confirmation failed: %s (tx %s)", payment.id, reason, payment.tx_hash
+        )
+        return 1
+
+    def _note_wait(self, payment: Payment, outcome: Outcome, timeout_s: int) -> None:
+        sent_at = (payment.processed_at or payment.created_at).timestamp()
+        if "not found" in outcome.reason and payment.id not in self._noted:
+            self._noted.add(payment.id)
+            log.warning("⏳ payment %s: %s; checking again", payment.id, outcome.reason)
+        elif _age(sent_at) > timeout_s and payment.id not in self._noted:
+            self._noted.add(payment.id)
+            log.warning(
+                "⏳ payment %s not confirmed after %ds (nonce %d, tx %s): %s",
+                payment.id,
+                timeout_s,
+                payment.nonce,
+                payment.tx_hash,
+                outcome.reason,
+            )
 
     async def _complete_all(self, confirmed: list[tuple[Payment, str]]) -> int:
-        """The callbacks of many confirmed payments, in ONE transaction."""
+        """The callbacks of many confirmed payments, in ONE transaction: a mint creates its
+        mint items; a facilitator settlement needs nothing more."""
         if not confirmed:
             return 0
         completions = [
@@ -240,6 +389,7 @@ class Confirmer:
             completions, before_commit=lambda: faults.crash_point(faults.IN_CALLBACK)
         )
         completed = set(done)
+        self._noted -= completed
         items = sum(len(ids) for payment_id, _, ids in completions if payment_id in completed)
         log.info(
             "✅ %d payments confirmed (%d txs); created %dx mint items",
@@ -249,54 +399,45 @@ class Confirmer:
         )
         return len(done)
 
-    async def _complete(self, payment: Payment, tx_hash: str) -> None:
-        """The payment's callback, in the transaction that completes it: a mint creates
-        its mint items; a facilitator settlement needs nothing more."""
-        mint = payment.payment_type is PaymentType.MINT
-        ids = mint_ids(payment.payer, payment.id, payment.quantity) if mint else []
-        if await self.store.complete_payment(
-            payment.id, tx_hash, ids, before_commit=lambda: faults.crash_point(faults.IN_CALLBACK)
-        ):
-            if mint:
-                log.info(
-                    "✅ payment %s confirmed (tx %s); created %dx mint items",
-                    payment.id,
-                    tx_hash,
-                    len(ids),
-                )
-            else:
-                log.info("✅ payment %s settled (tx %s)", payment.id, tx_hash)
-
     # -- mint items -----------------------------------------------------------------
 
-    async def _decide_mints(
-        self, items: list[MintItem], receipts: dict[str, Any], chain_nonces: dict[str, int]
-    ) -> int:
+    async def _decide_mints(self, items: list[MintItem], view: ChainView) -> int:
         done = 0
         by_tx: dict[str, list[MintItem]] = {}
         for item in items:
             by_tx.setdefault(item.tx_hash or "", []).append(item)
         for tx_hash, batch in by_tx.items():
-            receipt = receipts.get(tx_hash)
-            if receipt is not None and int(receipt["status"], 16) == 1:
-                await self.store.complete_mint_items([m.id for m in batch], tx_hash)
-                log.info("🪙 minted %d items (tx %s)", len(batch), tx_hash)
-                done += len(batch)
-                continue
             first = batch[0]
-            mined_or_dropped = receipt is not None or (
-                first.relayer is not None
-                and first.nonce is not None
-                and chain_nonces.get(first.relayer, -1) > first.nonce
+            if first.relayer is None or first.nonce is None:
+                continue
+            receipts = [
+                view.counted[h]
+                for h in self._candidates(first.relayer, first.nonce, tx_hash, view)
+                if h in view.counted
+            ]
+            succeeded = [r for r in receipts if int(r["status"], 16) == 1]
+            action = decide_mint(
+                MintFacts(
+                    tx_nonce=first.nonce,
+                    relayer_nonce=view.nonces.get(first.relayer, 0),
+                    receipt_success=True if succeeded else (False if receipts else None),
+                )
             )
-            if mined_or_dropped:
-                done += await self._retry_mints(batch, "reverted" if receipt else "dropped")
+            if action is Action.COMPLETE:
+                mined_by = str(succeeded[0]["transactionHash"])
+                await self.store.complete_mint_items([m.id for m in batch], mined_by)
+                log.info("🪙 minted %d items (tx %s)", len(batch), mined_by)
+                done += len(batch)
+            elif action is Action.REQUEUE:
+                done += await self._retry_mints(
+                    batch, "reverted" if receipts else "dropped", view.block
+                )
         return done
 
-    async def _retry_mints(self, batch: list[MintItem], why: str) -> int:
-        """A batchMint that reverted or was dropped: items already minted are done, the
-        others go back to pending (or fail after MAX_MINT_ATTEMPTS)."""
-        minted = await has_minted(self.rpc, batch)
+    async def _retry_mints(self, batch: list[MintItem], why: str, block: int) -> int:
+        """A batchMint that reverted or was dropped at depth: items minted at the decision
+        block are done, the others go back to pending (or fail after MAX_MINT_ATTEMPTS)."""
+        minted = await has_minted(self.rpc, batch, block)
         done_ids = [m.id for m, yes in zip(batch, minted, strict=True) if yes]
         retry_ids = [m.id for m, yes in zip(batch, minted, strict=True) if not yes]
         if done_ids:
@@ -307,6 +448,18 @@ class Confirmer:
                 "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), batch[0].tx_hash, why
             )
         return len(done_ids)
+
+
+def _with(facts: PaymentFacts, used: bool | None, used_by: str | None) -> PaymentFacts:
+    return PaymentFacts(
+        tx_nonce=facts.tx_nonce,
+        relayer_nonce=facts.relayer_nonce,
+        receipt=facts.receipt,
+        chain_time=facts.chain_time,
+        valid_before=facts.valid_before,
+        authorization_used=used,
+        used_by=used_by,
+    )
 
 
 def authorizations_used(receipt: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -331,13 +484,15 @@ def authorization_key(payment: Payment) -> tuple[str, str, str]:
     )
 
 
-async def has_minted(rpc: Any, items: list[MintItem]) -> list[bool]:
-    """The token contracts' own word on whether each item's mint id is already minted."""
+async def has_minted(rpc: Any, items: list[MintItem], block: int | str = "latest") -> list[bool]:
+    """The token contracts' own word on whether each item's mint id is minted (at
+    `block`)."""
+    tag = hex(block) if isinstance(block, int) else block
     answers = await rpc.batch(
         [
             (
                 "eth_call",
-                [{"to": m.token_address, "data": contracts.has_minted(m.mint_id)}, "latest"],
+                [{"to": m.token_address, "data": contracts.has_minted(m.mint_id)}, tag],
             )
             for m in items
         ]

@@ -23,11 +23,14 @@ class Minter:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.store = outbox.store
+        self._depth = 0  # the confirmation depth of the current tick
 
-    async def run_once(self, batch_size: int) -> int:
+    async def run_once(self, batch_size: int, depth: int = 0) -> int:
         """Up to MAX_TXS_PER_TICK `batchMint` txs of `batch_size` items each, broadcast
-        together; returns how many items it signed or found already minted."""
+        together; returns how many items it signed or found already minted (at the
+        confirmation `depth`)."""
         fees = await current_fees(self.outbox.rpc)
+        self._depth = depth
         relayer = self.outbox.relayer
 
         def sign(batch: list[MintItem], nonce: int) -> SignedTx:
@@ -42,10 +45,12 @@ class Minter:
             items = await self.store.pending_mint_items(batch_size)
             if not items:
                 break
-            todo = await self._skip_minted(items)  # chain reads outside the lock
-            handled += len(items) - len(todo)
+            completed, todo = await self._skip_minted(items)  # chain reads outside the lock
+            handled += completed
             if not todo:
-                continue
+                if completed:
+                    continue
+                break  # minted above the depth only: the confirmation depth decides them
             async with self.outbox.lock:
                 claimed = await self.store.claim_mint_items(relayer.address, todo, sign)
             if not claimed:
@@ -57,11 +62,19 @@ class Minter:
                 await self.outbox.flush(resend_sent=False)
         return handled
 
-    async def _skip_minted(self, items: list[MintItem]) -> list[UUID]:
-        """Completes the items the contract says are minted; returns the others' ids."""
-        minted = await has_minted(self.outbox.rpc, items)
-        already = [m.id for m, yes in zip(items, minted, strict=True) if yes]
+    async def _skip_minted(self, items: list[MintItem]) -> tuple[int, list[UUID]]:
+        """Completes the items the contract says are minted at the confirmation depth;
+        returns how many, and the ids of those not minted at all. An item minted above the depth only
+        is left pending: a reorg may still undo that mint, and minting it again now would
+        revert the whole batch."""
+        rpc = self.outbox.rpc
+        minted_now = await has_minted(rpc, items)
+        deep = [False] * len(items)
+        if any(minted_now):
+            block = max(0, await rpc.block_number() - self._depth)
+            deep = await has_minted(rpc, items, block)
+        already = [m.id for m, yes in zip(items, deep, strict=True) if yes]
         if already:
             await self.store.complete_mint_items(already, None)
             log.info("🪙 %d mint items were already minted on chain", len(already))
-        return [m.id for m, yes in zip(items, minted, strict=True) if not yes]
+        return len(already), [m.id for m, yes in zip(items, minted_now, strict=True) if not yes]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient, RpcError
 from payfirst.pipeline import faults
-from payfirst.pipeline.relayer import Relayer
+from payfirst.pipeline.decide import bumped_fee
+from payfirst.pipeline.relayer import Fees, Relayer, fees_for, tx_fees
 from payfirst.ports.store import Store
 
 log = logging.getLogger("payfirst.outbox")
@@ -38,6 +40,9 @@ class Outbox:
         # Claims and broadcasts of one relayer take turns inside this process, so
         # transactions leave in nonce order.
         self.lock = asyncio.Lock()
+        # The head-of-line tx (nonce, hash) and since when (monotonic) it has been waiting.
+        self._head: tuple[tuple[int, str], float] | None = None
+        self._over_cap: set[int] = set()  # nonces whose bump the fee cap refused (logged)
 
     async def sync_nonce(self) -> int:
         """Never sign a nonce the chain already knows used: the relayer key may have been
@@ -90,6 +95,80 @@ class Outbox:
         if accepted:
             await self.store.mark_sent(accepted)
         return FlushResult(len(accepted), failed)
+
+    async def bump_stuck(self, after_s: float, max_fee_per_gas: int) -> str | None:
+        """Fee bumping: the tx whose nonce the chain expects next, unmined for `after_s`
+        seconds and offering less than the market, is replaced by the same tx (same
+        nonce) with maxFeePerGas and maxPriorityFeePerGas each raised by 10% at least (the
+        EIP-1559 replacement rule) and at least to the market's, never above
+        `max_fee_per_gas`. The replacement is persisted (the old tx stays on record: either
+        may be mined) BEFORE it is broadcast. Returns its hash. Call with `lock` held."""
+        address = self.relayer.address
+        chain_nonce = await self.rpc.get_transaction_count(address, "latest")
+        head = next(
+            (
+                tx
+                for tx in await self.store.unconfirmed_txs(address, chain_nonce)
+                if tx.nonce == chain_nonce and tx.sent
+            ),
+            None,
+        )
+        now = time.monotonic()
+        if head is None:
+            self._head = None
+            return None
+        if self._head is None or self._head[0] != (head.nonce, head.tx_hash):
+            self._head = ((head.nonce, head.tx_hash), now)
+            return None
+        if now - self._head[1] < after_s:
+            return None
+        old = tx_fees(head.raw_tx)
+        market = fees_for(await self.rpc.latest_base_fee())
+        if (
+            old.max_fee_per_gas >= market.max_fee_per_gas
+            and old.max_priority_fee_per_gas >= market.max_priority_fee_per_gas
+        ):
+            return None  # not below the market: the re-sends are what it needs
+        priority = bumped_fee(old.max_priority_fee_per_gas, market.max_priority_fee_per_gas)
+        fees = Fees(
+            max_fee_per_gas=max(bumped_fee(old.max_fee_per_gas, market.max_fee_per_gas), priority),
+            max_priority_fee_per_gas=priority,
+        )
+        if fees.max_fee_per_gas > max_fee_per_gas:
+            if head.nonce not in self._over_cap:
+                self._over_cap.add(head.nonce)
+                log.warning(
+                    "⛽ tx %s (nonce %d) is stuck below the market, but its replacement would "
+                    "offer %d wei/gas, above the cap (max_fee_per_gas_gwei): not bumped",
+                    head.tx_hash,
+                    head.nonce,
+                    fees.max_fee_per_gas,
+                )
+            return None
+        replacement = self.relayer.replace_fees(head.raw_tx, fees)
+        if not await self.store.replace_tx(address, head.nonce, head.tx_hash, replacement):
+            return None  # decided meanwhile
+        self._head = ((head.nonce, replacement.hash), now)
+        log.warning(
+            "⛽ tx %s (nonce %d) stuck %.0fs below the market: replaced by %s "
+            "(maxFeePerGas %d -> %d, maxPriorityFeePerGas %d -> %d)",
+            head.tx_hash,
+            head.nonce,
+            after_s,
+            replacement.hash,
+            old.max_fee_per_gas,
+            fees.max_fee_per_gas,
+            old.max_priority_fee_per_gas,
+            fees.max_priority_fee_per_gas,
+        )
+        try:
+            await self.rpc.send_raw_transaction(replacement.raw)
+        except RpcError as exc:
+            if not _already_there(exc):
+                log.warning(
+                    "replacement %s refused (will re-send): %s", replacement.hash, exc.message
+                )
+        return replacement.hash
 
     async def flush_quietly(self, *, resend_sent: bool) -> FlushResult | None:
         """`flush`, logging instead of raising when the node cannot be reached."""

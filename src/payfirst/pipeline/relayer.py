@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account import Account
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
 
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.contracts import sign_transaction
@@ -44,6 +46,12 @@ def fees_for(base_fee: int) -> Fees:
     return Fees(max_fee_per_gas=2 * base_fee + PRIORITY_FEE, max_priority_fee_per_gas=PRIORITY_FEE)
 
 
+def tx_fees(raw_tx: str) -> Fees:
+    """The EIP-1559 fees a signed (type 2) transaction offers."""
+    tx = TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict()
+    return Fees(int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
+
+
 def settle_gas(items: int) -> int:
     """The explicit gas limit of a BatchSettler `settle` tx of `items` authorizations."""
     return GAS_SETTLE_BASE + GAS_SETTLE_PER_ITEM * items
@@ -74,6 +82,23 @@ class Relayer:
                 "to": to,
                 "data": data,
                 "gas": gas,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            },
+        )
+
+    def replace_fees(self, raw_tx: str, fees: Fees) -> SignedTx:
+        """The same transaction (nonce, to, data, gas, value) signed again with `fees`."""
+        tx = TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict()
+        return sign_transaction(
+            self.key,
+            {
+                "chainId": int(tx["chainId"]),
+                "nonce": int(tx["nonce"]),
+                "to": "0x" + bytes(tx["to"]).hex(),
+                "data": "0x" + bytes(tx["data"]).hex(),
+                "value": int(tx["value"]),
+                "gas": int(tx["gas"]),
                 "maxFeePerGas": fees.max_fee_per_gas,
                 "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
             },

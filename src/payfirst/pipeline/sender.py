@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from uuid import UUID
 
 from payfirst.adapters import contracts
-from payfirst.adapters.chain_rpc import ChainUnavailable
+from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.domain.models import Payment, SignedTx
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline import faults
 from payfirst.pipeline.outbox import Outbox
+from payfirst.pipeline.payability import sort_payable
 from payfirst.pipeline.relayer import (
     GAS_TRANSFER_WITH_AUTHORIZATION,
     Fees,
@@ -31,11 +33,15 @@ from payfirst.pipeline.relayer import (
     max_settle_items,
     settle_gas,
 )
+from payfirst.x402 import reasons
 
 log = logging.getLogger("payfirst.sender")
 
 # Settlement txs one tick may sign before broadcasting them together (a long queue).
 MAX_TXS_PER_TICK = 20
+
+# Balance and authorization reads per JSON-RPC batch (providers cap batch sizes).
+BALANCE_READS_PER_BATCH = 100
 
 # A payment whose authorization expires sooner than this cannot be settled reliably.
 MIN_VALIDITY_LEFT_S = 5
@@ -67,9 +73,15 @@ class Sender:
                 # A settle tx carries at most payment_batch_size payments (and what the
                 # block gas allows); a long queue gets several txs in one tick.
                 per_tx = min(batch_size, max_settle_items(_quantity(block.get("gasLimit"))))
-                claimed = await self._claim_batches(per_tx * MAX_TXS_PER_TICK, per_tx, fees)
+                payable = await self._payable(per_tx * MAX_TXS_PER_TICK, block["number"])
+                claimed = await self._claim_batches(
+                    per_tx * MAX_TXS_PER_TICK, per_tx, fees, payable
+                )
             else:
-                claimed = await self.store.claim_payments(relayer.address, batch_size, sign)
+                payable = await self._payable(batch_size, block["number"])
+                claimed = await self.store.claim_payments(
+                    relayer.address, batch_size, sign, only=payable
+                )
             if claimed:
                 faults.crash_point(faults.AFTER_PERSIST)
             # Also re-sends what an earlier tick or a crashed run signed but did not send.
@@ -83,7 +95,71 @@ class Sender:
             )
         return len(claimed)
 
-    async def _claim_batches(self, batch_size: int, cap: int, fees: Fees) -> list[Payment]:
+    async def _payable(self, limit: int, block: str) -> list[UUID]:
+        """The oldest `limit` pending payments whose payers can pay them (see
+        payability.py), by the payers' balances and the authorizations' state at `block`,
+        read in JSON-RPC batches of BALANCE_READS_PER_BATCH. Those that cannot be paid
+        fail `insufficient_funds` without a tx (a mint's supply is released)."""
+        pending = await self.store.list_payments(PaymentStatus.PENDING, limit)
+        if not pending:
+            return []
+        holders = sorted({(p.payment_asset, p.payer) for p in pending})
+        calls = [
+            ("eth_call", [{"to": asset, "data": contracts.balance_of(payer)}, block])
+            for asset, payer in holders
+        ] + [
+            (
+                "eth_call",
+                [
+                    {
+                        "to": p.payment_asset,
+                        "data": contracts.authorization_state(p.payer, p.authorization.nonce),
+                    },
+                    block,
+                ],
+            )
+            for p in pending
+        ]
+        answers = await self._read_all(calls)
+        balances = {h: _uint(a) for h, a in zip(holders, answers, strict=False)}
+        used = {
+            p.id: None if (n := _uint(a)) is None else n != 0
+            for p, a in zip(pending, answers[len(holders) :], strict=True)
+        }
+        in_flight = await self.store.amounts_in_flight(sorted({p.payer for p in pending}))
+        decided = sort_payable(pending, balances, used, in_flight)
+        for payment, balance in decided.unpayable:
+            if await self.store.fail_payment(
+                payment.id,
+                PaymentStatus.FAILED,
+                f"{reasons.INSUFFICIENT_FUNDS}: the payer's balance {balance} does not cover "
+                f"{payment.amount}",
+                only_from=PaymentStatus.PENDING,
+            ):
+                log.warning(
+                    "payment %s failed: insufficient_funds (payer %s has %d, needs %d)",
+                    payment.id,
+                    payment.payer,
+                    balance,
+                    payment.amount,
+                )
+        return decided.payable
+
+    async def _read_all(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Results in call order; a chunk the node refused as a whole is unknown (None)."""
+        answers: list[Any] = []
+        for start in range(0, len(calls), BALANCE_READS_PER_BATCH):
+            chunk = calls[start : start + BALANCE_READS_PER_BATCH]
+            try:
+                answers += await self.outbox.rpc.batch(chunk, return_errors=True)
+            except RpcError as exc:
+                log.warning("balance reads refused (%s): those payments wait", exc)
+                answers += [None] * len(chunk)
+        return answers
+
+    async def _claim_batches(
+        self, batch_size: int, cap: int, fees: Fees, payable: list[UUID]
+    ) -> list[Payment]:
         """Claims (signs and persists) `settle` txs of at most `cap` payments each until
         `batch_size` payments are claimed or none is pending. Call with the lock held."""
         relayer = self.outbox.relayer
@@ -100,7 +176,9 @@ class Sender:
         claimed: list[Payment] = []
         while len(claimed) < batch_size:
             wanted = min(cap, batch_size - len(claimed))
-            batch = await self.store.claim_payment_batch(relayer.address, wanted, sign)
+            batch = await self.store.claim_payment_batch(
+                relayer.address, wanted, sign, only=payable
+            )
             if len(batch) > 1:
                 log.info(
                     "📦 %d payments in one tx (nonce %s, tx %s)",
@@ -136,6 +214,16 @@ def _sign_direct(relayer: Relayer, payment: Payment, nonce: int, fees: Fees) -> 
     return relayer.sign_call(
         payment.payment_asset, data, nonce, GAS_TRANSFER_WITH_AUTHORIZATION, fees
     )
+
+
+def _uint(answer: Any) -> int | None:
+    """A uint256 (or bool) `eth_call` answer, or None when the node gave none that reads."""
+    if not isinstance(answer, str):
+        return None
+    try:
+        return int(contracts.decode_result(["uint256"], answer)[0])
+    except Exception:  # an empty or short answer: not a balance
+        return None
 
 
 def _quantity(value: Any) -> int:

@@ -13,10 +13,12 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
 from payfirst.pipeline.confirmer import Confirmer
+from payfirst.pipeline.decide import confirmation_depth
 from payfirst.pipeline.minter import Minter
 from payfirst.pipeline.outbox import Outbox
 from payfirst.pipeline.relayer import Relayer
@@ -24,6 +26,66 @@ from payfirst.pipeline.sender import Sender
 from payfirst.ports.store import Store
 
 log = logging.getLogger("payfirst.worker")
+
+# While the chain is unreachable each loop retries after a delay that doubles from
+# BACKOFF_FIRST_S up to BACKOFF_MAX_S (wake-ups do not cut it short: every queued payment
+# wakes the sender), and the outage is logged when it starts, when it ends and every
+# OUTAGE_LOG_EVERY_S in between.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+OUTAGE_LOG_EVERY_S = 60.0
+
+
+def next_backoff(previous: float) -> float:
+    """The delay after one more failure: doubled from BACKOFF_FIRST_S, capped."""
+    return min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, previous * 2))
+
+
+class ChainOutage:
+    """One worker's view of an RPC outage, shared by its loops, so that it is logged once
+    when it starts and once when it ends (and rarely in between), not at every attempt."""
+
+    def __init__(self, relayer: str) -> None:
+        self.relayer = relayer
+        self.since: float | None = None  # monotonic start of the current outage
+        self.failures = 0
+        self._last_log = 0.0
+
+    def failed(self, loop: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.since is None:
+            self.since = self._last_log = now
+            log.warning(
+                "⚠️ chain unreachable (relayer %s, %s): %s; backing off up to %.0fs",
+                self.relayer,
+                loop,
+                exc,
+                BACKOFF_MAX_S,
+            )
+        elif now - self._last_log >= OUTAGE_LOG_EVERY_S:
+            self._last_log = now
+            log.warning(
+                "⚠️ chain still unreachable after %.0fs (%d failed attempts): %s",
+                now - self.since,
+                self.failures,
+                exc,
+            )
+        else:
+            log.debug("%s: chain unreachable: %s", loop, exc)
+
+    def succeeded(self, answered_at: float) -> None:
+        """The chain answered at `answered_at` (monotonic): ends an outage begun before."""
+        if self.since is None or answered_at <= self.since:
+            return
+        log.warning(
+            "✅ chain reachable again (relayer %s) after %.1fs, %d failed attempts",
+            self.relayer,
+            time.monotonic() - self.since,
+            self.failures,
+        )
+        self.since = None
+        self.failures = 0
 
 
 class Worker:
@@ -39,6 +101,7 @@ class Worker:
         self.payment_queued = asyncio.Event()
         self.txs_sent = asyncio.Event()
         self.payments_completed = asyncio.Event()
+        self.outage = ChainOutage(relayer.address)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def recover(self) -> None:
@@ -57,13 +120,16 @@ class Worker:
         )
 
     async def start(self) -> None:
+        backoff = 0.0
         while True:
             try:
                 await self.recover()
+                self.outage.succeeded(self.outbox.rpc.answered_at)
                 break
             except ChainUnavailable as exc:
-                log.warning("chain unreachable at start-up, retrying in 1 s: %s", exc)
-                await asyncio.sleep(1)
+                self.outage.failed("start-up recovery", exc)
+                backoff = next_backoff(backoff)
+                await asyncio.sleep(backoff)
         self._tasks = [
             asyncio.create_task(self._loop("sender", self._send, self.payment_queued)),
             asyncio.create_task(self._loop("confirmer", self._confirm, self.txs_sent)),
@@ -94,7 +160,8 @@ class Worker:
 
     async def _mint(self, settings: dict[str, int]) -> tuple[bool, int]:
         size = settings["mint_batch_size"]
-        done = await self.minter.run_once(size)
+        depth = confirmation_depth(self.outbox.relayer.chain_id, settings.get("confirmation_depth"))
+        done = await self.minter.run_once(size, depth)
         if done:
             self.txs_sent.set()
         return done >= size, settings["mint_interval_ms"]
@@ -105,6 +172,7 @@ class Worker:
         step: Callable[[dict[str, int]], Awaitable[tuple[bool, int]]],
         wake: asyncio.Event,
     ) -> None:
+        backoff = 0.0
         while True:
             interval_ms = 1000
             more = False
@@ -112,14 +180,22 @@ class Worker:
                 settings = await self.store.get_settings()
                 wake.clear()
                 more, interval_ms = await step(settings)
+                backoff = 0.0
+                self.outage.succeeded(self.outbox.rpc.answered_at)
             except ChainUnavailable as exc:
-                log.warning("%s: chain unreachable, retrying: %s", name, exc)
+                self.outage.failed(name, exc)
+                backoff = next_backoff(backoff)
+                await asyncio.sleep(backoff)  # not cut short by wake-ups
+                continue
             except Exception:
                 log.exception("%s: tick failed, retrying", name)
             if more:
                 continue  # a full batch: there is probably more right now
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that lands as the event is set, and stop() then waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=interval_ms / 1000)
+                async with asyncio.timeout(interval_ms / 1000):
+                    await wake.wait()
 
 
 class WorkerPool:

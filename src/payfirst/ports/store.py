@@ -22,7 +22,19 @@ DEFAULT_SETTINGS: dict[str, int] = {
     # 1: many payments settle in one BatchSettler tx (when a settler is configured);
     # 0: one transferWithAuthorization tx per payment.
     "payment_tx_batching": 1,
+    # Blocks built on a receipt's block before payfirst completes (or fails) on it; -1:
+    # the chain's default (payfirst.pipeline.decide.CHAIN_CONFIRMATION_DEPTH).
+    "confirmation_depth": -1,
+    # A tx whose nonce is next but not mined after this long is replaced with higher fees
+    # (same nonce, each fee +10% at least), never above max_fee_per_gas_gwei.
+    "fee_bump_after_s": 30,
+    "max_fee_per_gas_gwei": 500,
 }
+
+
+#: Why an authorization already queued is refused for another request: it is a different
+#: purchase (type, token or payee, asset, quantity or payload differ).
+REUSED = "this authorization was already submitted for another purchase"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +104,28 @@ class Store(Protocol):
     # -- pipeline: payments ---------------------------------------------------------
 
     async def claim_payments(
-        self, relayer: str, limit: int, sign: Callable[[Payment, int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[Payment, int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step): take up to `limit` pending payments,
         oldest first (FOR UPDATE SKIP LOCKED on PostgreSQL), lock the relayer's row
         (created with next_nonce 0 if missing), give each payment the next nonce, call
         `sign(payment, nonce)`, store raw_tx, tx_hash, nonce, relayer and status
         `processing`, advance the relayer's next_nonce. Returns the updated payments in
-        nonce order. If `sign` raises, nothing is written."""
+        nonce order. If `sign` raises, nothing is written. With `only`, just those of
+        the given ids (the ones the sender found able to pay) are taken."""
 
     async def claim_payment_batch(
-        self, relayer: str, limit: int, sign: Callable[[list[Payment], int], SignedTx]
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[list[Payment], int], SignedTx],
+        *,
+        only: Sequence[UUID] | None = None,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step, as `claim_payments`), for ONE tx settling
         many payments: take up to `limit` pending payments of ONE payment asset (the asset
@@ -111,7 +134,8 @@ class Store(Protocol):
         0 if missing), call `sign(payments, nonce)` ONCE with its next nonce, store the
         same raw_tx, tx_hash and nonce, the relayer and status `processing` on every one,
         advance next_nonce by one. Returns the updated payments, oldest first. Nothing is
-        signed or written when none is pending; nothing is written if `sign` raises."""
+        signed or written when none is pending; nothing is written if `sign` raises. With
+        `only`, just those of the given ids are taken."""
 
     async def list_payments(
         self,
@@ -123,6 +147,10 @@ class Store(Protocol):
         """Payments in `status`, oldest first (`sent`: by processed_at; others by
         created_at); with `expiring_before`, only those whose authorization's
         valid_before is below it."""
+
+    async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
+        """{(payment_asset, payer): the sum of these payers' payments signed but not yet
+        decided (`processing` or `sent`)}: money their balances may still lose."""
 
     async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
         """The relayer's `sent` payments carried by its `tx_limit` oldest (lowest nonce)
@@ -218,6 +246,15 @@ class Store(Protocol):
     async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
         """next_nonce = max(stored, chain_next_nonce) (row created if missing); returns it."""
 
+    async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
+        """ONE transaction (the write-ahead step of a fee bump): only if payments or mint
+        items in `processing`/`sent` carry (relayer, nonce, old_hash): record the old and
+        the new tx in `relayer_txs` and give those rows the new tx_hash and raw_tx.
+        Returns whether it replaced anything."""
+
+    async def tx_hashes(self, relayer: str, nonces: Sequence[int]) -> dict[int, list[str]]:
+        """Every tx hash recorded in `relayer_txs` for these nonces of the relayer."""
+
     # -- relayer leases and wake-ups --------------------------------------------------
 
     async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
@@ -230,6 +267,11 @@ class Store(Protocol):
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever any process queues a payment (PostgreSQL: LISTEN /
         NOTIFY, fired by a trigger on commit; SQLite: in-process)."""
+
+    async def watch_payment_changes(self, callback: Callable[[UUID | None], None]) -> None:
+        """Call `callback(payment_id)` whenever the status of that payment or of one of its
+        mint items changes, in any process; `callback(None)` when changes may have been
+        missed (the notice connection was lost and re-opened): re-read everything."""
 
     # -- operators ------------------------------------------------------------------
 

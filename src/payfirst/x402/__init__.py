@@ -52,6 +52,7 @@ from payfirst.x402.models import (
     VerifyRequest,
     VerifyResponse,
     WireModel,
+    describe_validation_error,
     wire,
 )
 from payfirst.x402.networks import (
@@ -103,6 +104,7 @@ __all__ = [
     "caip2",
     "chain_id_of",
     "decode_header",
+    "describe_validation_error",
     "digest",
     "domain_separator",
     "encode_header",

@@ -14,9 +14,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from payfirst import jsonsafe
 from payfirst.domain.errors import PaymentRejected
 from payfirst.x402 import reasons
-from payfirst.x402.models import PaymentPayloadV1, PaymentPayloadV2
+from payfirst.x402.models import PaymentPayloadV1, PaymentPayloadV2, describe_validation_error
 
 X_PAYMENT: Final = "X-PAYMENT"
 X_PAYMENT_RESPONSE: Final = "X-PAYMENT-RESPONSE"
@@ -64,9 +65,9 @@ def decode_header(value: str) -> dict[str, Any]:
     except (binascii.Error, ValueError):
         raise _bad("payment header is not valid base64") from None
     try:
-        data = json.loads(decoded)
-    except (UnicodeDecodeError, ValueError):
-        raise _bad("payment header is base64 but not JSON") from None
+        data = jsonsafe.loads(decoded)
+    except jsonsafe.JsonRejected as exc:
+        raise _bad(f"payment header is base64 but not acceptable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _bad("payment header JSON is not an object")
     return data
@@ -85,14 +86,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def parse_payment_payload(
     data: Mapping[str, Any], default_version: int = 2
 ) -> PaymentPayloadV1 | PaymentPayloadV2:
@@ -105,7 +98,9 @@ def parse_payment_payload(
         if version == 2 and not isinstance(version, bool):
             return PaymentPayloadV2.model_validate(data)
     except ValidationError as exc:
-        raise _bad(f"malformed x402 v{version} payment payload: {_describe(exc)}") from None
+        raise _bad(
+            f"malformed x402 v{version} payment payload: {describe_validation_error(exc)}"
+        ) from None
     raise PaymentRejected(
         400, reasons.INVALID_X402_VERSION, f"unsupported x402Version {version!r} (1 or 2)"
     )

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+# An amount in the asset's atomic units: a decimal uint256 (at most 78 digits), never a
+# float, a sign or an exponent. Anything else is refused while parsing, so no `int()` on
+# client input can fail later.
+AtomicAmount = Annotated[str, Field(pattern=r"^[0-9]{1,78}$")]
 
 
 class WireModel(BaseModel):
@@ -27,6 +32,21 @@ class WireModel(BaseModel):
 def wire(model: BaseModel) -> dict[str, Any]:
     """The JSON-ready wire form of a model."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# Error types whose pydantic message quotes the client's input.
+_ECHOING_ERRORS = frozenset({"union_tag_invalid", "literal_error", "enum"})
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """A short account of what failed, naming the fields: never the library's full text
+    (its version, a documentation URL, the input echoed back)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"])[:120] or "body"
+        what = "unsupported value" if err["type"] in _ECHOING_ERRORS else err["msg"][:120]
+        parts.append(f"{where}: {what}")
+    return "; ".join(parts)
 
 
 # --- exact scheme on EVM ---------------------------------------------------------------
@@ -56,7 +76,7 @@ class ExactEvmPayload(WireModel):
 class PaymentRequirementsV1(WireModel):
     scheme: str
     network: str
-    max_amount_required: str
+    max_amount_required: AtomicAmount
     resource: str
     description: str | None = None
     mime_type: str | None = None
@@ -96,7 +116,7 @@ class ResourceInfo(WireModel):
 class PaymentRequirementsV2(WireModel):
     scheme: str
     network: str
-    amount: str
+    amount: AtomicAmount
     asset: str
     pay_to: str
     max_timeout_seconds: int

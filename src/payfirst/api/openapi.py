@@ -1,0 +1,383 @@
+"""The OpenAPI 3.1 document served at /openapi.json: every route with its request and
+response schemas, generated from pydantic models (the x402 wire models, and the models
+below for payfirst's own answers).
+
+Each route's summary and description come from its docstring; its parameters, body and
+answers from `OPERATIONS`. A route missing from `OPERATIONS` is still listed (with a
+generic answer) so the document stays valid, and tests/unit/test_openapi.py fails until it
+is documented here."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from uuid import UUID
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute, Route
+
+from payfirst import __version__
+from payfirst.x402.codec import MAX_HEADER_CHARS
+from payfirst.x402.models import (
+    PaymentRequirementsV1,
+    SettleRequest,
+    SettleResponse,
+    SupportedResponse,
+    VerifyRequest,
+    VerifyResponse,
+)
+
+ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
+
+
+# --- payfirst's own answers ------------------------------------------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(_Doc):
+    """Every 4xx/5xx answer (except 402 on the mint routes, which carries requirements)."""
+
+    error: str = Field(description="x402 reason code or payfirst error code")
+    message: str | None = None
+
+
+class MintBody(_Doc):
+    """An empty body buys one mint."""
+
+    quantity: int = Field(1, ge=1, description="1..PAYFIRST_MAX_QUANTITY")
+
+
+class BatchMintBody(_Doc):
+    tokenAddress: str = Field(pattern=ADDRESS_PATTERN)
+    quantity: int = Field(1, ge=1)
+
+
+class MintAccepted(_Doc):
+    paymentQueueId: UUID
+    quantity: int
+    status: Literal["payment_pending"]
+    note: str
+
+
+class MintPaymentRequired(_Doc):
+    """x402 v1 PaymentRequired body; v2 clients read the PAYMENT-REQUIRED header."""
+
+    x402Version: int
+    error: str
+    accepts: list[PaymentRequirementsV1]
+    message: str | None = None
+
+
+class MintItemView(_Doc):
+    id: str
+    mintId: str
+    status: str
+    tx_hash: str | None
+
+
+class PaymentView(_Doc):
+    id: str
+    status: str
+    payment_type: str
+    tx_hash: str | None
+    payer: str
+    amount: str
+    token_address: str | None
+    error: str | None
+    created_at: str
+    processed_at: str | None
+    quantity: int
+    result: dict[str, Any]
+    mints: list[MintItemView]
+
+
+class PaymentStats(_Doc):
+    payments: dict[str, int]
+    mints: dict[str, int]
+    oldest_sent_age_s: float | None
+    completed_last_minute: int
+    mints_completed_last_minute: int
+
+
+class PaymentAssetView(_Doc):
+    address: str
+    name: str
+    version: str
+    decimals: int
+
+
+class TokenView(_Doc):
+    address: str
+    name: str
+    symbol: str
+    network: str
+    chainId: int
+    pricePerMint: str
+    pricePerMintDisplay: str
+    mintAmount: str
+    maxMintCount: int
+    reservedCount: int
+    remaining: int
+    paymentAsset: PaymentAssetView
+
+
+class TokenList(_Doc):
+    tokens: list[TokenView]
+
+
+class ChainHead(_Doc):
+    chainId: int
+    block: int
+
+
+class Health(_Doc):
+    status: Literal["ok", "degraded"]
+    database: str
+    chain: ChainHead | str
+
+
+# --- operations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    responses: dict[int, tuple[str, type[BaseModel] | None]]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    media_type: str = "application/json"
+
+
+def _header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_PAYMENT_HEADERS: Final = [
+    _header(
+        "PAYMENT-SIGNATURE",
+        "x402 v2 payment payload, base64 JSON",
+        {"type": "string", "maxLength": MAX_HEADER_CHARS},
+    ),
+    _header(
+        "X-PAYMENT",
+        "x402 v1 payment payload, base64 JSON",
+        {"type": "string", "maxLength": MAX_HEADER_CHARS},
+    ),
+    _header(
+        "Idempotency-Key",
+        "the client's payment id",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+    ),
+]
+_PAYMENT_ID: Final = {
+    "name": "payment_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_LIMITS: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    413: ("Request body too large", ErrorBody),
+    429: ("Too many requests from this client or payer", ErrorBody),
+    503: ("The database or the chain is unreachable; retry after Retry-After", ErrorBody),
+}
+
+OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/health", "get"): Operation({200: ("Both reachable", Health), 503: ("Degraded", Health)}),
+    ("/api/tokens", "get"): Operation({200: ("Tokens for sale", TokenList)}),
+    ("/api/tokens/{address}", "get"): Operation(
+        {
+            200: ("The token", TokenView),
+            400: ("Not an address", ErrorBody),
+            404: ("Unknown token", ErrorBody),
+        },
+        parameters=[
+            {"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+    ),
+    ("/api/mint/{token}", "post"): Operation(
+        {
+            202: ("Payment queued", MintAccepted),
+            400: ("Malformed header or body", ErrorBody),
+            402: ("Payment required, or the payment failed verification", MintPaymentRequired),
+            404: ("Unknown token", ErrorBody),
+            409: ("Sold out, or the payment id was used with another payload", ErrorBody),
+            **_LIMITS,
+        },
+        body=MintBody,
+        body_required=False,
+        parameters=[
+            {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
+            *_PAYMENT_HEADERS,
+        ],
+    ),
+    ("/api/x402-batch-mint", "post"): Operation(
+        {
+            202: ("Payment queued", MintAccepted),
+            400: ("Malformed header or body", ErrorBody),
+            402: ("Payment required, or the payment failed verification", MintPaymentRequired),
+            404: ("Unknown token", ErrorBody),
+            409: ("Sold out, or the payment id was used with another payload", ErrorBody),
+            **_LIMITS,
+        },
+        body=BatchMintBody,
+        parameters=list(_PAYMENT_HEADERS),
+    ),
+    ("/api/payment/{payment_id}", "get"): Operation(
+        {
+            200: ("The payment and its mint items", PaymentView),
+            400: ("Not a payment id, or a bad wait", ErrorBody),
+            404: ("Unknown payment", ErrorBody),
+            503: ("Too many clients are waiting, or the database is unreachable", ErrorBody),
+        },
+        parameters=[
+            _PAYMENT_ID,
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "seconds to hold the answer until the payment changes",
+                "schema": {"type": "number", "minimum": 0, "maximum": 60},
+            },
+        ],
+    ),
+    ("/api/payment/{payment_id}/events", "get"): Operation(
+        {
+            200: ("Server-sent events: `payment` events carrying the payment view", None),
+            400: ("Not a payment id", ErrorBody),
+            404: ("Unknown payment", ErrorBody),
+            503: ("Too many clients are waiting, or the database is unreachable", ErrorBody),
+        },
+        parameters=[_PAYMENT_ID],
+        media_type="text/event-stream",
+    ),
+    ("/api/payment-stats", "get"): Operation({200: ("Queue counts and rates", PaymentStats)}),
+    ("/supported", "get"): Operation({200: ("Supported payment kinds", SupportedResponse)}),
+    ("/verify", "post"): Operation(
+        {
+            200: ("isValid, invalidReason, payer", VerifyResponse),
+            400: ("Malformed body", ErrorBody),
+            **_LIMITS,
+        },
+        body=VerifyRequest,
+    ),
+    ("/settle", "post"): Operation(
+        {
+            200: ("success, errorReason, transaction, network, payer", SettleResponse),
+            400: ("Malformed body", ErrorBody),
+            409: ("The payment id was used with another payload", ErrorBody),
+            **_LIMITS,
+        },
+        body=SettleRequest,
+        parameters=[_PAYMENT_HEADERS[2]],
+    ),
+}
+
+_REF: Final = "#/components/schemas/{model}"
+
+
+def _models() -> list[type[BaseModel]]:
+    models: list[type[BaseModel]] = [ErrorBody]
+    for op in OPERATIONS.values():
+        for _, model in op.responses.values():
+            if model is not None and model not in models:
+                models.append(model)
+        if op.body is not None and op.body not in models:
+            models.append(op.body)
+    return models
+
+
+def _docstring(endpoint: Any) -> dict[str, Any]:
+    doc = inspect.getdoc(endpoint) or ""
+    try:
+        parsed = yaml.safe_load(doc)
+    except yaml.YAMLError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"summary": doc.splitlines()[0] if doc else ""}
+
+
+def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes`."""
+    models = _models()
+    keys, defs = models_json_schema(
+        [(m, "validation") for m in models] + [(m, "serialization") for m in models],
+        ref_template=_REF,
+    )
+    ref = {model: keys[(model, "serialization")] for model in models}
+    request_ref = {model: keys[(model, "validation")] for model in models}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            verb = method.lower()
+            doc = _docstring(route.endpoint)
+            op = OPERATIONS.get((route.path, verb))
+            operation: dict[str, Any] = {
+                "operationId": f"{verb}_{route.name}",
+                "summary": str(doc.get("summary", "")).strip(),
+            }
+            if doc.get("description"):
+                operation["description"] = str(doc["description"]).strip()
+            if op is None:
+                params = [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for p in route.param_convertors
+                ]
+                if params:
+                    operation["parameters"] = params
+                operation["responses"] = {
+                    "default": {
+                        "description": "undocumented",
+                        "content": {"application/json": {"schema": {}}},
+                    }
+                }
+                paths.setdefault(route.path, {})[verb] = operation
+                continue
+            if op.parameters:
+                operation["parameters"] = op.parameters
+            if op.body is not None:
+                operation["requestBody"] = {
+                    "required": op.body_required,
+                    "content": {"application/json": {"schema": request_ref[op.body]}},
+                }
+            responses: dict[str, Any] = {}
+            for status, (description, model) in sorted(op.responses.items()):
+                media = op.media_type if 200 <= status < 300 else "application/json"
+                schema: dict[str, Any] = ref[model] if model is not None else {"type": "string"}
+                answer: dict[str, Any] = {
+                    "description": description,
+                    "content": {media: {"schema": schema}},
+                }
+                if status == 503:
+                    answer["headers"] = {
+                        "Retry-After": {"schema": {"type": "integer"}, "required": False}
+                    }
+                responses[str(status)] = answer
+            operation["responses"] = responses
+            paths.setdefault(route.path, {})[verb] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "payfirst",
+            "version": __version__,
+            "description": "x402 payment server: answer at once, settle on chain, deliver "
+            "only after confirmation.",
+        },
+        "paths": paths,
+        "components": {"schemas": defs.get("$defs", {})},
+    }

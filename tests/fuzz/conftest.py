@@ -1,0 +1,3 @@
+from tests.e2e.harness import harness
+
+__all__ = ["harness"]
