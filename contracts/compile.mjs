@@ -1,5 +1,6 @@
-// Compiles contracts/src/*.sol with solc-js into contracts/build/<Name>.json.
-// Usage: node contracts/compile.mjs   (output is deterministic; the build dir is committed)
+// Compiles contracts/src/*.sol with solc-js into src/payfirst/contract_artifacts/<Name>.json
+// (package data: they ship inside the wheel). Usage: node contracts/compile.mjs
+// (output is deterministic; the artifacts are committed)
 import { createRequire } from "node:module";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -11,7 +12,7 @@ const solc = require("solc");
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "..");
 const srcDir = join(here, "src");
-const buildDir = join(here, "build");
+const buildDir = join(repo, "src", "payfirst", "contract_artifacts");
 const nodeModules = join(repo, "node_modules");
 const CONTRACTS = ["DemoUSDC", "MintToken", "BatchSettler"];
 

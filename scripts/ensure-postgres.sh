@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Make sure the local PostgreSQL the tests use is up and has the `test` database.
+# Make sure a system PostgreSQL is up on 127.0.0.1:5432 and has the `test` database: what
+# `make bench` uses (bench/run.py). `make run` and `make test` need none: they start an
+# embedded PostgreSQL (payfirst.adapters.embedded_postgres); point the tests at this one with
+# PAYFIRST_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test if you like.
 set -euo pipefail
 host=127.0.0.1
 if ! command -v pg_ctlcluster >/dev/null; then

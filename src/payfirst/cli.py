@@ -1,10 +1,12 @@
-"""payfirst command line: serve | api | worker | migrate | stats | reset-stuck | demo."""
+"""payfirst command line: serve | api | worker | migrate | stats | settings | reset-stuck |
+demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,9 +21,11 @@ from payfirst.api.services import Services
 from payfirst.app import Runtime, Unreachable, build_app, open_database, open_runtime
 from payfirst.config import Config, load_config
 from payfirst.domain.errors import ConfigError
+from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.outbox import Outbox
+from payfirst.pipeline.settings import SettingsReader
 from payfirst.pipeline.worker import WorkerPool
 from payfirst.server import (
     ServerLimits,
@@ -34,12 +38,19 @@ from payfirst.server import (
 log = logging.getLogger("payfirst")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payfirst", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+    serve_parser = commands.add_parser(
         "serve",
-        help="API and workers in one process; without PAYFIRST_RPC_URL, also a local dev chain",
+        help="API and workers in one process; without PAYFIRST_RPC_URL, also a local dev chain; "
+        "without PAYFIRST_DATABASE_URL, an embedded PostgreSQL under var/postgres",
+    )
+    serve_parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="start the embedded database and the dev chain afresh (deletes their data "
+        "under var/; the same as PAYFIRST_RESET=1)",
     )
     commands.add_parser("api", help="the HTTP API only (workers run elsewhere)")
     commands.add_parser("worker", help="the sender, confirmer and mint loops only")
@@ -48,14 +59,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     reset = commands.add_parser(
         "reset-stuck", help="settle payments `sent` for too long by what the chain says"
     )
-    reset.add_argument("--older-than", default="5m", type=_duration, help="e.g. 90s, 5m, 1h")
+    reset.add_argument(
+        "--older-than",
+        default=None,
+        type=_duration,
+        help="e.g. 90s, 5m, 1h (default: the confirmation_timeout_s setting)",
+    )
+    settings = commands.add_parser(
+        "settings", help="show or change the runtime settings (no restart needed)"
+    )
+    settings_commands = settings.add_subparsers(dest="settings_command", required=True)
+    show = settings_commands.add_parser("show", help="every setting: value, default, meaning")
+    show.add_argument("--json", action="store_true", help="as JSON")
+    set_ = settings_commands.add_parser(
+        "set", help="set NAME to VALUE (checked against its bounds)"
+    )
+    set_.add_argument("name", choices=list(SPECS), metavar="NAME")
+    set_.add_argument("value", metavar="VALUE")
+    unset = settings_commands.add_parser("unset", help="back to the default")
+    unset.add_argument("name", choices=list(SPECS), metavar="NAME")
     demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
     demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
     demo.add_argument("--rpc", default=None, help="chain RPC (default from var/devchain.json)")
     demo.add_argument("--payers", type=int, default=5)
     demo.add_argument("--mints", type=int, default=20, help="payments of one mint each")
     demo.add_argument("--x402-version", type=int, choices=(1, 2), default=2)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = load_config()
     except ConfigError as exc:
@@ -82,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_run(args, config))
     except ConfigError as exc:
         print(f"payfirst: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SettingError as exc:
+        print(f"payfirst: {exc}", file=sys.stderr)
         return 2
     except Unreachable as exc:
         print(f"payfirst: cannot start: {exc}", file=sys.stderr)
@@ -121,6 +157,8 @@ def _run_api(config: Config) -> None:
 
 async def _run(args: argparse.Namespace, config: Config) -> None:
     if args.command == "serve":
+        if args.reset:
+            config = dataclasses.replace(config, reset=True)
         await serve(config, api=True, worker=True)
     elif args.command == "worker":
         await serve(config, api=False, worker=True)
@@ -130,6 +168,8 @@ async def _run(args: argparse.Namespace, config: Config) -> None:
         await stats(config)
     elif args.command == "reset-stuck":
         await reset_stuck(config, args.older_than)
+    elif args.command == "settings":
+        await settings_command(config, args)
 
 
 async def migrate(config: Config) -> None:
@@ -146,13 +186,89 @@ async def stats(config: Config) -> None:
         await store.close()
 
 
-async def reset_stuck(config: Config, older_than_s: int) -> None:
+async def settings_command(config: Config, args: argparse.Namespace) -> None:
+    """`payfirst settings show|set|unset`: the store's rows through RuntimeSettings; a
+    value is checked against its bounds before anything is written. The workers read the
+    settings at every tick: a change applies without a restart."""
+    if args.settings_command == "set":
+        value = spec_of(args.name).parse(args.value)  # SettingError before any IO
+    store = await open_database(config)
+    try:
+        if args.settings_command == "set":
+            await store.set_setting(args.name, value)
+            print(f"{args.name} = {value}")
+        elif args.settings_command == "unset":
+            removed = await store.unset_setting(args.name)
+            default = spec_of(args.name).default
+            print(f"{args.name} = {default} (default{'' if removed else ', was not set'})")
+        else:
+            rows = await store.get_settings()
+            print(settings_json(rows) if args.json else settings_table(rows))
+    finally:
+        await store.close()
+
+
+def settings_json(rows: dict[str, int]) -> str:
+    """Every setting as JSON: value in force, default, bounds, meaning, and the stored row
+    (null when none; a stored value out of bounds shows here, with the default in force)."""
+    current, problems = RuntimeSettings.from_rows(rows)
+    in_force = current.as_rows()
+    return json.dumps(
+        {
+            "settings": [
+                {
+                    "name": spec.name,
+                    "value": in_force[spec.name],
+                    "default": spec.default,
+                    "minimum": spec.minimum,
+                    "maximum": spec.maximum,
+                    "stored": rows.get(spec.name),
+                    "description": spec.description,
+                }
+                for spec in SPECS.values()
+            ],
+            "problems": problems,
+        },
+        indent=2,
+    )
+
+
+def settings_table(rows: dict[str, int]) -> str:
+    """Every setting as a table: name, value in force, default, meaning; then every stored
+    row that is ignored (unknown, or out of bounds: its default applies)."""
+    current, problems = RuntimeSettings.from_rows(rows)
+    in_force = current.as_rows()
+    table = [("NAME", "VALUE", "DEFAULT", "DESCRIPTION")] + [
+        (
+            spec.name,
+            str(in_force[spec.name]) + ("*" if spec.name in rows else ""),
+            str(spec.default),
+            spec.description,
+        )
+        for spec in SPECS.values()
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in table
+    ]
+    lines.append("* set by an operator (`payfirst settings unset NAME`: back to the default)")
+    lines += [f"ignored: {problem}" for problem in problems]
+    return "\n".join(lines)
+
+
+async def reset_stuck(config: Config, older_than_s: int | None) -> None:
     runtime = await open_runtime(config, start_devchain=False)
     try:
+        settings = await SettingsReader(runtime.store).read()
+        if older_than_s is None:
+            older_than_s = settings.confirmation_timeout_s
         confirmer = Confirmer(Outbox(runtime.store, runtime.rpc, runtime.relayers()[0]))
         stuck = await confirmer.stuck_payments(older_than_s)
         print(f"{len(stuck)} payments sent more than {older_than_s}s ago")
-        await confirmer.check(stuck, [], timeout_s=older_than_s)
+        await confirmer.check(stuck, [], settings)
         for payment in stuck:
             now = await runtime.store.get_payment(payment.id)
             assert now is not None
@@ -166,13 +282,6 @@ async def reset_stuck(config: Config, older_than_s: int) -> None:
 async def serve(
     config: Config, *, api: bool, worker: bool, sock: socket.socket | None = None
 ) -> None:
-    if not (api and worker) and config.database_url.startswith("sqlite"):
-        # API and worker processes wake each other through PostgreSQL's notifications;
-        # a SQLite file has one process (its notices and locks are in-process).
-        raise ConfigError(
-            "`payfirst api` and `payfirst worker` share work through PostgreSQL: set "
-            "PAYFIRST_DATABASE_URL=postgresql://..., or run everything in one `payfirst serve`"
-        )
     # SIGINT/SIGTERM stop the process gracefully whatever it inherited (a background job
     # of a non-interactive shell starts with SIGINT ignored); during start-up they cancel it.
     signals = StopSignals()

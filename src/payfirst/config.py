@@ -15,14 +15,19 @@ from eth_utils.address import is_checksum_address, to_checksum_address
 
 from payfirst.domain.errors import ConfigError
 
-DEFAULT_DATABASE_URL = "sqlite:///var/payfirst.db"
+#: Where `payfirst serve` keeps its embedded PostgreSQL when PAYFIRST_DATABASE_URL is unset.
+EMBEDDED_DATABASE_DIR = "var/postgres"
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    database_url: str = DEFAULT_DATABASE_URL
+    # None: the embedded PostgreSQL under var/postgres (`payfirst serve` starts it).
+    database_url: str | None = None
+    # PAYFIRST_RESET=1 or `payfirst serve --reset`: start the embedded database and the dev
+    # chain afresh (every payment and the chain's state under var/ deleted).
+    reset: bool = False
     # None: `payfirst dev` starts a local anvil chain and deploys the demo contracts.
     rpc_url: str | None = None
     # Several keys share the load; each worker process leases the ones it uses.
@@ -66,6 +71,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     return Config(
         database_url=_database_url(env),
+        reset=_int(env, "PAYFIRST_RESET", 0, 0, 1) == 1,
         rpc_url=_rpc_url(env),
         relayer_keys=_relayer_keys(env),
         settler_address=_address(env, "PAYFIRST_SETTLER_ADDRESS"),
@@ -90,12 +96,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     )
 
 
-def _database_url(env: Mapping[str, str]) -> str:
-    url = env.get("PAYFIRST_DATABASE_URL", DEFAULT_DATABASE_URL)
-    if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("PAYFIRST_DATABASE_URL", "")
+    if url == "":
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            "PAYFIRST_DATABASE_URL must start with postgresql://, postgres:// or sqlite:///, "
-            f"got {url!r}"
+            f"PAYFIRST_DATABASE_URL must start with postgresql:// or postgres://, got {url!r}"
         )
     return url
 

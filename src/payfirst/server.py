@@ -33,6 +33,8 @@ from typing import Any, ClassVar, Final, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from payfirst.domain.reasons import Reason
+
 log = logging.getLogger("payfirst.server")
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
@@ -93,7 +95,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                     self.limits.max_connections,
                     cls._refusals,
                 )
-            self._refuse(503, "too_many_connections", "the server is at its connection limit")
+            self._refuse(
+                503, Reason.TOO_MANY_CONNECTIONS.value, "the server is at its connection limit"
+            )
             return
         self._arm(self.limits.header_timeout_s, self._header_timeout)
 
@@ -189,7 +193,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or not self._awaiting_headers:
             return
         if self._pending_bytes or self._header_size:
-            self._refuse(408, "request_timeout", "the request headers took too long")
+            self._refuse(408, Reason.REQUEST_TIMEOUT.value, "the request headers took too long")
         else:  # an idle connection: nothing to answer
             self._refused = True
             self.transport.close()
@@ -200,7 +204,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         if self.cycle is not None and not self.cycle.response_started:
             # The route then sees a disconnect; whatever it sends is dropped.
-            self._refuse(408, "request_timeout", "the request body took too long")
+            self._refuse(408, Reason.REQUEST_TIMEOUT.value, "the request body took too long")
         else:
             self._refused = True
             self.transport.close()
@@ -208,7 +212,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _headers_too_large(self) -> None:
         self._refuse(
             431,
-            "request_header_fields_too_large",
+            Reason.REQUEST_HEADER_FIELDS_TOO_LARGE.value,
             f"request headers are limited to {self.limits.max_header_bytes} bytes and "
             f"{self.limits.max_headers} fields",
         )

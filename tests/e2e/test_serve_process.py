@@ -1,16 +1,24 @@
-"""`payfirst serve` as `make run` starts it: a real process on embedded defaults (SQLite
-file, its own anvil, demo contracts), then `payfirst demo` buys mints from it."""
+"""`payfirst serve` as `make run` starts it: a real process on embedded defaults (an embedded
+PostgreSQL under var/postgres, its own anvil kept in var/devchain-state.json, demo contracts),
+then `payfirst demo` buys mints from it; a restart continues where it stopped, `--reset`
+starts afresh."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from payfirst.adapters.devchain import Deployment, free_port
 from payfirst.adapters.store_postgres import PostgresStore
@@ -18,7 +26,45 @@ from payfirst.adapters.store_postgres import PostgresStore
 BIN = Path(sys.executable).parent
 
 
-def test_serve_then_demo(tmp_path: Path) -> None:
+@contextmanager
+def serving(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`payfirst serve` in `cwd` until it printed that it is ready; yields its log so far.
+    On exit: Ctrl-C (SIGINT), and it must stop cleanly."""
+    log_path = cwd / "serve.log"
+    log = log_path.open("w+")
+    server = subprocess.Popen(
+        [BIN / "payfirst", "serve", *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "payfirst ready" not in log_path.read_text():
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "server not ready after 60 s"
+            time.sleep(0.1)
+        yield log_path.read_text()
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+        log.close()
+    assert server.returncode == 0, log_path.read_text()
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A directory `payfirst serve` runs in. Not pytest's tmp_path: as root the embedded
+    PostgreSQL runs as another user, who cannot enter pytest's 0700 directories."""
+    path = Path(tempfile.mkdtemp(prefix="payfirst-serve-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_then_demo_then_restart(workdir: Path) -> None:
+    tmp_path = workdir
     port, anvil_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -28,21 +74,12 @@ def test_serve_then_demo(tmp_path: Path) -> None:
     }
     for name in ("PAYFIRST_DATABASE_URL", "PAYFIRST_RPC_URL", "PAYFIRST_RELAYER_KEY"):
         env.pop(name, None)
-    log = (tmp_path / "serve.log").open("w+")
-    server = subprocess.Popen(
-        [BIN / "payfirst", "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while "payfirst ready" not in (tmp_path / "serve.log").read_text():
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "server not ready after 30 s"
-            time.sleep(0.1)
-        printed = (tmp_path / "serve.log").read_text()
+    url = f"http://127.0.0.1:{port}"
+    pgdata = tmp_path / "var" / "postgres" / "data"
+    with serving(tmp_path, env) as printed:
         assert f"http://127.0.0.1:{anvil_port}" in printed
         assert "price per mint: 1.000000 USDC" in printed
-        assert (tmp_path / "var" / "payfirst.db").exists()
+        assert (pgdata / "PG_VERSION").exists()
         tokens = httpx.get(f"{url}/api/tokens").json()["tokens"]
         assert len(tokens) == 1
         assert tokens[0]["symbol"] == "PFD"
@@ -60,22 +97,38 @@ def test_serve_then_demo(tmp_path: Path) -> None:
         stats = httpx.get(f"{url}/api/payment-stats").json()
         assert stats["payments"]["completed"] == 6
         assert stats["mints"]["completed"] == 6
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
-        log.close()
-    assert server.returncode == 0, (tmp_path / "serve.log").read_text()
-    # Ctrl-C stopped what it started: the anvil port is free again.
+        # The operator's commands reach the embedded database of the running server.
+        cli_stats = subprocess.run(
+            [BIN / "payfirst", "stats"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert cli_stats.returncode == 0, cli_stats.stderr
+        assert json.loads(cli_stats.stdout)["payments"]["completed"] == 6
+    # Ctrl-C stopped what it started: the anvil port is free again, PostgreSQL is down.
     with httpx.Client() as http:
         try:
             http.post(f"http://127.0.0.1:{anvil_port}", json={}, timeout=1)
             raise AssertionError("anvil still answers after Ctrl-C")
         except httpx.TransportError:
             pass
+    assert not (pgdata / "postmaster.pid").exists()
+    assert (tmp_path / "var" / "devchain-state.json").exists()
+
+    # A restart continues: the same contracts (not deployed again), the payments kept.
+    with serving(tmp_path, env) as printed:
+        assert "dev chain continued" in printed
+        (token,) = httpx.get(f"{url}/api/tokens").json()["tokens"]
+        assert token["address"] == tokens[0]["address"]
+        assert token["reservedCount"] == 6
+        stats = httpx.get(f"{url}/api/payment-stats").json()
+        assert stats["payments"]["completed"] == 6
+        assert stats["mints"]["completed"] == 6
+
+    # --reset: a new chain and an empty database.
+    with serving(tmp_path, env, "--reset") as printed:
+        assert "dev chain continued" not in printed
+        stats = httpx.get(f"{url}/api/payment-stats").json()
+        assert stats["payments"]["completed"] == 0
+        assert httpx.get(f"{url}/api/tokens").json()["tokens"][0]["reservedCount"] == 0
 
 
 def test_api_processes_share_one_port(

@@ -1,6 +1,5 @@
 """The Store port's batched claim (`claim_payment_batch`: many payments, ONE signed tx,
-ONE relayer nonce) and the outbox methods on shared tx hashes, against PostgreSQL and
-SQLite alike; plus batch claims racing on PostgreSQL."""
+ONE relayer nonce) and the outbox methods on shared tx hashes; plus batch claims racing."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Store port's pipeline methods (sender, confirmer, mint loop, outbox, operators), run
-against PostgreSQL and SQLite alike; plus claims racing on PostgreSQL."""
+"""The Store port's pipeline methods (sender, confirmer, mint loop, outbox, operators); plus
+claims racing on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from uuid import UUID, uuid4
 import pytest
 
 from payfirst.adapters.store_postgres import PostgresStore
-from payfirst.adapters.store_sqlite import SqliteStore, sqlite_timestamp
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
 from payfirst.domain.statuses import MintStatus, PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
@@ -686,11 +685,8 @@ async def test_payment_stats_counts(store: Store) -> None:
     await execute_raw(
         store,
         "UPDATE payment_queue SET processed_at = $1 WHERE id = $2",
-        *(
-            (sqlite_timestamp(two_minutes_ago), str(sent.id))
-            if isinstance(store, SqliteStore)
-            else (two_minutes_ago, sent.id)
-        ),
+        two_minutes_ago,
+        sent.id,
     )
     stats = await store.payment_stats()
     assert stats["payments"] == {
@@ -714,9 +710,8 @@ async def test_payment_stats_counts(store: Store) -> None:
     assert stats["mints_completed_last_minute"] == 2
     # Completions older than a minute are not counted.
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    old = sqlite_timestamp(an_hour_ago) if isinstance(store, SqliteStore) else an_hour_ago
-    await execute_raw(store, "UPDATE payment_queue SET updated_at = $1", old)
-    await execute_raw(store, "UPDATE mint_queue SET updated_at = $1", old)
+    await execute_raw(store, "UPDATE payment_queue SET updated_at = $1", an_hour_ago)
+    await execute_raw(store, "UPDATE mint_queue SET updated_at = $1", an_hour_ago)
     stats = await store.payment_stats()
     assert stats["completed_last_minute"] == 0
     assert stats["mints_completed_last_minute"] == 0

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from payfirst.config import DEFAULT_DATABASE_URL, load_config
+from payfirst.config import load_config
 from payfirst.domain.errors import ConfigError
 
 DEV_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -10,7 +10,8 @@ DEV_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 def test_defaults_need_no_environment() -> None:
     config = load_config({})
-    assert config.database_url == DEFAULT_DATABASE_URL
+    assert config.database_url is None  # the embedded PostgreSQL under var/postgres
+    assert config.reset is False
     assert config.rpc_url is None
     assert config.relayer_keys == ()
     assert config.settler_address is None
@@ -27,6 +28,7 @@ def test_values_are_read() -> None:
             "PAYFIRST_LOG_LEVEL": "debug",
         }
     )
+    assert config.database_url is not None
     assert config.database_url.startswith("postgresql://")
     assert config.rpc_url == "http://127.0.0.1:9545"
     assert config.relayer_keys == ("0x" + DEV_KEY,)
@@ -55,6 +57,8 @@ def test_comma_separated_keys() -> None:
         ({"PAYFIRST_PORT": "http"}, "PAYFIRST_PORT"),
         ({"PAYFIRST_PORT": "70000"}, "PAYFIRST_PORT"),
         ({"PAYFIRST_DATABASE_URL": "mysql://x"}, "PAYFIRST_DATABASE_URL"),
+        ({"PAYFIRST_DATABASE_URL": "sqlite:///var/payfirst.db"}, "PAYFIRST_DATABASE_URL"),
+        ({"PAYFIRST_RESET": "yes"}, "PAYFIRST_RESET"),
         ({"PAYFIRST_RPC_URL": "ws://127.0.0.1:8545"}, "PAYFIRST_RPC_URL"),
         ({"PAYFIRST_RELAYER_KEY": "0x1234"}, "PAYFIRST_RELAYER_KEY"),
         ({"PAYFIRST_RELAYER_KEY_FILE": "/nonexistent/key"}, "PAYFIRST_RELAYER_KEY_FILE"),

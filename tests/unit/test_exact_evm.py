@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization
-from payfirst.x402 import reasons
+from payfirst.domain.reasons import Reason
 from payfirst.x402.exact_evm import (
     SECP256K1_N,
     _domain_separator,
@@ -116,7 +116,6 @@ def spec_payload_v1(mutate: Any = None) -> PaymentPayloadV1:
 def rejected(payload: Any, requirements: Any, now: int = SPEC_NOW) -> PaymentRejected:
     with pytest.raises(PaymentRejected) as info:
         verify_exact_evm(payload, requirements, now)
-    assert info.value.status == 402
     return info.value
 
 
@@ -214,23 +213,23 @@ def test_spec_vector_verifies_v2() -> None:
 
 def test_spec_vector_with_domain_name_usd_coin_is_an_invalid_signature() -> None:
     err = rejected(spec_payload_v1(), spec_requirements_v1(name="USD Coin"))
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
     assert "USD Coin" in err.message
 
 
 def test_spec_vector_on_another_chain_is_an_invalid_signature() -> None:
     payload = PaymentPayloadV1.model_validate({**spec_payload_dict(), "network": "base"})
     err = rejected(payload, spec_requirements_v1(network="base"))
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
 
 
 def test_spec_vector_at_window_edges() -> None:
     verify_exact_evm(spec_payload_v1(), spec_requirements_v1(), SPEC_VALID_AFTER)
     verify_exact_evm(spec_payload_v1(), spec_requirements_v1(), SPEC_VALID_BEFORE - 6)
     err = rejected(spec_payload_v1(), spec_requirements_v1(), SPEC_VALID_BEFORE - 5)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE
     err = rejected(spec_payload_v1(), spec_requirements_v1(), SPEC_VALID_AFTER - 1)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
 
 
 def test_addresses_compare_case_insensitively() -> None:
@@ -309,7 +308,7 @@ def test_high_s_signature_is_rejected_as_invalid_payload() -> None:
     # ... but only the low-s twin is accepted (EIP-2), so one authorization has one form
     payload["signature"] = "0x" + high.hex()
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_PAYLOAD
+    assert err.reason == Reason.INVALID_PAYLOAD
     assert "high" in err.message
 
 
@@ -318,56 +317,56 @@ def test_high_s_signature_is_rejected_as_invalid_payload() -> None:
 
 def test_unsupported_scheme() -> None:
     payload = PaymentPayloadV1.model_validate({**spec_payload_dict(), "scheme": "upto"})
-    assert rejected(payload, spec_requirements_v1()).reason == reasons.UNSUPPORTED_SCHEME
+    assert rejected(payload, spec_requirements_v1()).reason == Reason.UNSUPPORTED_SCHEME
     err = rejected(spec_payload_v1(), spec_requirements_v1(scheme="upto"))
-    assert err.reason == reasons.UNSUPPORTED_SCHEME
+    assert err.reason == Reason.UNSUPPORTED_SCHEME
     err = rejected(spec_payload_v2(scheme="upto"), spec_requirements_v2())
-    assert err.reason == reasons.UNSUPPORTED_SCHEME
+    assert err.reason == Reason.UNSUPPORTED_SCHEME
 
 
 @pytest.mark.parametrize("network", ["base", "eip155:8453", "solana:mainnet", "nowhere", ""])
 def test_invalid_network(network: str) -> None:
     payload = PaymentPayloadV1.model_validate({**spec_payload_dict(), "network": network})
-    assert rejected(payload, spec_requirements_v1()).reason == reasons.INVALID_NETWORK
+    assert rejected(payload, spec_requirements_v1()).reason == Reason.INVALID_NETWORK
 
 
 def test_invalid_network_v2_and_unknown_required_network() -> None:
     err = rejected(spec_payload_v2(network="eip155:8453"), spec_requirements_v2())
-    assert err.reason == reasons.INVALID_NETWORK
+    assert err.reason == Reason.INVALID_NETWORK
     err = rejected(spec_payload_v1(), spec_requirements_v1(network="mars"))
-    assert err.reason == reasons.INVALID_NETWORK
+    assert err.reason == Reason.INVALID_NETWORK
 
 
 def test_invalid_x402_version_when_payload_and_requirements_versions_differ() -> None:
     err = rejected(spec_payload_v1(), spec_requirements_v2())
-    assert err.reason == reasons.INVALID_X402_VERSION
+    assert err.reason == Reason.INVALID_X402_VERSION
     err = rejected(spec_payload_v2(), spec_requirements_v1())
-    assert err.reason == reasons.INVALID_X402_VERSION
+    assert err.reason == Reason.INVALID_X402_VERSION
 
 
 def test_recipient_mismatch() -> None:
     other = "0x000000000000000000000000000000000000dEaD"
     err = rejected(spec_payload_v1(), spec_requirements_v1(payTo=other))
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH
 
 
 @pytest.mark.parametrize("required", ["9999", "10001", "100000"])
 def test_value_mismatch(required: str) -> None:
     err = rejected(spec_payload_v1(), spec_requirements_v1(maxAmountRequired=required))
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
 
 
 def test_valid_after() -> None:
     payload = signed_authorization(valid_after=NOW + 1)
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
 
 
 @pytest.mark.parametrize("valid_before", [NOW - 1, NOW, NOW + 5])
 def test_valid_before(valid_before: int) -> None:
     payload = signed_authorization(valid_before=valid_before)
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE
 
 
 def test_valid_before_exactly_six_seconds_ahead_passes() -> None:
@@ -379,7 +378,7 @@ def test_signature_by_someone_else() -> None:
     payload = signed_authorization(account=Account.create())
     payload["authorization"]["from"] = PAYER.address
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
 
 
 @pytest.mark.parametrize(
@@ -390,7 +389,7 @@ def test_signature_over_other_fields(field: str, value: str) -> None:
     payload = signed_authorization()
     payload["authorization"][field] = value
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
 
 
 @pytest.mark.parametrize(
@@ -400,35 +399,35 @@ def test_signature_over_other_fields(field: str, value: str) -> None:
 def test_signature_over_another_domain(signed_with: dict[str, Any]) -> None:
     payload = signed_authorization(**signed_with)
     err = rejected(local_payload_v1(payload), local_requirements_v1(), NOW)
-    assert err.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
+    assert err.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE
 
 
 def test_missing_eip712_domain() -> None:
     err = rejected(spec_payload_v1(), spec_requirements_v1(extra={"name": "USDC"}))
-    assert err.reason == reasons.MISSING_EIP712_DOMAIN
+    assert err.reason == Reason.MISSING_EIP712_DOMAIN
     err = rejected(spec_payload_v1(), spec_requirements_v1(extra=None))
-    assert err.reason == reasons.MISSING_EIP712_DOMAIN
+    assert err.reason == Reason.MISSING_EIP712_DOMAIN
 
 
 def test_asset_not_an_address_is_invalid_requirements() -> None:
     err = rejected(spec_payload_v1(), spec_requirements_v1(asset="usdc"))
-    assert err.reason == reasons.INVALID_PAYMENT_REQUIREMENTS
+    assert err.reason == Reason.INVALID_PAYMENT_REQUIREMENTS
 
 
 @pytest.mark.parametrize(
     ("accepted_change", "reason"),
     [
-        ({"amount": "1"}, reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH),
+        ({"amount": "1"}, Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH),
         (
             {"payTo": "0x000000000000000000000000000000000000dEaD"},
-            reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
         ),
         (
             {"asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"},
-            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            Reason.INVALID_PAYMENT_REQUIREMENTS,
         ),
-        ({"network": "eip155:8453"}, reasons.INVALID_NETWORK),
-        ({"scheme": "upto"}, reasons.UNSUPPORTED_SCHEME),
+        ({"network": "eip155:8453"}, Reason.INVALID_NETWORK),
+        ({"scheme": "upto"}, Reason.UNSUPPORTED_SCHEME),
     ],
 )
 def test_v2_accepted_must_match_the_requirements(
@@ -455,15 +454,15 @@ def test_checks_run_in_the_documented_order() -> None:
 
     payload = spec_payload_v1(everything_wrong)
     assert rejected(payload, spec_requirements_v1()).reason == (
-        reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH
+        Reason.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH
     )
     payload.payload["authorization"]["to"] = SPEC_PAY_TO
     assert rejected(payload, spec_requirements_v1()).reason == (
-        reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
+        Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
     )
     payload.payload["authorization"]["value"] = "10000"
     assert rejected(payload, spec_requirements_v1()).reason == (
-        reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
+        Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER
     )
     payload.payload["authorization"]["signature"] = "junk"  # ignored: not a field
     payload.payload["authorization"]["validAfter"] = str(SPEC_VALID_AFTER)
@@ -544,7 +543,7 @@ MALFORMED = {
 @pytest.mark.parametrize("mutate", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_field_is_invalid_payload(mutate: Any) -> None:
     err = rejected(spec_payload_v1(mutate), spec_requirements_v1())
-    assert err.reason == reasons.INVALID_PAYLOAD
+    assert err.reason == Reason.INVALID_PAYLOAD
     assert err.message != err.reason  # says what is wrong
 
 

@@ -20,13 +20,13 @@ from x402.schemas import PaymentRequiredV1 as SdkPaymentRequiredV1
 
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization, Token
+from payfirst.domain.reasons import Reason
 from payfirst.x402 import (
     PaymentPayloadV1,
     PaymentPayloadV2,
     mint_requirements_for,
     parse_payment_header,
     payment_required,
-    reasons,
     verify_exact_evm,
 )
 from tests.fixtures.eip712 import TRANSFER_WITH_AUTHORIZATION_TYPE
@@ -93,7 +93,7 @@ def test_official_v2_payment_for_another_quantity_is_a_value_mismatch() -> None:
     headers = http.encode_payment_signature_header(http.create_payment_payload(required))
     with pytest.raises(PaymentRejected) as info:
         verify_request(headers, TOKEN, 2)
-    assert info.value.reason == reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
+    assert info.value.reason == Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH
 
 
 def test_official_v1_client_payment_verifies_on_base_sepolia() -> None:
@@ -183,4 +183,4 @@ def test_old_front_end_header_for_the_wrong_chain_is_invalid_network() -> None:
     header = old_front_end_header("base-sepolia", 84532, TOKEN.price_per_mint)
     with pytest.raises(PaymentRejected) as info:
         verify_request({"X-PAYMENT": header}, TOKEN, 1)  # token lives on 31337
-    assert info.value.reason == reasons.INVALID_NETWORK
+    assert info.value.reason == Reason.INVALID_NETWORK

@@ -1,7 +1,8 @@
 """ABI encoding for the contracts payfirst calls, and transaction signing.
 
-The compiled artifacts (`contracts/build/*.json`, committed) are found next to the source
-tree, or in the directory named by `PAYFIRST_CONTRACTS_DIR`. Calldata builders return
+The compiled artifacts are package data (`payfirst/contract_artifacts/*.json`, written by
+`make contracts` and committed), so an installed wheel has them; `PAYFIRST_CONTRACTS_DIR`
+names another directory to read them from. Calldata builders return
 `0x` hex strings ready for `eth_call` or a transaction's `data`.
 """
 
@@ -11,6 +12,8 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +70,25 @@ class Artifact:
     solc_version: str
 
 
-def build_dir() -> Path:
-    """Where the build JSONs live: `$PAYFIRST_CONTRACTS_DIR`, else `<repo>/contracts/build`
-    (works from a source checkout / editable install)."""
+def build_dir() -> Traversable:
+    """Where the artifacts live: `$PAYFIRST_CONTRACTS_DIR`, else the package data
+    `payfirst/contract_artifacts` (a source checkout, an editable install or a wheel)."""
     override = os.environ.get(CONTRACTS_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "contracts" / "build"
+    return resources.files("payfirst.contract_artifacts")
 
 
 @cache
 def load_artifact(name: str) -> Artifact:
-    """Loads `contracts/build/<name>.json` ("DemoUSDC", "MintToken")."""
+    """Loads the artifact `<name>.json` ("DemoUSDC", "MintToken", "BatchSettler")."""
     path = build_dir() / f"{name}.json"
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(
-            f"contract artifact {path} not found: run `node contracts/compile.mjs` in the "
-            f"repository, or set {CONTRACTS_DIR_ENV} to the directory holding {name}.json"
+            f"contract artifact {path} not found: run `make contracts` in the repository, "
+            f"or set {CONTRACTS_DIR_ENV} to the directory holding {name}.json"
         ) from None
     return Artifact(
         contract_name=str(data["contractName"]),

@@ -11,8 +11,10 @@ them anywhere but a local chain.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -59,6 +61,8 @@ MINT_TOKEN_CONSTRUCTOR = ["string", "string", "uint256", "uint256", "uint256", "
 PRIORITY_FEE = 10**9  # 1 gwei
 # The dev chain mines every tx at once and an empty block every this many seconds.
 DEV_BLOCK_INTERVAL_S = 0.5
+# A chain kept in a state file (`make run`) is also written to it this often, not only on exit.
+STATE_INTERVAL_S = 5
 
 
 class DevChainError(Exception):
@@ -163,18 +167,25 @@ class Deployment:
 
 
 def anvil_binary() -> Path:
-    """`$PAYFIRST_ANVIL_BIN`, else the binary of the repo's `@foundry-rs/anvil` package."""
+    """`$PAYFIRST_ANVIL_BIN`, else the binary of the `@foundry-rs/anvil` package of the
+    source checkout payfirst runs from (`npm ci`), else `anvil` on the PATH (an installed
+    wheel: Foundry's `foundryup`)."""
     override = os.environ.get(ANVIL_BIN_ENV)
-    path = (
-        Path(override)
-        if override
-        else Path(__file__).resolve().parents[3]
-        / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-    )
+    if override:
+        path = Path(override)
+    else:
+        path = (
+            Path(__file__).resolve().parents[3]
+            / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+        )
+        on_path = shutil.which("anvil")
+        if not path.is_file() and on_path is not None:
+            path = Path(on_path)
     if not path.is_file():
         raise DevChainError(
-            f"anvil not found at {path}: run `npm install` in the repository or set "
-            f"{ANVIL_BIN_ENV} to an anvil binary"
+            f"anvil not found at {path}: run `npm install` in the repository, install "
+            f"Foundry's anvil on the PATH, or set {ANVIL_BIN_ENV} to an anvil binary "
+            "(or set PAYFIRST_RPC_URL to a chain of your own)"
         )
     return path
 
@@ -238,6 +249,8 @@ class DevChain:
         self._chain_id = 0
         self._send_lock = asyncio.Lock()
         self.deployment: Deployment | None = None
+        # True when start() found `previous` still deployed and deployed nothing.
+        self.reused = False
 
     @property
     def rpc(self) -> RpcClient:
@@ -264,19 +277,30 @@ class DevChain:
         price_per_mint: int = 1_000_000,
         funded_payers: int = 9,
         startup_timeout: float = 30.0,
+        state_file: str | Path | None = None,
+        previous: Deployment | None = None,
     ) -> Deployment:
         """Starts anvil on 127.0.0.1 (on `port`, or a free one) — or attaches to `rpc_url`,
         a chain where anvil's dev account 0 has ETH — then deploys DemoUSDC and a MintToken
-        and funds dev accounts 1..`funded_payers` with 1,000,000 USDC each."""
+        and funds dev accounts 1..`funded_payers` with 1,000,000 USDC each.
+
+        `state_file`: anvil loads the chain from it if it exists and writes the chain back to
+        it on exit (and every few seconds). `previous`: a deployment made on that chain
+        before; if its contracts still have code, it is reused (nothing is deployed, see
+        `reused`)."""
         if self._rpc is not None:
             raise DevChainError("dev chain already started")
         if rpc_url is None:
             port = port if port is not None else free_port()
             rpc_url = f"http://127.0.0.1:{port}"
-            await self._spawn_anvil(port, block_time)
+            await self._spawn_anvil(port, block_time, state_file)
         self._rpc = RpcClient(rpc_url)
         try:
             await self._wait_ready(startup_timeout)
+            if previous is not None and await self._still_deployed(previous):
+                self.reused = True
+                self.deployment = dataclasses.replace(previous, rpc_url=rpc_url)
+                return self.deployment
             self.deployment = await self._deploy_all(
                 rpc_url,
                 token_name=token_name,
@@ -310,8 +334,27 @@ class DevChain:
 
     # -- anvil ------------------------------------------------------------------------
 
-    async def _spawn_anvil(self, port: int, block_time: float | None) -> None:
+    async def _still_deployed(self, previous: Deployment) -> bool:
+        """The chain is `previous`'s and its contracts all have code."""
+        if previous.chain_id != self._chain_id:
+            return False
+        addresses = [previous.usdc, previous.token] + (
+            [previous.settler] if previous.settler else []
+        )
+        for address in addresses:
+            if not await self.rpc.get_code(address):
+                return False
+        return True
+
+    async def _spawn_anvil(
+        self, port: int, block_time: float | None, state_file: str | Path | None = None
+    ) -> None:
         args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent"]
+        if state_file is not None:
+            Path(state_file).parent.mkdir(parents=True, exist_ok=True)
+            # Loaded at start if it exists; written on exit and every STATE_INTERVAL_S (a
+            # kill -9 loses at most that much).
+            args += ["--state", str(state_file), "--state-interval", str(STATE_INTERVAL_S)]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
         else:

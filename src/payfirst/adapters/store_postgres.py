@@ -29,8 +29,10 @@ from payfirst.domain.models import (
     SignedTx,
     Token,
 )
+from payfirst.domain.reasons import Reason
+from payfirst.domain.settings import check_setting
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
-from payfirst.ports.store import DEFAULT_SETTINGS, REUSED, OutboxTx, QueuedPayment
+from payfirst.ports.store import REUSED, OutboxTx, QueuedPayment
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -366,11 +368,10 @@ class PostgresStore:
 
     async def get_settings(self) -> dict[str, int]:
         rows = await self._pool.fetch("SELECT name, value FROM system_settings")
-        settings = dict(DEFAULT_SETTINGS)
-        settings.update({r["name"]: int(r["value"]) for r in rows})
-        return settings
+        return {r["name"]: int(r["value"]) for r in rows}
 
     async def set_setting(self, name: str, value: int) -> None:
+        value = check_setting(name, value)
         await self._pool.execute(
             """
             INSERT INTO system_settings (name, value) VALUES ($1, $2)
@@ -379,6 +380,10 @@ class PostgresStore:
             name,
             value,
         )
+
+    async def unset_setting(self, name: str) -> bool:
+        status = await self._pool.execute("DELETE FROM system_settings WHERE name = $1", name)
+        return _rowcount(status) > 0
 
     # relayers
 
@@ -408,14 +413,14 @@ class PostgresStore:
         if outcome == "duplicate" and payment_id is not None:
             return QueuedPayment(payment_id, created=False)
         if outcome == "nonce_reused":
-            raise PaymentRejected(409, "invalid_exact_evm_nonce_already_used", REUSED)
+            raise PaymentRejected(Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED, REUSED)
         if outcome == "idempotency_conflict":
             raise PaymentRejected(
-                409, "idempotency_key_reused", "this payment id was used with another payload"
+                Reason.IDEMPOTENCY_KEY_REUSED, "this payment id was used with another payload"
             )
         if outcome == "unknown_token":
-            raise PaymentRejected(404, "unknown_token")
-        raise PaymentRejected(409, "sold_out")
+            raise PaymentRejected(Reason.UNKNOWN_TOKEN)
+        raise PaymentRejected(Reason.SOLD_OUT)
 
     async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
         row = await self._pool.fetchrow(

@@ -24,11 +24,12 @@ from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.api.http_limits import json_body
 from payfirst.api.idempotency import payment_id_of
-from payfirst.api.responses import rejection
+from payfirst.api.responses import rejection, status_of
 from payfirst.api.services import Services, services
 from payfirst.api.waiters import TooManyWaiters, wait_for
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization, NewPayment, Payment
+from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.x402 import (
     SettleResponse,
@@ -39,7 +40,6 @@ from payfirst.x402 import (
     caip2,
     chain_id_of,
     describe_validation_error,
-    reasons,
     v1_network,
     verify_exact_evm,
     wire,
@@ -139,8 +139,8 @@ async def settle(request: Request) -> Response:
         )
     except PaymentRejected as exc:
         if (
-            exc.status in (400, 409, 429)
-            and exc.reason != reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED
+            status_of(exc.reason) in (400, 409, 429)
+            and exc.reason != Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED
         ):
             return rejection(exc)
         return JSONResponse(
@@ -201,7 +201,7 @@ def _settle_response(payment: Payment, network: str) -> SettleResponse:
         )
     return SettleResponse(
         success=False,
-        error_reason=reasons.SETTLEMENT_PENDING,
+        error_reason=Reason.SETTLEMENT_PENDING,
         error_message=f"payment {payment.id} is {payment.status.value}; settle again for the result",
         **common,
     )
@@ -211,22 +211,21 @@ def _failure_reason(payment: Payment) -> str:
     """The x402 reason of a failed payment: the one its error starts with (the sender
     writes "insufficient_funds: ..."), else by its status."""
     code = (payment.error or "").split(":", 1)[0]
-    if code in reasons.ALL_REASONS:
-        return code
+    if code in Reason.__members__.values():
+        return Reason(code)
     if payment.status is PaymentStatus.CONFIRMATION_FAILED:
-        return reasons.TRANSACTION_FAILED
-    return reasons.INVALID_TRANSACTION_STATE
+        return Reason.TRANSACTION_FAILED
+    return Reason.INVALID_TRANSACTION_STATE
 
 
 async def _body(request: Request) -> VerifyRequest:
-    data = await json_body(request, reasons.INVALID_PAYLOAD)
+    data = await json_body(request, Reason.INVALID_PAYLOAD)
     try:
         return VerifyRequest.model_validate(data)
     except ValidationError as exc:
         # Name the fields, never pydantic's full text (its version, URLs, the input).
         raise PaymentRejected(
-            400,
-            reasons.INVALID_PAYLOAD,
+            Reason.INVALID_PAYLOAD,
             f"malformed request body: {describe_validation_error(exc)}",
         ) from None
 
@@ -243,8 +242,7 @@ async def _check(svc: Services, body: VerifyRequest) -> Authorization:
     known = await svc.store.find_payment(authorization.from_, authorization.nonce)
     if known is not None:
         raise PaymentRejected(
-            402,
-            reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
+            Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
             f"this authorization was already submitted (payment {known.id})",
         )
     await _check_on_chain(svc, body, authorization)
@@ -259,20 +257,17 @@ async def _check_admissible(svc: Services, authorization: Authorization) -> None
     pay_to = contracts.checksum(authorization.to)
     if pay_to in await svc.minted_tokens():
         raise PaymentRejected(
-            402,
-            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            Reason.INVALID_PAYMENT_REQUIREMENTS,
             f"payments to {pay_to} buy its mints: use POST /api/mint/{pay_to}",
         )
     if pay_to not in svc.settle_pay_to:
         raise PaymentRejected(
-            402,
-            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            Reason.INVALID_PAYMENT_REQUIREMENTS,
             f"this facilitator does not settle payments to {pay_to}",
         )
     if authorization.value < max(1, svc.min_settle_amount):
         raise PaymentRejected(
-            402,
-            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            Reason.INVALID_PAYMENT_REQUIREMENTS,
             f"amount {authorization.value} is below the minimum of {svc.min_settle_amount}",
         )
 
@@ -285,14 +280,14 @@ async def _check_on_chain(svc: Services, body: VerifyRequest, authorization: Aut
     try:
         if chain_id_of(requirements.network) != svc.chain_id:
             raise PaymentRejected(
-                402, reasons.INVALID_NETWORK, f"payfirst settles on {caip2(svc.chain_id)}"
+                Reason.INVALID_NETWORK, f"payfirst settles on {caip2(svc.chain_id)}"
             )
     except ValueError:
-        raise PaymentRejected(402, reasons.INVALID_NETWORK, requirements.network) from None
+        raise PaymentRejected(Reason.INVALID_NETWORK, requirements.network) from None
     asset = contracts.checksum(requirements.asset)
     if asset not in await svc.payment_assets():
         raise PaymentRejected(
-            402, reasons.INVALID_PAYMENT_REQUIREMENTS, f"asset {asset} is not settled here"
+            Reason.INVALID_PAYMENT_REQUIREMENTS, f"asset {asset} is not settled here"
         )
     if svc.chain is None:
         return
@@ -321,10 +316,10 @@ async def _check_on_chain(svc: Services, body: VerifyRequest, authorization: Aut
         log.warning("verify: chain checks skipped: %s", exc)
         return
     if int(balance_raw, 16) < authorization.value:
-        raise PaymentRejected(402, reasons.INSUFFICIENT_FUNDS, "the payer's balance is too low")
+        raise PaymentRejected(Reason.INSUFFICIENT_FUNDS, "the payer's balance is too low")
     if int(used_raw, 16) != 0:
         raise PaymentRejected(
-            402, reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED, "authorization already used on chain"
+            Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED, "authorization already used on chain"
         )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payfirst import jsonsafe
 from payfirst.adapters.chain_rpc import ChainUnavailable
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.reasons import Reason
 
 log = logging.getLogger("payfirst.api")
 
@@ -47,7 +47,6 @@ UNAVAILABLE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,  # a pooled connection a database restart cut mid-use
-    sqlite3.OperationalError,
     ChainUnavailable,
     OSError,
     TimeoutError,
@@ -68,17 +67,17 @@ class BodyTimeout(Exception):
     """The request body did not arrive within `body_timeout_s`."""
 
 
-async def json_body(request: Request, reason: str, *, empty: Any = None) -> Any:
+async def json_body(request: Request, reason: Reason, *, empty: Any = None) -> Any:
     """The request body parsed as JSON by the one parser for client input
     (`payfirst.jsonsafe`: depth-limited, no NaN, no lone surrogates). A blank body gives
-    `empty` when that is not None; anything unacceptable is PaymentRejected(400, reason)."""
+    `empty` when that is not None; anything unacceptable is PaymentRejected(reason)."""
     raw = await request.body()
     if empty is not None and not raw.strip():
         return empty
     try:
         return jsonsafe.loads(raw)
     except jsonsafe.JsonRejected as exc:
-        raise PaymentRejected(400, reason, f"body is not acceptable JSON: {exc}") from None
+        raise PaymentRejected(reason, f"body is not acceptable JSON: {exc}") from None
 
 
 def json_answer(
@@ -178,7 +177,7 @@ class Guard:
         if isinstance(exc, BodyTimeout):
             return (
                 408,
-                "request_timeout",
+                Reason.REQUEST_TIMEOUT.value,
                 f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
                 {"connection": "close"},
             )
@@ -196,7 +195,7 @@ class Guard:
             )
             return (
                 503,
-                "service_unavailable",
+                Reason.SERVICE_UNAVAILABLE.value,
                 f"{what} is unreachable for a moment; retry after {RETRY_AFTER_S} s",
                 {"retry-after": str(RETRY_AFTER_S)},
             )
@@ -207,7 +206,7 @@ class Guard:
             type(exc).__name__,
             exc_info=exc,
         )
-        return 500, "internal_error", "an unexpected error was logged", {}
+        return 500, Reason.INTERNAL_ERROR.value, "an unexpected error was logged", {}
 
     @staticmethod
     async def _answer(
@@ -221,7 +220,7 @@ class Guard:
 def _too_large(limit: int) -> tuple[int, str, str, dict[str, str]]:
     return (
         413,
-        "payload_too_large",
+        Reason.PAYLOAD_TOO_LARGE.value,
         f"the request body is larger than {limit} bytes",
         {"connection": "close"},
     )

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.reasons import Reason
 from payfirst.x402 import PaymentPayloadV1, PaymentPayloadV2
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -22,13 +23,12 @@ def payment_id_of(
     header = headers.get(IDEMPOTENCY_HEADER)
     if header is not None and not _KEY.match(header):
         raise PaymentRejected(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 of A-Z a-z 0-9 _ -"
+            Reason.INVALID_IDEMPOTENCY_KEY, "Idempotency-Key must be 1-128 of A-Z a-z 0-9 _ -"
         )
     extension = _extension_id(payload)
     if header is not None and extension is not None and header != extension:
         raise PaymentRejected(
-            400,
-            "invalid_idempotency_key",
+            Reason.INVALID_IDEMPOTENCY_KEY,
             "Idempotency-Key and the payment-identifier extension name different ids",
         )
     return header or extension
@@ -44,8 +44,7 @@ def _extension_id(payload: PaymentPayloadV1 | PaymentPayloadV2) -> str | None:
         return None
     if not isinstance(payment_id, str) or not _EXTENSION_ID.match(payment_id):
         raise PaymentRejected(
-            400,
-            "invalid_payload",
+            Reason.INVALID_PAYLOAD,
             "payment-identifier id must be 16-128 of A-Z a-z 0-9 _ -",
         )
     return payment_id

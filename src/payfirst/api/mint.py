@@ -16,16 +16,16 @@ from starlette.responses import JSONResponse, Response
 
 from payfirst.api.http_limits import json_body
 from payfirst.api.idempotency import payment_id_of
-from payfirst.api.responses import rejection
+from payfirst.api.responses import rejection, status_of
 from payfirst.api.services import Services, services
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import NewPayment, Token
+from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentType
 from payfirst.x402 import (
     mint_requirements_for,
     parse_payment_header,
     payment_required,
-    reasons,
     verify_exact_evm,
 )
 
@@ -68,7 +68,7 @@ async def batch_mint(request: Request) -> Response:
         body = await _json_body(request)
         token_address = body.get("tokenAddress")
         if not isinstance(token_address, str):
-            raise PaymentRejected(400, "invalid_request", "body needs tokenAddress")
+            raise PaymentRejected(Reason.INVALID_REQUEST, "body needs tokenAddress")
         quantity = _quantity(body, services(request).max_quantity_per_request)
         return await _buy(request, token_address, quantity)
     except PaymentRejected as exc:
@@ -86,15 +86,13 @@ async def _buy(request: Request, token_address: str, quantity: int) -> Response:
     try:
         authorization = verify_exact_evm(payload, requirements, int(svc.clock()))
     except PaymentRejected as exc:
-        if exc.reason == reasons.INVALID_PAYLOAD:
-            raise PaymentRejected(400, exc.reason, exc.message) from None
-        if exc.status != 402:
-            raise
+        if status_of(exc.reason) != 402:
+            raise  # malformed (400): no requirements to offer again
         return _payment_required(token, quantity, resource, exc.reason, exc.message)
     if authorization.value <= 0:
         # A token priced at zero is not sold through payments: nothing would pay the gas.
         raise PaymentRejected(
-            402, reasons.INVALID_PAYMENT_REQUIREMENTS, "zero-value payments are refused"
+            Reason.INVALID_PAYMENT_REQUIREMENTS, "zero-value payments are refused"
         )
     svc.per_payer.take(authorization.from_)
     queued = await svc.store.queue_payment(
@@ -137,10 +135,10 @@ def _token_address(text: str) -> str | None:
 async def load_token(svc: Services, address: str, *, cached: bool = False) -> Token:
     checksummed = _token_address(address)
     if checksummed is None:
-        raise PaymentRejected(400, "invalid_token_address", f"{address!r} is not an address")
+        raise PaymentRejected(Reason.INVALID_TOKEN_ADDRESS, f"{address!r} is not an address")
     token = await (svc.tokens.get(checksummed) if cached else svc.store.get_token(checksummed))
     if token is None:
-        raise PaymentRejected(404, "unknown_token", f"payfirst does not sell {address}")
+        raise PaymentRejected(Reason.UNKNOWN_TOKEN, f"payfirst does not sell {address}")
     return token
 
 
@@ -154,9 +152,9 @@ def _payment_required(
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    body = await json_body(request, "invalid_request", empty={})
+    body = await json_body(request, Reason.INVALID_REQUEST, empty={})
     if not isinstance(body, dict):
-        raise PaymentRejected(400, "invalid_request", "body must be a JSON object")
+        raise PaymentRejected(Reason.INVALID_REQUEST, "body must be a JSON object")
     return body
 
 
@@ -164,7 +162,7 @@ def _quantity(body: dict[str, Any], maximum: int) -> int:
     """An empty body buys one mint; otherwise quantity must be an integer 1..maximum."""
     quantity = body.get("quantity", 1)
     if isinstance(quantity, bool) or not isinstance(quantity, int):
-        raise PaymentRejected(400, "invalid_quantity", "quantity must be an integer")
+        raise PaymentRejected(Reason.INVALID_QUANTITY, "quantity must be an integer")
     if not 1 <= quantity <= maximum:
-        raise PaymentRejected(400, "invalid_quantity", f"quantity must be 1..{maximum}")
+        raise PaymentRejected(Reason.INVALID_QUANTITY, f"quantity must be 1..{maximum}")
     return quantity

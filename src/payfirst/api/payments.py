@@ -20,6 +20,7 @@ from payfirst.api.responses import payment_view, rejection
 from payfirst.api.services import Services, services
 from payfirst.api.waiters import TooManyWaiters, wait_for
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import MintStatus, PaymentStatus
 
 MAX_WAIT_S = 60.0
@@ -52,7 +53,7 @@ async def get_payment(request: Request) -> Response:
     svc = services(request)
     view = await _view(svc, payment_id)
     if view is None:
-        return rejection(PaymentRejected(404, "unknown_payment", "no such payment"))
+        return rejection(PaymentRejected(Reason.UNKNOWN_PAYMENT, "no such payment"))
     if wait <= 0 or _finished(view):
         return JSONResponse(view)
     try:
@@ -110,11 +111,14 @@ async def payment_events(request: Request) -> Response:
     except PaymentRejected as exc:
         return rejection(exc)
     if await _view(svc, payment_id) is None:
-        return rejection(PaymentRejected(404, "unknown_payment", "no such payment"))
+        return rejection(PaymentRejected(Reason.UNKNOWN_PAYMENT, "no such payment"))
     await svc.waiters.start(svc.store)
     if svc.waiters.count >= svc.waiters.max_waiters:
         return JSONResponse(
-            {"error": "too_many_waiters", "message": "too many clients are waiting; retry"},
+            {
+                "error": Reason.TOO_MANY_WAITERS.value,
+                "message": "too many clients are waiting; retry",
+            },
             status_code=503,
             headers={"Retry-After": "2"},
         )
@@ -151,7 +155,7 @@ def _payment_id(request: Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.path_params["payment_id"])
     except ValueError:
-        raise PaymentRejected(400, "invalid_payment_id", "not a payment id") from None
+        raise PaymentRejected(Reason.INVALID_PAYMENT_ID, "not a payment id") from None
 
 
 def _wait_s(request: Request) -> float:
@@ -159,9 +163,9 @@ def _wait_s(request: Request) -> float:
     try:
         wait = float(raw)
     except ValueError:
-        raise PaymentRejected(400, "invalid_request", "wait must be a number") from None
+        raise PaymentRejected(Reason.INVALID_REQUEST, "wait must be a number") from None
     if wait != wait:  # NaN
-        raise PaymentRejected(400, "invalid_request", "wait must be a number")
+        raise PaymentRejected(Reason.INVALID_REQUEST, "wait must be a number")
     return min(max(wait, 0.0), MAX_WAIT_S)
 
 

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.reasons import Reason
 
 MAX_TRACKED_KEYS = 100_000
-RATE_LIMITED = "rate_limited"
 
 
 class RateLimiter:
@@ -39,7 +39,7 @@ class RateLimiter:
         return self._capacity > 0
 
     def take(self, key: str) -> None:
-        """Count one request of `key`; raise PaymentRejected(429) when its bucket is empty."""
+        """Count one request of `key`; raise TooManyRequests when its bucket is empty."""
         if not self.enabled:
             return
         now = self._clock()
@@ -57,6 +57,6 @@ class RateLimiter:
 class TooManyRequests(PaymentRejected):
     def __init__(self, what: str, retry_after_s: int) -> None:
         super().__init__(
-            429, RATE_LIMITED, f"too many payment requests for this {what}; retry later"
+            Reason.RATE_LIMITED, f"too many payment requests for this {what}; retry later"
         )
         self.retry_after_s = retry_after_s

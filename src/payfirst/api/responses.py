@@ -10,7 +10,41 @@ from starlette.responses import JSONResponse
 from payfirst.api.rate_limits import TooManyRequests
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import MintItem, Payment, Token
+from payfirst.domain.reasons import Reason
 from payfirst.x402.networks import caip2
+
+# The HTTP status of each reason; a reason not listed is a payment that does not verify
+# or cannot be paid: 402.
+_STATUS: dict[Reason, int] = {
+    Reason.INVALID_PAYLOAD: 400,
+    Reason.INVALID_X402_VERSION: 400,
+    Reason.INVALID_REQUEST: 400,
+    Reason.INVALID_QUANTITY: 400,
+    Reason.INVALID_TOKEN_ADDRESS: 400,
+    Reason.INVALID_PAYMENT_ID: 400,
+    Reason.INVALID_IDEMPOTENCY_KEY: 400,
+    Reason.UNKNOWN_TOKEN: 404,
+    Reason.UNKNOWN_PAYMENT: 404,
+    Reason.NOT_FOUND: 404,
+    Reason.METHOD_NOT_ALLOWED: 405,
+    Reason.REQUEST_TIMEOUT: 408,
+    Reason.SOLD_OUT: 409,
+    Reason.IDEMPOTENCY_KEY_REUSED: 409,
+    # An authorization already queued for another purchase (the mint routes' contract).
+    Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED: 409,
+    Reason.PAYLOAD_TOO_LARGE: 413,
+    Reason.REQUEST_HEADER_FIELDS_TOO_LARGE: 431,
+    Reason.RATE_LIMITED: 429,
+    Reason.INTERNAL_ERROR: 500,
+    Reason.TOO_MANY_WAITERS: 503,
+    Reason.TOO_MANY_CONNECTIONS: 503,
+    Reason.SERVICE_UNAVAILABLE: 503,
+}
+
+
+def status_of(reason: Reason) -> int:
+    """The HTTP status a rejection with this reason is answered with."""
+    return _STATUS.get(reason, 402)
 
 
 def rejection(exc: PaymentRejected) -> JSONResponse:
@@ -18,7 +52,9 @@ def rejection(exc: PaymentRejected) -> JSONResponse:
     if isinstance(exc, TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(
-        {"error": exc.reason, "message": exc.message}, status_code=exc.status, headers=headers
+        {"error": exc.reason.value, "message": exc.message},
+        status_code=status_of(exc.reason),
+        headers=headers,
     )
 
 

@@ -1,16 +1,18 @@
-"""Errors that carry an HTTP status and an x402 reason code to the client."""
+"""Errors the domain raises. A rejection carries a reason (one enum for all of payfirst);
+the HTTP edge decides its status code."""
 
 from __future__ import annotations
 
+from payfirst.domain.reasons import Reason
+
 
 class PaymentRejected(Exception):
-    """A request that changes nothing: answered with `status` and the x402 `reason`."""
+    """A request that changes nothing: answered with the x402 `reason` and a message."""
 
-    def __init__(self, status: int, reason: str, message: str = "") -> None:
-        super().__init__(message or reason)
-        self.status = status
+    def __init__(self, reason: Reason, message: str = "") -> None:
+        super().__init__(message or reason.value)
         self.reason = reason
-        self.message = message or reason
+        self.message = message or reason.value
 
 
 class ConfigError(Exception):

@@ -24,6 +24,8 @@ those facts:
   authorization unused means it can never move money: `confirmation_failed`; otherwise
   wait (a receipt that vanished in a reorg is this case: the same bytes are re-sent).
 Before a terminal failure the receipts and the authorization's state are read again.
+A tx with no receipt `confirmation_timeout_s` after it was sent is stuck: logged once, and
+the head-of-line tx is replaced with higher fees (`Outbox.bump_stuck`); never failed for it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.domain.models import MintItem, Payment
+from payfirst.domain.settings import RuntimeSettings
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.pipeline import faults
 from payfirst.pipeline.decide import (
@@ -56,7 +59,6 @@ from payfirst.pipeline.decide import (
 )
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.outbox import Outbox
-from payfirst.ports.store import DEFAULT_SETTINGS
 
 log = logging.getLogger("payfirst.confirmer")
 
@@ -90,16 +92,17 @@ class Confirmer:
         self.rpc = outbox.rpc
         self._noted: set[UUID] = set()  # payments whose wait was logged already
 
-    async def run_once(self, batch_size: int, timeout_s: int) -> int:
-        """Checks the receipts of up to `batch_size` sent transactions of each kind
-        (payments, mints) — all the payments or mint items each carries; returns how many
-        reached a terminal state."""
+    async def run_once(self, settings: RuntimeSettings) -> int:
+        """Checks the receipts of up to `confirmation_batch_size` sent transactions of
+        each kind (payments, mints) — all the payments or mint items each carries; returns
+        how many reached a terminal state."""
         # Each worker confirms its own relayer's txs; a dead worker's are confirmed by
         # whoever takes its relayer lease over.
         relayer = self.outbox.relayer.address
+        batch_size = settings.confirmation_batch_size
         payments = await self.store.sent_payments(relayer, batch_size)
         mints = await self.store.sent_mint_items(relayer, batch_size)
-        return await self.check(payments, mints, timeout_s)
+        return await self.check(payments, mints, settings)
 
     async def stuck_payments(self, older_than_s: int) -> list[Payment]:
         """Payments `sent` more than `older_than_s` seconds ago."""
@@ -108,18 +111,16 @@ class Confirmer:
             p for p in sent if _age((p.processed_at or p.created_at).timestamp()) > older_than_s
         ]
 
-    def depth(self, settings: dict[str, int]) -> int:
-        return confirmation_depth(
-            self.outbox.relayer.chain_id,
-            settings.get("confirmation_depth", DEFAULT_SETTINGS["confirmation_depth"]),
-        )
+    def depth(self, settings: RuntimeSettings) -> int:
+        return confirmation_depth(self.outbox.relayer.chain_id, settings.confirmation_depth)
 
-    async def check(self, payments: list[Payment], mints: list[MintItem], timeout_s: int) -> int:
+    async def check(
+        self, payments: list[Payment], mints: list[MintItem], settings: RuntimeSettings
+    ) -> int:
         """Decide these sent payments and mint items by the chain; returns how many
         reached a terminal state."""
         if not payments and not mints:
             return 0
-        settings = await self.store.get_settings()
         view = await self._view(payments, mints, self.depth(settings))
         log.info(
             "🔍 checking %d sent payments, %d sent mint items at block %d",
@@ -142,7 +143,7 @@ class Confirmer:
                         "↩️ payment %s: %s (tx %s)", payment.id, outcome.reason, payment.tx_hash
                     )
             else:
-                self._note_wait(payment, outcome, timeout_s)
+                self._note_wait(payment, outcome, view, settings.confirmation_timeout_s)
         done += await self._complete_all(confirmed)
         done += await self._decide_mints(mints, view)
         waiting = [p for p, o in outcomes if o.action is Action.WAIT]
@@ -159,11 +160,9 @@ class Confirmer:
             async with self.outbox.lock:
                 await self.outbox.flush_quietly(resend_sent=True)
                 await self.outbox.bump_stuck(
-                    settings.get("fee_bump_after_s", DEFAULT_SETTINGS["fee_bump_after_s"]),
-                    GWEI
-                    * settings.get(
-                        "max_fee_per_gas_gwei", DEFAULT_SETTINGS["max_fee_per_gas_gwei"]
-                    ),
+                    settings.fee_bump_after_s,
+                    GWEI * settings.max_fee_per_gas_gwei,
+                    stuck_after_s=settings.confirmation_timeout_s,
                 )
         if done:
             log.info("   ✅ %d confirmed or settled", done)
@@ -354,20 +353,33 @@ class Confirmer:
         )
         return 1
 
-    def _note_wait(self, payment: Payment, outcome: Outcome, timeout_s: int) -> None:
+    def _note_wait(
+        self, payment: Payment, outcome: Outcome, view: ChainView, timeout_s: int
+    ) -> None:
+        """Logs, once per payment, a wait worth an operator's attention: the authorization
+        used by a tx not found, or a tx STUCK: no receipt at any height `timeout_s`
+        (confirmation_timeout_s) after it was sent. A stuck tx is never failed for it (it
+        can still be mined): it keeps being re-sent, and `Outbox.bump_stuck` replaces it
+        with higher fees; `payfirst reset-stuck` lists them. One mined but not yet at depth
+        is not stuck."""
         sent_at = (payment.processed_at or payment.created_at).timestamp()
-        if "not found" in outcome.reason and payment.id not in self._noted:
+        if payment.id in self._noted:
+            return
+        if "not found" in outcome.reason:
             self._noted.add(payment.id)
             log.warning("⏳ payment %s: %s; checking again", payment.id, outcome.reason)
-        elif _age(sent_at) > timeout_s and payment.id not in self._noted:
+        elif _age(sent_at) > timeout_s and not self._any_mined(
+            payment.relayer, payment.nonce, payment.tx_hash, view
+        ):
             self._noted.add(payment.id)
             log.warning(
-                "⏳ payment %s not confirmed after %ds (nonce %d, tx %s): %s",
+                "⏳ payment %s stuck: its tx (nonce %s, %s) not mined %ds after it was sent "
+                "(confirmation_timeout_s): re-sent, and the relayer's head-of-line tx "
+                "replaced with higher fees (up to max_fee_per_gas_gwei); it can still land",
                 payment.id,
-                timeout_s,
                 payment.nonce,
                 payment.tx_hash,
-                outcome.reason,
+                timeout_s,
             )
 
     async def _complete_all(self, confirmed: list[tuple[Payment, str]]) -> int:

@@ -96,13 +96,17 @@ class Outbox:
             await self.store.mark_sent(accepted)
         return FlushResult(len(accepted), failed)
 
-    async def bump_stuck(self, after_s: float, max_fee_per_gas: int) -> str | None:
+    async def bump_stuck(
+        self, after_s: float, max_fee_per_gas: int, *, stuck_after_s: float | None = None
+    ) -> str | None:
         """Fee bumping: the tx whose nonce the chain expects next, unmined for `after_s`
-        seconds and offering less than the market, is replaced by the same tx (same
-        nonce) with maxFeePerGas and maxPriorityFeePerGas each raised by 10% at least (the
-        EIP-1559 replacement rule) and at least to the market's, never above
-        `max_fee_per_gas`. The replacement is persisted (the old tx stays on record: either
-        may be mined) BEFORE it is broadcast. Returns its hash. Call with `lock` held."""
+        seconds and offering less than the market — or unmined for `stuck_after_s`
+        (confirmation_timeout_s) whatever it offers: stuck — is replaced by the same tx
+        (same nonce) with maxFeePerGas and maxPriorityFeePerGas each raised by 10% at least
+        (the EIP-1559 replacement rule) and at least to the market's, never above
+        `max_fee_per_gas`; a stuck one again every `stuck_after_s` while it stays unmined.
+        The replacement is persisted (the old tx stays on record: either may be mined)
+        BEFORE it is broadcast. Returns its hash. Call with `lock` held."""
         address = self.relayer.address
         chain_nonce = await self.rpc.get_transaction_count(address, "latest")
         head = next(
@@ -120,15 +124,18 @@ class Outbox:
         if self._head is None or self._head[0] != (head.nonce, head.tx_hash):
             self._head = ((head.nonce, head.tx_hash), now)
             return None
-        if now - self._head[1] < after_s:
+        waited = now - self._head[1]
+        stuck = stuck_after_s is not None and waited >= stuck_after_s
+        if waited < after_s and not stuck:
             return None
         old = tx_fees(head.raw_tx)
         market = fees_for(await self.rpc.latest_base_fee())
         if (
             old.max_fee_per_gas >= market.max_fee_per_gas
             and old.max_priority_fee_per_gas >= market.max_priority_fee_per_gas
+            and not stuck
         ):
-            return None  # not below the market: the re-sends are what it needs
+            return None  # not below the market: the re-sends are what it needs, for now
         priority = bumped_fee(old.max_priority_fee_per_gas, market.max_priority_fee_per_gas)
         fees = Fees(
             max_fee_per_gas=max(bumped_fee(old.max_fee_per_gas, market.max_fee_per_gas), priority),
@@ -150,11 +157,12 @@ class Outbox:
             return None  # decided meanwhile
         self._head = ((head.nonce, replacement.hash), now)
         log.warning(
-            "⛽ tx %s (nonce %d) stuck %.0fs below the market: replaced by %s "
+            "⛽ tx %s (nonce %d) unmined for %.0fs%s: replaced by %s "
             "(maxFeePerGas %d -> %d, maxPriorityFeePerGas %d -> %d)",
             head.tx_hash,
             head.nonce,
-            after_s,
+            waited,
+            " (stuck: confirmation_timeout_s)" if stuck else " below the market",
             replacement.hash,
             old.max_fee_per_gas,
             fees.max_fee_per_gas,

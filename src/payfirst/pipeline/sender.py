@@ -21,6 +21,7 @@ from uuid import UUID
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.domain.models import Payment, SignedTx
+from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline import faults
 from payfirst.pipeline.outbox import Outbox
@@ -33,7 +34,6 @@ from payfirst.pipeline.relayer import (
     max_settle_items,
     settle_gas,
 )
-from payfirst.x402 import reasons
 
 log = logging.getLogger("payfirst.sender")
 
@@ -132,7 +132,7 @@ class Sender:
             if await self.store.fail_payment(
                 payment.id,
                 PaymentStatus.FAILED,
-                f"{reasons.INSUFFICIENT_FUNDS}: the payer's balance {balance} does not cover "
+                f"{Reason.INSUFFICIENT_FUNDS}: the payer's balance {balance} does not cover "
                 f"{payment.amount}",
                 only_from=PaymentStatus.PENDING,
             ):

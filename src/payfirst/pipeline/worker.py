@@ -1,9 +1,11 @@
 """The worker: start-up recovery, then the sender, confirmer and mint loops of one relayer.
 
-Settings are read from `system_settings` at every tick, so an operator's change takes
-effect without a restart. Each loop sleeps for its interval, or less when woken: the API
-wakes the sender when it queues a payment (in the same process), the sender wakes the
-confirmer when it broadcasts, the confirmer wakes the mint loop when it completes."""
+Settings (`payfirst.domain.settings.RuntimeSettings`) are read at every tick, so an
+operator's change (`payfirst settings set`) takes effect without a restart; a value out of
+its bounds is logged and its default used. Each loop sleeps for its interval, or less when
+woken: the API wakes the sender when it queues a payment (in the same process), the sender
+wakes the confirmer when it broadcasts, the confirmer wakes the mint loop when it
+completes."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
+from payfirst.domain.settings import RuntimeSettings
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.decide import confirmation_depth
 from payfirst.pipeline.minter import Minter
 from payfirst.pipeline.outbox import Outbox
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.sender import Sender
+from payfirst.pipeline.settings import SettingsReader
 from payfirst.ports.store import Store
 
 log = logging.getLogger("payfirst.worker")
@@ -93,6 +97,7 @@ class Worker:
         self, store: Store, rpc: RpcClient, relayer: Relayer, *, settler: str | None = None
     ) -> None:
         self.store = store
+        self.settings = SettingsReader(store)
         self.outbox = Outbox(store, rpc, relayer)
         # With a BatchSettler, payments settle many to a tx (setting payment_tx_batching).
         self.sender = Sender(self.outbox, settler)
@@ -142,34 +147,31 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _send(self, settings: dict[str, int]) -> tuple[bool, int]:
-        size = settings["payment_batch_size"]
-        signed = await self.sender.run_once(
-            size, batching=settings.get("payment_tx_batching", 1) != 0
-        )
+    async def _send(self, settings: RuntimeSettings) -> tuple[bool, int]:
+        size = settings.payment_batch_size
+        signed = await self.sender.run_once(size, batching=settings.payment_tx_batching)
         if signed:
             self.txs_sent.set()
-        return signed >= size, settings["payment_batch_interval_ms"]
+        return signed >= size, settings.payment_batch_interval_ms
 
-    async def _confirm(self, settings: dict[str, int]) -> tuple[bool, int]:
-        size = settings["confirmation_batch_size"]
-        done = await self.confirmer.run_once(size, settings["confirmation_timeout_s"])
+    async def _confirm(self, settings: RuntimeSettings) -> tuple[bool, int]:
+        done = await self.confirmer.run_once(settings)
         if done:
             self.payments_completed.set()
-        return done >= size, settings["confirmation_interval_ms"]
+        return done >= settings.confirmation_batch_size, settings.confirmation_interval_ms
 
-    async def _mint(self, settings: dict[str, int]) -> tuple[bool, int]:
-        size = settings["mint_batch_size"]
-        depth = confirmation_depth(self.outbox.relayer.chain_id, settings.get("confirmation_depth"))
+    async def _mint(self, settings: RuntimeSettings) -> tuple[bool, int]:
+        size = settings.mint_batch_size
+        depth = confirmation_depth(self.outbox.relayer.chain_id, settings.confirmation_depth)
         done = await self.minter.run_once(size, depth)
         if done:
             self.txs_sent.set()
-        return done >= size, settings["mint_interval_ms"]
+        return done >= size, settings.mint_interval_ms
 
     async def _loop(
         self,
         name: str,
-        step: Callable[[dict[str, int]], Awaitable[tuple[bool, int]]],
+        step: Callable[[RuntimeSettings], Awaitable[tuple[bool, int]]],
         wake: asyncio.Event,
     ) -> None:
         backoff = 0.0
@@ -177,7 +179,7 @@ class Worker:
             interval_ms = 1000
             more = False
             try:
-                settings = await self.store.get_settings()
+                settings = await self.settings.read()
                 wake.clear()
                 more, interval_ms = await step(settings)
                 backoff = 0.0

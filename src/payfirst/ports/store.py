@@ -1,5 +1,5 @@
 """The storage port: everything payfirst keeps goes through this Protocol. The PostgreSQL
-and SQLite adapters both implement it and pass the same conformance tests."""
+adapter implements it and passes the conformance tests."""
 
 from __future__ import annotations
 
@@ -10,27 +10,6 @@ from uuid import UUID
 
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
 from payfirst.domain.statuses import MintStatus, PaymentStatus
-
-DEFAULT_SETTINGS: dict[str, int] = {
-    "payment_batch_size": 50,
-    "payment_batch_interval_ms": 4000,
-    "confirmation_interval_ms": 2000,
-    "confirmation_batch_size": 20,
-    "confirmation_timeout_s": 300,
-    "mint_batch_size": 10,
-    "mint_interval_ms": 3000,
-    # 1: many payments settle in one BatchSettler tx (when a settler is configured);
-    # 0: one transferWithAuthorization tx per payment.
-    "payment_tx_batching": 1,
-    # Blocks built on a receipt's block before payfirst completes (or fails) on it; -1:
-    # the chain's default (payfirst.pipeline.decide.CHAIN_CONFIRMATION_DEPTH).
-    "confirmation_depth": -1,
-    # A tx whose nonce is next but not mined after this long is replaced with higher fees
-    # (same nonce, each fee +10% at least), never above max_fee_per_gas_gwei.
-    "fee_bump_after_s": 30,
-    "max_fee_per_gas_gwei": 500,
-}
-
 
 #: Why an authorization already queued is refused for another request: it is a different
 #: purchase (type, token or payee, asset, quantity or payload differ).
@@ -73,9 +52,16 @@ class Store(Protocol):
 
     # settings
     async def get_settings(self) -> dict[str, int]:
-        """All settings, the seed defaults (DEFAULT_SETTINGS) filled in."""
+        """The `system_settings` rows as they are (name -> value): only the settings an
+        operator set. Defaults and validation are the domain's
+        (`payfirst.domain.settings.RuntimeSettings.from_rows`)."""
 
-    async def set_setting(self, name: str, value: int) -> None: ...
+    async def set_setting(self, name: str, value: int) -> None:
+        """Store a setting; raises SettingError (nothing written) for an unknown name or a
+        value out of its bounds (`payfirst.domain.settings.check_setting`)."""
+
+    async def unset_setting(self, name: str) -> bool:
+        """Remove an operator's value, so the default applies again; False if none was set."""
 
     # relayers
     async def get_relayer_nonce(self, address: str) -> int | None: ...
@@ -86,10 +72,9 @@ class Store(Protocol):
     async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
         """In one transaction: if (payer, authorization nonce) is already queued, return
         that payment's id with created=False when the authorization is identical, or raise
-        PaymentRejected(409, "invalid_exact_evm_nonce_already_used") when it differs;
+        PaymentRejected(Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED) when it differs;
         otherwise reserve `quantity` mints under the token's cap (raise
-        PaymentRejected(409, "sold_out") if they do not fit, PaymentRejected(404,
-        "unknown_token") if the token is unknown) and insert the payment as pending.
+        PaymentRejected(Reason.SOLD_OUT) if they do not fit, PaymentRejected(Reason.UNKNOWN_TOKEN) if the token is unknown) and insert the payment as pending.
         Nothing is written when it raises."""
 
     async def get_payment(self, payment_id: UUID) -> Payment | None: ...
@@ -265,8 +250,8 @@ class Store(Protocol):
         """Give the key up (only if `holder` holds it)."""
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever any process queues a payment (PostgreSQL: LISTEN /
-        NOTIFY, fired by a trigger on commit; SQLite: in-process)."""
+        """Call `callback` whenever any process queues a payment (LISTEN / NOTIFY, fired
+        by a trigger on commit)."""
 
     async def watch_payment_changes(self, callback: Callable[[UUID | None], None]) -> None:
         """Call `callback(payment_id)` whenever the status of that payment or of one of its

@@ -39,6 +39,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.reasons import Reason
 from payfirst.provider.facilitator import SETTLE_TIMEOUT_S, FacilitatorClient, FacilitatorError
 from payfirst.x402 import (
     MAX_TIMEOUT_SECONDS,
@@ -58,7 +59,6 @@ from payfirst.x402 import (
     chain_id_of,
     encode_header,
     parse_payment_header,
-    reasons,
     to_checksum_address,
     v1_network,
     wire,
@@ -282,7 +282,7 @@ class PaymentMiddleware:
             await _required(
                 price,
                 resource,
-                reasons.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
+                Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
                 "this payment authorization was already used here",
             )(scope, receive, send)
             return
@@ -373,7 +373,7 @@ class PaymentMiddleware:
             log.warning("x402 provider: %s", exc)
             return SettleResponse(
                 success=False,
-                error_reason=reasons.UNEXPECTED_SETTLE_ERROR,
+                error_reason=Reason.UNEXPECTED_SETTLE_ERROR,
                 error_message=str(exc),
                 transaction="",
                 network=requirements.network,
@@ -381,7 +381,7 @@ class PaymentMiddleware:
         claim = self._in_use.get(key)
         if claim is not None:
             # A pending settlement may still land: the same payload may come back for it.
-            claim.pending = settlement.error_reason == reasons.SETTLEMENT_PENDING
+            claim.pending = settlement.error_reason == Reason.SETTLEMENT_PENDING
         if not _settled(settlement):
             log.warning(
                 "x402 provider: settlement not confirmed (%s %s), content withheld",
@@ -473,7 +473,7 @@ def _settle_failed(
     settlement: SettleResponse,
 ) -> JSONResponse:
     reason = settlement.error_reason or (
-        reasons.SETTLEMENT_PENDING if settlement.success else reasons.TRANSACTION_FAILED
+        Reason.SETTLEMENT_PENDING if settlement.success else Reason.TRANSACTION_FAILED
     )
     answer = _required(price, resource, reason, settlement.error_message or "settlement failed")
     answer.headers.append(*_settlement_header(payload, settlement))

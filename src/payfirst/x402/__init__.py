@@ -11,7 +11,6 @@ The API layer's request path is, in short::
     authorization = verify_exact_evm(payload, requirements, now=int(time.time()))  # 402
 """
 
-from payfirst.x402 import reasons
 from payfirst.x402.codec import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -117,7 +116,6 @@ __all__ = [
     "parse_payment_header",
     "parse_payment_payload",
     "payment_required",
-    "reasons",
     "recover_signer",
     "to_checksum_address",
     "v1_network",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from payfirst import jsonsafe
 from payfirst.domain.errors import PaymentRejected
-from payfirst.x402 import reasons
+from payfirst.domain.reasons import Reason
 from payfirst.x402.models import PaymentPayloadV1, PaymentPayloadV2, describe_validation_error
 
 X_PAYMENT: Final = "X-PAYMENT"
@@ -41,14 +41,14 @@ def encode_header(obj: BaseModel | Mapping[str, Any]) -> str:
 
 
 def _bad(message: str) -> PaymentRejected:
-    return PaymentRejected(400, reasons.INVALID_PAYLOAD, message)
+    return PaymentRejected(Reason.INVALID_PAYLOAD, message)
 
 
 def decode_header(value: str) -> dict[str, Any]:
     """The JSON object inside a base64 header value.
 
     Standard base64; missing padding and the URL-safe alphabet are tolerated.
-    Raises PaymentRejected(400, "invalid_payload") on anything else."""
+    Raises PaymentRejected(Reason.INVALID_PAYLOAD) on anything else."""
     if not isinstance(value, str):
         raise _bad("payment header is not a string")
     if len(value) > MAX_HEADER_CHARS:
@@ -90,7 +90,7 @@ def parse_payment_payload(
     data: Mapping[str, Any], default_version: int = 2
 ) -> PaymentPayloadV1 | PaymentPayloadV2:
     """A decoded payment payload as a model, chosen by its `x402Version`
-    (`default_version` when absent). Raises PaymentRejected(400, ...)."""
+    (`default_version` when absent). Raises PaymentRejected(...)."""
     version = data.get("x402Version", data.get("x402_version", default_version))
     try:
         if version == 1 and not isinstance(version, bool):
@@ -102,7 +102,7 @@ def parse_payment_payload(
             f"malformed x402 v{version} payment payload: {describe_validation_error(exc)}"
         ) from None
     raise PaymentRejected(
-        400, reasons.INVALID_X402_VERSION, f"unsupported x402Version {version!r} (1 or 2)"
+        Reason.INVALID_X402_VERSION, f"unsupported x402Version {version!r} (1 or 2)"
     )
 
 
@@ -113,8 +113,8 @@ def parse_payment_header(
 
     Reads `PAYMENT-SIGNATURE` (v2) or else `X-PAYMENT` (v1), case-insensitively. The
     payload's own `x402Version` decides the model (a header without one is taken to be
-    the version its header name implies). Raises PaymentRejected(400, "invalid_payload")
-    for a header that cannot be decoded, or PaymentRejected(400, "invalid_x402_version")."""
+    the version its header name implies). Raises PaymentRejected(Reason.INVALID_PAYLOAD)
+    for a header that cannot be decoded, or PaymentRejected(Reason.INVALID_X402_VERSION)."""
     value = _header(headers, PAYMENT_SIGNATURE)
     default_version = 2
     if value is None:

@@ -22,7 +22,7 @@ from eth_hash.auto import keccak as _eth_hash_keccak
 
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization
-from payfirst.x402 import reasons
+from payfirst.domain.reasons import Reason
 from payfirst.x402.models import (
     PaymentPayloadV1,
     PaymentPayloadV2,
@@ -241,8 +241,8 @@ def recover_signer(message_hash: bytes, signature: str | bytes) -> str:
 # --- verification ----------------------------------------------------------------------
 
 
-def _reject(reason: str, message: str) -> NoReturn:
-    raise PaymentRejected(402, reason, message)
+def _reject(reason: Reason, message: str) -> NoReturn:
+    raise PaymentRejected(reason, message)
 
 
 def _uint(value: object, field: str) -> int:
@@ -254,13 +254,13 @@ def _uint(value: object, field: str) -> int:
                 return number
     elif type(value) is int and 0 <= value < _UINT256_LIMIT:
         return value
-    _reject(reasons.INVALID_PAYLOAD, f"{field} must be a non-negative decimal uint256")
+    _reject(Reason.INVALID_PAYLOAD, f"{field} must be a non-negative decimal uint256")
 
 
 def _address(value: object, field: str) -> bytes:
     raw = _parse_hex(value, 20)
     if raw is None:
-        _reject(reasons.INVALID_PAYLOAD, f"{field} must be a 0x-prefixed 20-byte address")
+        _reject(Reason.INVALID_PAYLOAD, f"{field} must be a 0x-prefixed 20-byte address")
     return raw
 
 
@@ -277,17 +277,17 @@ def _check_accepted(accepted: PaymentRequirementsV2, requirements: PaymentRequir
     """v2: the requirements the client says it accepted must be the ones we ask for."""
     if not _same_amount(accepted.amount, requirements.amount):
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH,
             f"accepted.amount {accepted.amount} differs from the required {requirements.amount}",
         )
     if accepted.pay_to.lower() != requirements.pay_to.lower():
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
             f"accepted.payTo {accepted.pay_to} differs from the required {requirements.pay_to}",
         )
     if accepted.asset.lower() != requirements.asset.lower():
         _reject(
-            reasons.INVALID_PAYMENT_REQUIREMENTS,
+            Reason.INVALID_PAYMENT_REQUIREMENTS,
             f"accepted.asset {accepted.asset} differs from the required {requirements.asset}",
         )
 
@@ -300,7 +300,7 @@ def verify_exact_evm(
     """Check an exact-EVM payment against the requirements it pays, at unix time `now`.
 
     Returns the authorization (addresses EIP-55, nonce lowercase 0x-hex, signature
-    lowercase 0x-hex with v normalised to 27/28). Raises PaymentRejected(402, reason) at
+    lowercase 0x-hex with v normalised to 27/28). Raises PaymentRejected(reason) at
     the first failed check, in this order: x402 version (`invalid_x402_version`), scheme
     (`unsupported_scheme`), network (`invalid_network`), for v2 `accepted` against the
     requirements, payload shape (`invalid_payload`), recipient, value, validAfter,
@@ -308,18 +308,18 @@ def verify_exact_evm(
     # 1. version, scheme, network (and for v2 what the client says it accepted)
     if type(payload) is PaymentPayloadV2:
         if type(requirements) is not PaymentRequirementsV2:
-            _reject(reasons.INVALID_X402_VERSION, "an x402 v2 payload needs v2 requirements")
+            _reject(Reason.INVALID_X402_VERSION, "an x402 v2 payload needs v2 requirements")
         accepted: PaymentRequirementsV2 | None = payload.accepted
         scheme, network = payload.accepted.scheme, payload.accepted.network
     elif type(payload) is PaymentPayloadV1:
         if type(requirements) is not PaymentRequirementsV1:
-            _reject(reasons.INVALID_X402_VERSION, "an x402 v1 payload needs v1 requirements")
+            _reject(Reason.INVALID_X402_VERSION, "an x402 v1 payload needs v1 requirements")
         accepted = None
         scheme, network = payload.scheme, payload.network
     else:
-        _reject(reasons.INVALID_X402_VERSION, f"unsupported payload {type(payload).__name__}")
+        _reject(Reason.INVALID_X402_VERSION, f"unsupported payload {type(payload).__name__}")
     if scheme != SCHEME_EXACT or requirements.scheme != SCHEME_EXACT:
-        _reject(reasons.UNSUPPORTED_SCHEME, f"scheme {scheme!r} is not supported (only 'exact')")
+        _reject(Reason.UNSUPPORTED_SCHEME, f"scheme {scheme!r} is not supported (only 'exact')")
     try:
         chain_id = chain_id_of(requirements.network)
         same_network = network == requirements.network or chain_id_of(network) == chain_id
@@ -327,7 +327,7 @@ def verify_exact_evm(
         same_network = False
     if not same_network:
         _reject(
-            reasons.INVALID_NETWORK,
+            Reason.INVALID_NETWORK,
             f"network {network!r} is not the required {requirements.network!r}",
         )
     if accepted is not None:
@@ -337,7 +337,7 @@ def verify_exact_evm(
     inner: Mapping[str, Any] = payload.payload
     auth = inner.get("authorization")
     if type(auth) is not dict:
-        _reject(reasons.INVALID_PAYLOAD, "payload.authorization must be an object")
+        _reject(Reason.INVALID_PAYLOAD, "payload.authorization must be an object")
     from_raw = _address(auth.get("from"), "authorization.from")
     to_raw = _address(auth.get("to"), "authorization.to")
     value = _uint(auth.get("value"), "authorization.value")
@@ -345,25 +345,25 @@ def verify_exact_evm(
     valid_before = _uint(auth.get("validBefore"), "authorization.validBefore")
     nonce = _parse_hex(auth.get("nonce"), 32)
     if nonce is None:
-        _reject(reasons.INVALID_PAYLOAD, "authorization.nonce must be 0x-prefixed 32 bytes")
+        _reject(Reason.INVALID_PAYLOAD, "authorization.nonce must be 0x-prefixed 32 bytes")
     signature = _parse_hex(inner.get("signature"), 65)
     if signature is None:
-        _reject(reasons.INVALID_PAYLOAD, "payload.signature must be 0x-prefixed 65 bytes")
+        _reject(Reason.INVALID_PAYLOAD, "payload.signature must be 0x-prefixed 65 bytes")
     v = signature[64]
     if v not in (0, 1, 27, 28):
-        _reject(reasons.INVALID_PAYLOAD, f"signature v must be 0, 1, 27 or 28, not {v}")
+        _reject(Reason.INVALID_PAYLOAD, f"signature v must be 0, 1, 27 or 28, not {v}")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
     if not 0 < r < SECP256K1_N:
-        _reject(reasons.INVALID_PAYLOAD, "signature r is out of range")
+        _reject(Reason.INVALID_PAYLOAD, "signature r is out of range")
     if not 0 < s <= SECP256K1_HALF_N:
-        _reject(reasons.INVALID_PAYLOAD, "signature s is zero or high (malleable, EIP-2)")
+        _reject(Reason.INVALID_PAYLOAD, "signature s is zero or high (malleable, EIP-2)")
 
     # 3. recipient
     to_hex = to_raw.hex()
     if "0x" + to_hex != requirements.pay_to.lower():
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH,
             f"authorization.to must be payTo {requirements.pay_to}",
         )
 
@@ -371,19 +371,19 @@ def verify_exact_evm(
     required = int(requirements.amount)
     if value != required:
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH,
             f"authorization.value {value} must be exactly {required}",
         )
 
     # 5-6. time window
     if valid_after > now:
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER,
             f"authorization is not valid before {valid_after} (now {now})",
         )
     if valid_before < now + VALID_BEFORE_MARGIN_S:
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE,
             f"authorization expires at {valid_before}: less than "
             f"{VALID_BEFORE_MARGIN_S} s from now ({now})",
         )
@@ -393,18 +393,18 @@ def verify_exact_evm(
     name, version = extra.get("name"), extra.get("version")
     if type(name) is not str or type(version) is not str:
         _reject(
-            reasons.MISSING_EIP712_DOMAIN, "requirements.extra needs the asset's name and version"
+            Reason.MISSING_EIP712_DOMAIN, "requirements.extra needs the asset's name and version"
         )
     try:
         separator = _domain_separator(requirements.asset.lower(), chain_id, name, version)
     except ValueError:
         _reject(
-            reasons.INVALID_PAYMENT_REQUIREMENTS, f"asset {requirements.asset!r} is not an address"
+            Reason.INVALID_PAYMENT_REQUIREMENTS, f"asset {requirements.asset!r} is not an address"
         )
     message_hash = _digest(separator, from_raw, to_raw, value, valid_after, valid_before, nonce)
     if _recover(message_hash, signature[:64], v % 27) != from_raw:
         _reject(
-            reasons.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE,
+            Reason.INVALID_EXACT_EVM_PAYLOAD_SIGNATURE,
             "signature does not recover to authorization.from "
             f"(EIP-712 domain {name!r} version {version!r}, chain {chain_id})",
         )

@@ -1,0 +1,67 @@
+"""Every reason code payfirst answers with, in one enum.
+
+The x402 codes are spelled exactly as the x402 spec and the official SDKs spell them;
+clients match on them (`invalidReason`, `errorReason`, the `error` of a JSON answer), so
+never change a spelling. The domain raises reasons (`PaymentRejected(Reason.X)`); which
+HTTP status a reason gets is decided at the HTTP edge (`payfirst.api.responses`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # --- x402, general ("Error Handling") ---------------------------------------------
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    INVALID_NETWORK = "invalid_network"
+    INVALID_PAYLOAD = "invalid_payload"
+    INVALID_PAYMENT_REQUIREMENTS = "invalid_payment_requirements"
+    INVALID_SCHEME = "invalid_scheme"
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    INVALID_X402_VERSION = "invalid_x402_version"
+    INVALID_TRANSACTION_STATE = "invalid_transaction_state"
+    UNEXPECTED_VERIFY_ERROR = "unexpected_verify_error"
+    UNEXPECTED_SETTLE_ERROR = "unexpected_settle_error"
+    # --- x402, exact scheme on EVM (EIP-3009) -----------------------------------------
+    INVALID_EXACT_EVM_PAYLOAD_SIGNATURE = "invalid_exact_evm_payload_signature"
+    INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE_MISMATCH = (
+        "invalid_exact_evm_payload_authorization_value_mismatch"
+    )
+    # The v1 spec's older spelling of the amount check; kept so it can be recognised.
+    INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALUE = "invalid_exact_evm_payload_authorization_value"
+    INVALID_EXACT_EVM_PAYLOAD_RECIPIENT_MISMATCH = "invalid_exact_evm_payload_recipient_mismatch"
+    INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_BEFORE = (
+        "invalid_exact_evm_payload_authorization_valid_before"
+    )
+    INVALID_EXACT_EVM_PAYLOAD_AUTHORIZATION_VALID_AFTER = (
+        "invalid_exact_evm_payload_authorization_valid_after"
+    )
+    INVALID_EXACT_EVM_NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
+    # The official SDK's EVM-specific balance code (the spec's general one is above).
+    INVALID_EXACT_EVM_INSUFFICIENT_BALANCE = "invalid_exact_evm_insufficient_balance"
+    # The official SDK answers a scheme/network pair that differs from the requirements so.
+    NETWORK_MISMATCH = "network_mismatch"
+    MISSING_EIP712_DOMAIN = "missing_eip712_domain"
+    TRANSACTION_FAILED = "transaction_failed"
+    SETTLEMENT_PENDING = "settlement_pending"
+    # --- payfirst's own -----------------------------------------------------------------
+    INVALID_REQUEST = "invalid_request"
+    INVALID_QUANTITY = "invalid_quantity"
+    INVALID_TOKEN_ADDRESS = "invalid_token_address"
+    INVALID_PAYMENT_ID = "invalid_payment_id"
+    UNKNOWN_TOKEN = "unknown_token"
+    UNKNOWN_PAYMENT = "unknown_payment"
+    SOLD_OUT = "sold_out"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_WAITERS = "too_many_waiters"
+    # --- the HTTP edge ------------------------------------------------------------------
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_HEADER_FIELDS_TOO_LARGE = "request_header_fields_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
