@@ -34,13 +34,15 @@ def sort_payable(
 ) -> Payability:
     """`pending` oldest first. An authorization already used on chain (someone else
     submitted it: the money moved) is sent anyway, so the confirmer completes the payment
-    by that tx; an unknown fact (None: the node did not answer) decides nothing."""
+    by that tx; an unknown fact (None: the node did not answer) decides nothing. A payment
+    missing from `used` is taken as unused: the sender reads the state only of those the
+    balances would refuse or hold back, then decides again."""
     result = Payability()
     left = dict(balances)
     committed = dict(in_flight)
     for payment in pending:
         holder = (payment.payment_asset, payment.payer)
-        state = used.get(payment.id)
+        state = used.get(payment.id, False)
         balance = left.get(holder)
         if state is True:
             result.payable.append(payment.id)

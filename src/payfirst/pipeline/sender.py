@@ -13,6 +13,7 @@ batch is capped so it stays under half the latest block's gas limit."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -97,37 +98,50 @@ class Sender:
 
     async def _payable(self, limit: int, block: str) -> list[UUID]:
         """The oldest `limit` pending payments whose payers can pay them (see
-        payability.py), by the payers' balances and the authorizations' state at `block`,
-        read in JSON-RPC batches of BALANCE_READS_PER_BATCH. Those that cannot be paid
-        fail `insufficient_funds` without a tx (a mint's supply is released)."""
+        payability.py), by the payers' balances at `block` (one read per payer) and, for
+        the payments those balances would refuse or hold back, the authorizations' state
+        at `block` (someone else may have submitted it). Reads go in JSON-RPC batches of
+        BALANCE_READS_PER_BATCH, concurrently. Those that cannot be paid fail
+        `insufficient_funds` without a tx (a mint's supply is released)."""
         pending = await self.store.list_payments(PaymentStatus.PENDING, limit)
         if not pending:
             return []
         holders = sorted({(p.payment_asset, p.payer) for p in pending})
-        calls = [
-            ("eth_call", [{"to": asset, "data": contracts.balance_of(payer)}, block])
-            for asset, payer in holders
-        ] + [
-            (
-                "eth_call",
-                [
-                    {
-                        "to": p.payment_asset,
-                        "data": contracts.authorization_state(p.payer, p.authorization.nonce),
-                    },
-                    block,
-                ],
-            )
-            for p in pending
-        ]
-        answers = await self._read_all(calls)
-        balances = {h: _uint(a) for h, a in zip(holders, answers, strict=False)}
-        used = {
-            p.id: None if (n := _uint(a)) is None else n != 0
-            for p, a in zip(pending, answers[len(holders) :], strict=True)
-        }
+        answers = await self._read_all(
+            [
+                ("eth_call", [{"to": asset, "data": contracts.balance_of(payer)}, block])
+                for asset, payer in holders
+            ]
+        )
+        balances = {h: _uint(a) for h, a in zip(holders, answers, strict=True)}
         in_flight = await self.store.amounts_in_flight(sorted({p.payer for p in pending}))
-        decided = sort_payable(pending, balances, used, in_flight)
+        decided = sort_payable(pending, balances, {}, in_flight)
+        doubtful = [p for p, _ in decided.unpayable] + [
+            p for p in pending if p.id in set(decided.deferred)
+        ]
+        if doubtful:
+            states = await self._read_all(
+                [
+                    (
+                        "eth_call",
+                        [
+                            {
+                                "to": p.payment_asset,
+                                "data": contracts.authorization_state(
+                                    p.payer, p.authorization.nonce
+                                ),
+                            },
+                            block,
+                        ],
+                    )
+                    for p in doubtful
+                ]
+            )
+            used = {
+                p.id: None if (n := _uint(a)) is None else n != 0
+                for p, a in zip(doubtful, states, strict=True)
+            }
+            decided = sort_payable(pending, balances, used, in_flight)
         for payment, balance in decided.unpayable:
             if await self.store.fail_payment(
                 payment.id,
@@ -147,15 +161,19 @@ class Sender:
 
     async def _read_all(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """Results in call order; a chunk the node refused as a whole is unknown (None)."""
-        answers: list[Any] = []
-        for start in range(0, len(calls), BALANCE_READS_PER_BATCH):
-            chunk = calls[start : start + BALANCE_READS_PER_BATCH]
+
+        async def chunk(calls: list[tuple[str, list[Any]]]) -> list[Any]:
             try:
-                answers += await self.outbox.rpc.batch(chunk, return_errors=True)
+                return await self.outbox.rpc.batch(calls, return_errors=True)
             except RpcError as exc:
                 log.warning("balance reads refused (%s): those payments wait", exc)
-                answers += [None] * len(chunk)
-        return answers
+                return [None] * len(calls)
+
+        size = BALANCE_READS_PER_BATCH
+        parts = await asyncio.gather(
+            *(chunk(calls[i : i + size]) for i in range(0, len(calls), size))
+        )
+        return [answer for part in parts for answer in part]
 
     async def _claim_batches(
         self, batch_size: int, cap: int, fees: Fees, payable: list[UUID]
