@@ -27,7 +27,14 @@ from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.worker import Worker
 from payfirst.ports.store import Store
-from payfirst.x402 import PaymentRequiredV2, PaymentRequirementsV1, decode_header
+from payfirst.x402 import (
+    PaymentPayloadV2,
+    PaymentRequiredV2,
+    PaymentRequirementsV1,
+    PaymentRequirementsV2,
+    decode_header,
+    wire,
+)
 from tests.fixtures.store import fetch_raw
 
 MINTED_TOPIC = "0x" + keccak(text="Minted(bytes32,address,uint256)").hex()
@@ -37,6 +44,32 @@ AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32
 SELLER = "0x000000000000000000000000000000000000bEEF"
 SHOP = "0x5000000000000000000000000000000000000005"
 SETTLE_PAY_TO = frozenset({SELLER, SHOP})
+SETTLE_PRICE = 25_000  # 0.025 USDC
+
+
+def requirements_v2(
+    h: Harness, amount: int = SETTLE_PRICE, *, pay_to: str = SELLER
+) -> PaymentRequirementsV2:
+    """What a resource server selling for `amount` to `pay_to` asks for (v2)."""
+    return PaymentRequirementsV2(
+        scheme="exact",
+        network="eip155:31337",
+        amount=str(amount),
+        asset=h.deployment.usdc,
+        pay_to=pay_to,
+        max_timeout_seconds=120,
+        extra={"name": "USDC", "version": "2"},
+    )
+
+
+def request_v2(payer: Payer, requirements: PaymentRequirementsV2) -> dict[str, Any]:
+    """A /verify or /settle body: `payer`'s signed payment for `requirements`."""
+    payload = PaymentPayloadV2(accepted=requirements, payload=payer.authorize(requirements))
+    return {
+        "x402Version": 2,
+        "paymentPayload": wire(payload),
+        "paymentRequirements": wire(requirements),
+    }
 
 
 @dataclass

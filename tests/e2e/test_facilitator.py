@@ -4,7 +4,6 @@ and anvil; /settle answers once the payment is confirmed and is never sent twice
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 
@@ -15,36 +14,21 @@ from payfirst.app import build_app
 from payfirst.client.signing import Payer
 from payfirst.x402 import (
     PaymentPayloadV1,
-    PaymentPayloadV2,
     PaymentRequirementsV1,
-    PaymentRequirementsV2,
     wire,
 )
-from tests.e2e.harness import AUTHORIZATION_USED_TOPIC, SELLER, SETTLE_PAY_TO, Harness
+from tests.e2e.harness import (
+    AUTHORIZATION_USED_TOPIC,
+    SELLER,
+    SETTLE_PAY_TO,
+    Harness,
+    request_v2,
+    requirements_v2,
+)
+from tests.e2e.harness import (
+    SETTLE_PRICE as PRICE,
+)
 from tests.fixtures.store import fetch_raw
-
-PRICE = 25_000  # 0.025 USDC
-
-
-def requirements_v2(h: Harness, amount: int = PRICE) -> PaymentRequirementsV2:
-    return PaymentRequirementsV2(
-        scheme="exact",
-        network="eip155:31337",
-        amount=str(amount),
-        asset=h.deployment.usdc,
-        pay_to=SELLER,
-        max_timeout_seconds=120,
-        extra={"name": "USDC", "version": "2"},
-    )
-
-
-def request_v2(payer: Payer, requirements: PaymentRequirementsV2) -> dict[str, Any]:
-    payload = PaymentPayloadV2(accepted=requirements, payload=payer.authorize(requirements))
-    return {
-        "x402Version": 2,
-        "paymentPayload": wire(payload),
-        "paymentRequirements": wire(requirements),
-    }
 
 
 async def test_supported_lists_the_chain_and_signers(harness: Harness) -> None:

@@ -18,8 +18,8 @@ from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
 from payfirst.domain.statuses import PaymentStatus
-from payfirst.x402 import PaymentPayloadV2, PaymentRequirementsV2, wire
-from tests.e2e.harness import SELLER, SETTLE_PAY_TO, Harness
+from payfirst.x402 import PaymentPayloadV2, wire
+from tests.e2e.harness import SELLER, SETTLE_PAY_TO, Harness, request_v2, requirements_v2
 from tests.fixtures.store import fetch_raw
 
 STRANGER = "0x000000000000000000000000000000000000dEaD"
@@ -31,21 +31,7 @@ def fresh_payer() -> Payer:
 
 
 def settle_body(h: Harness, payer: Payer, *, pay_to: str, amount: int) -> dict[str, Any]:
-    requirements = PaymentRequirementsV2(
-        scheme="exact",
-        network="eip155:31337",
-        amount=str(amount),
-        asset=h.deployment.usdc,
-        pay_to=pay_to,
-        max_timeout_seconds=120,
-        extra={"name": "USDC", "version": "2"},
-    )
-    payload = PaymentPayloadV2(accepted=requirements, payload=payer.authorize(requirements))
-    return {
-        "x402Version": 2,
-        "paymentPayload": wire(payload),
-        "paymentRequirements": wire(requirements),
-    }
+    return request_v2(payer, requirements_v2(h, amount, pay_to=pay_to))
 
 
 async def relayer_nonce(h: Harness) -> int:

@@ -260,17 +260,21 @@ async def _until_closed(reader: asyncio.StreamReader, limit_s: float) -> bytes:
     return data
 
 
-async def _slowloris(port: int, trickle_s: float, hold_s: float) -> bytes:
+async def _trickling(
+    port: int, head: bytes, piece: Callable[[int], bytes], trickle_s: float, hold_s: float
+) -> bytes:
+    """Send `head`, then `piece(i)` every `trickle_s` seconds; everything the server sends
+    until it closes the connection (within `hold_s`)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(b"POST /verify HTTP/1.1\r\nHost: x\r\n")
+        writer.write(head)
         await writer.drain()
 
         async def trickle() -> None:
             with contextlib.suppress(ConnectionError):
                 for i in range(int(hold_s / trickle_s)):
                     await asyncio.sleep(trickle_s)
-                    writer.write(b"X-%d: a\r\n" % i)
+                    writer.write(piece(i))
                     await writer.drain()
 
         trickling = asyncio.create_task(trickle())
@@ -282,33 +286,21 @@ async def _slowloris(port: int, trickle_s: float, hold_s: float) -> bytes:
                 await trickling
     finally:
         writer.close()
+
+
+async def _slowloris(port: int, trickle_s: float, hold_s: float) -> bytes:
+    """Headers that never end: one more header line every `trickle_s`."""
+    head = b"POST /verify HTTP/1.1\r\nHost: x\r\n"
+    return await _trickling(port, head, lambda i: b"X-%d: a\r\n" % i, trickle_s, hold_s)
 
 
 async def _trickled_body(port: int, trickle_s: float, hold_s: float) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{"
-        )
-        await writer.drain()
-
-        async def trickle() -> None:
-            with contextlib.suppress(ConnectionError):
-                for _ in range(int(hold_s / trickle_s)):
-                    await asyncio.sleep(trickle_s)
-                    writer.write(b" ")
-                    await writer.drain()
-
-        trickling = asyncio.create_task(trickle())
-        try:
-            return await _until_closed(reader, hold_s)
-        finally:
-            trickling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await trickling
-    finally:
-        writer.close()
+    """A body announced as 1000 bytes that arrives one byte every `trickle_s`."""
+    head = (
+        b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{"
+    )
+    return await _trickling(port, head, lambda _: b" ", trickle_s, hold_s)
 
 
 async def _idle(port: int, hold_s: float) -> bytes:

@@ -19,7 +19,7 @@ from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS
 from tests.e2e.tcp_proxy import TcpProxy, stable_port
 from tests.faults.conftest import FaultEnv, wait_for
-from tests.faults.invariants import assert_chain_matches, snapshot
+from tests.faults.invariants import Ledger, assert_chain_matches, snapshot
 from tests.faults.lagging_rpc import LaggingRpc
 from tests.fixtures.store import fetch_raw
 
@@ -131,22 +131,29 @@ async def _payment_tx(env: FaultEnv) -> str | None:
     return rows[0]["tx_hash"] if rows and rows[0]["status"] == "sent" else None
 
 
+async def _one_payment_held_unmined(env: FaultEnv, payer: int, quantity: int) -> tuple[Ledger, str]:
+    """Bumps after 1 s, no block mined unless the test mines it, one worker sending one tx
+    per payment, one payment of `payer`: the balances before it and its first tx."""
+    await env.store.set_setting("fee_bump_after_s", 1)
+    await env.rpc.call("evm_setAutomine", False)
+    await env.rpc.call("evm_setIntervalMining", 0)
+    await env.start_worker(batched=False)
+    before = await snapshot(env.harness, [env.harness.payer(payer).address])
+    await env.buy_wave([(payer, quantity)])
+    await wait_for(lambda: _has(_payment_tx(env)), 20, "the payment's tx broadcast")
+    first = await _payment_tx(env)
+    assert first is not None
+    return before, first
+
+
 async def test_tx_stuck_below_the_market_is_replaced_with_higher_fees(fault_env: FaultEnv) -> None:
     """Item 5, fee bumping: the payment's tx offers less than the base fee of every block
     mined after it, so it cannot be mined; after `fee_bump_after_s` it is replaced (same
     nonce, fees +10% at least, persisted before broadcast), the replacement lands and the
     payment completes once."""
     env = fault_env
-    await env.store.set_setting("fee_bump_after_s", 1)
-    await env.rpc.call("evm_setAutomine", False)
-    await env.rpc.call("evm_setIntervalMining", 0)
-    await env.start_worker(batched=False)
     h = env.harness
-    before = await snapshot(h, [h.payer(1).address])
-    await env.buy_wave([(1, 2)])
-    await wait_for(lambda: _has(_payment_tx(env)), 20, "the payment's tx broadcast")
-    first = await _payment_tx(env)
-    assert first is not None
+    before, first = await _one_payment_held_unmined(env, payer=1, quantity=2)
     stop = asyncio.Event()
     miner = asyncio.create_task(_miner(env, 100 * GWEI, stop))
     try:
@@ -177,15 +184,8 @@ async def test_the_replaced_tx_mined_instead_still_completes_the_payment(
     """Either tx signed for a nonce may be mined: when the original (not the bump) lands,
     the confirmer recognises its receipt and completes the payment with it."""
     env = fault_env
-    await env.store.set_setting("fee_bump_after_s", 1)
-    await env.rpc.call("evm_setAutomine", False)
-    await env.rpc.call("evm_setIntervalMining", 0)
-    await env.start_worker(batched=False)
     h = env.harness
-    before = await snapshot(h, [h.payer(2).address])
-    await env.buy_wave([(2, 1)])
-    await wait_for(lambda: _has(_payment_tx(env)), 20, "the payment's tx broadcast")
-    first = await _payment_tx(env)
+    before, first = await _one_payment_held_unmined(env, payer=2, quantity=1)
     raw_first = (await fetch_raw(env.store, "SELECT raw_tx FROM payment_queue"))[0]["raw_tx"]
     # A block too expensive for it; then no more blocks until it has been bumped.
     await env.rpc.call("anvil_setNextBlockBaseFeePerGas", hex(100 * GWEI))
@@ -208,7 +208,7 @@ async def test_the_replaced_tx_mined_instead_still_completes_the_payment(
     await env.rpc.send_raw_transaction(raw_first)
     await env.rpc.call("evm_mine")
     await worker.start()
-    assert await env.rpc.get_transaction_receipt(first or "") is not None
+    assert await env.rpc.get_transaction_receipt(first) is not None
     stop = asyncio.Event()
     miner = asyncio.create_task(_miner(env, GWEI, stop))
     try:
