@@ -138,6 +138,8 @@ def test_the_wheel_carries_the_contracts_and_migrations(wheel: Path) -> None:
     for contract in ("DemoUSDC", "MintToken", "BatchSettler"):
         assert f"payfirst/contract_artifacts/{contract}.json" in names
     assert "payfirst/migrations/postgres/0001_init.sql" in names
+    assert "payfirst/migrations/postgres/schema.sql" in names
+    assert "payfirst/adapters/sql/queries.sql" in names
     assert "payfirst = payfirst.entry:main" in entry_points
     # The base install is the libraries'; the server's dependencies are an extra.
     requires = [_requirement(r) for r in metadata.get_all("Requires-Dist") or []]
@@ -176,17 +178,19 @@ def test_the_installed_wheel_finds_its_contract_artifacts(wheel: Path, tmp_path:
         """
         from pathlib import Path
         import payfirst
-        from payfirst.adapters import contracts
+        from payfirst.adapters import contracts, migrate, sql
         artifact = contracts.load_artifact("BatchSettler")
         print(Path(payfirst.__file__).parent)
         print(contracts.build_dir())
         print(artifact.contract_name, artifact.bytecode[:2])
+        print(Path(sql.__file__).parent, "ping" in sql.QUERIES, "CREATE TABLE" in migrate.schema_sql())
         """,
         [],
         tmp_path,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     )
-    package, build_dir, artifact = out.strip().splitlines()
+    package, build_dir, artifact, queries = out.strip().splitlines()
     assert package == str(site / "payfirst")
     assert build_dir == str(site / "payfirst" / "contract_artifacts")
     assert artifact == "BatchSettler 0x"
+    assert queries == f"{site / 'payfirst' / 'adapters' / 'sql'} True True"

@@ -9,6 +9,10 @@ Running it again changes nothing. Several processes may start at once: each migr
 transaction first takes a transaction-scoped advisory lock
 (`pg_advisory_xact_lock(MIGRATION_LOCK_KEY)`), so exactly one process applies each version and
 the others see it applied.
+
+`schema.sql` beside them is the whole current schema in one file (`schema_sql()`), equal to
+applying every migration (tests/integration/test_schema_sql.py); its README says how
+functions are versioned by name.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -38,9 +43,18 @@ class Migration:
     sql: str
 
 
+def _folder() -> Traversable:
+    return resources.files("payfirst.migrations").joinpath("postgres")
+
+
+def schema_sql() -> str:
+    """The current schema in one file: what applying every migration gives."""
+    return _folder().joinpath("schema.sql").read_text(encoding="utf-8")
+
+
 def load_migrations() -> list[Migration]:
     """The numbered migration files, in version order."""
-    folder = resources.files("payfirst.migrations").joinpath("postgres")
+    folder = _folder()
     migrations: list[Migration] = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)

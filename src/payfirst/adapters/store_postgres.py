@@ -2,6 +2,7 @@
 
 Amounts are NUMERIC(78,0) (exact Python ints in and out), json columns are jsonb (dicts in
 and out through the codecs registered on every pooled connection), timestamps timestamptz.
+The SQL is in `sql/queries.sql`, each statement looked up by its name in `_Q`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncpg
 
 from payfirst.adapters.migrate import MIGRATION_LOCK_KEY
 from payfirst.adapters.migrate import migrate as run_migrations
+from payfirst.adapters.sql import QUERIES as _Q
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import (
     Authorization,
@@ -41,26 +43,8 @@ if TYPE_CHECKING:
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_TOKEN_COLUMNS = (
-    "address, chain_id, name, symbol, payment_asset, asset_name, asset_version, "
-    "asset_decimals, price_per_mint, mint_amount, max_mint_count, reserved_count"
-)
-
-_PAYMENT_COLUMNS = (
-    'id, payment_type, payer, amount, payment_asset, token_address, quantity, "authorization", '
-    "metadata, status, tx_hash, nonce, relayer, raw_tx, error, created_at, processed_at, result"
-)
-
-_MINT_COLUMNS = (
-    "id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash, "
-    "error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts"
-)
-
 #: valid_before is a uint256 on the wire but a bigint column: later than this is "never".
 _MAX_BIGINT = 2**63 - 1
-
-_NOT_TERMINAL_PAYMENT = "('pending', 'processing', 'sent')"
-_NOT_TERMINAL_MINT = "('pending', 'processing', 'sent')"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -138,27 +122,18 @@ def _mint_item(row: asyncpg.Record) -> MintItem:
 async def _lock_relayer(conn: _Conn, relayer: str) -> int:
     """Create the relayer's row if missing, lock it until the transaction ends and return
     its next nonce."""
-    await conn.execute(
-        "INSERT INTO relayers (address, next_nonce) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-        relayer,
-    )
-    value = await conn.fetchval(
-        "SELECT next_nonce FROM relayers WHERE address = $1 FOR UPDATE", relayer
-    )
+    await conn.execute(_Q["create_relayer"], relayer)
+    value = await conn.fetchval(_Q["lock_relayer"], relayer)
     return int(value)
 
 
 async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int) -> None:
-    await conn.execute(
-        "UPDATE relayers SET next_nonce = $2, updated_at = now() WHERE address = $1",
-        relayer,
-        next_nonce,
-    )
+    await conn.execute(_Q["set_next_nonce"], relayer, next_nonce)
 
 
 class _QueueBatcher:
     """Coalesces the queue_payment calls that arrive in the same event-loop turn into one
-    call of the payfirst_queue_payments function: one round trip and one commit for many
+    call of the payfirst_queue_payments_v1 function: one round trip and one commit for many
     payments, with no added wait (a lone payment is flushed on the very next turn). Each
     payment is still decided exactly as on its own."""
 
@@ -186,9 +161,7 @@ class _QueueBatcher:
         payments = [p for p, _ in batch]
         try:
             rows = await self._pool.fetch(
-                "SELECT idx, payment_id, outcome FROM payfirst_queue_payments("
-                "$1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],"
-                " $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[])",
+                _Q["queue_payments"],
                 [p.id for p in payments],
                 [p.payment_type.value for p in payments],
                 [p.payer for p in payments],
@@ -282,7 +255,8 @@ class PostgresStore:
         try:
             if schema is not None:
                 async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                    await conn.execute(_Q["take_migration_lock"], MIGRATION_LOCK_KEY)
+                    # An identifier cannot be a parameter: the name was checked above.
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             if migrate:
                 await store.migrate()
@@ -316,28 +290,13 @@ class PostgresStore:
         await self._pool.close()
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        await self._pool.fetchval(_Q["ping"])
 
     # tokens
 
     async def upsert_token(self, token: Token) -> None:
         await self._pool.execute(
-            f"""
-            INSERT INTO tokens ({_TOKEN_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-            ON CONFLICT (address) DO UPDATE SET
-                chain_id = EXCLUDED.chain_id,
-                name = EXCLUDED.name,
-                symbol = EXCLUDED.symbol,
-                payment_asset = EXCLUDED.payment_asset,
-                asset_name = EXCLUDED.asset_name,
-                asset_version = EXCLUDED.asset_version,
-                asset_decimals = EXCLUDED.asset_decimals,
-                price_per_mint = EXCLUDED.price_per_mint,
-                mint_amount = EXCLUDED.mint_amount,
-                max_mint_count = EXCLUDED.max_mint_count,
-                updated_at = now()
-            """,
+            _Q["upsert_token"],
             token.address,
             token.chain_id,
             token.name,
@@ -353,56 +312,35 @@ class PostgresStore:
         )
 
     async def get_token(self, address: str) -> Token | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE address = $1", address
-        )
+        row = await self._pool.fetchrow(_Q["get_token"], address)
         return None if row is None else _token(row)
 
     async def list_tokens(self) -> list[Token]:
-        rows = await self._pool.fetch(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, address"
-        )
+        rows = await self._pool.fetch(_Q["list_tokens"])
         return [_token(r) for r in rows]
 
     # settings
 
     async def get_settings(self) -> dict[str, int]:
-        rows = await self._pool.fetch("SELECT name, value FROM system_settings")
+        rows = await self._pool.fetch(_Q["get_settings"])
         return {r["name"]: int(r["value"]) for r in rows}
 
     async def set_setting(self, name: str, value: int) -> None:
         value = check_setting(name, value)
-        await self._pool.execute(
-            """
-            INSERT INTO system_settings (name, value) VALUES ($1, $2)
-            ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-            """,
-            name,
-            value,
-        )
+        await self._pool.execute(_Q["set_setting"], name, value)
 
     async def unset_setting(self, name: str) -> bool:
-        status = await self._pool.execute("DELETE FROM system_settings WHERE name = $1", name)
+        status = await self._pool.execute(_Q["unset_setting"], name)
         return _rowcount(status) > 0
 
     # relayers
 
     async def get_relayer_nonce(self, address: str) -> int | None:
-        value = await self._pool.fetchval(
-            "SELECT next_nonce FROM relayers WHERE address = $1", address
-        )
+        value = await self._pool.fetchval(_Q["get_relayer_nonce"], address)
         return None if value is None else int(value)
 
     async def set_relayer_nonce(self, address: str, next_nonce: int) -> None:
-        await self._pool.execute(
-            """
-            INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
-            ON CONFLICT (address) DO UPDATE
-                SET next_nonce = EXCLUDED.next_nonce, updated_at = now()
-            """,
-            address,
-            next_nonce,
-        )
+        await self._pool.execute(_Q["set_relayer_nonce"], address, next_nonce)
 
     # payments
 
@@ -423,31 +361,21 @@ class PostgresStore:
         raise PaymentRejected(Reason.SOLD_OUT)
 
     async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE payer = $1 AND auth_nonce = $2",
-            payer,
-            auth_nonce.lower(),
-        )
+        row = await self._pool.fetchrow(_Q["find_payment"], payer, auth_nonce.lower())
         return None if row is None else _payment(row)
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE id = $1", payment_id
-        )
+        row = await self._pool.fetchrow(_Q["get_payment"], payment_id)
         return None if row is None else _payment(row)
 
     async def count_payments_by_status(self) -> dict[str, int]:
-        rows = await self._pool.fetch(
-            "SELECT status, count(*) AS n FROM payment_queue GROUP BY status"
-        )
+        rows = await self._pool.fetch(_Q["count_payments_by_status"])
         counts = {s.value: 0 for s in PaymentStatus}
         counts.update({r["status"]: int(r["n"]) for r in rows})
         return counts
 
     async def count_mints_by_status(self) -> dict[str, int]:
-        rows = await self._pool.fetch(
-            "SELECT status, count(*) AS n FROM mint_queue GROUP BY status"
-        )
+        rows = await self._pool.fetch(_Q["count_mints_by_status"])
         counts = {s.value: 0 for s in MintStatus}
         counts.update({r["status"]: int(r["n"]) for r in rows})
         return counts
@@ -466,13 +394,7 @@ class PostgresStore:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                f"""
-                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
-                 WHERE status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
-                 ORDER BY created_at, id
-                 LIMIT $1
-                   FOR UPDATE SKIP LOCKED
-                """,
+                _Q["lock_pending_payments"],
                 limit,
                 None if only is None else list(only),
             )
@@ -497,12 +419,7 @@ class PostgresStore:
                 )
                 nonce += 1
             await conn.executemany(
-                """
-                UPDATE payment_queue
-                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
-                       raw_tx = $5, updated_at = now()
-                 WHERE id = $1
-                """,
+                _Q["mark_payment_processing"],
                 [(p.id, p.tx_hash, p.nonce, p.relayer, p.raw_tx) for p in claimed],
             )
             await _set_next_nonce(conn, relayer, nonce)
@@ -522,43 +439,17 @@ class PostgresStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The oldest pending payment no other claim holds picks the batch's asset (one
             # settle tx moves one asset); it is locked here and not skipped below.
-            asset = await conn.fetchval(
-                """
-                SELECT payment_asset FROM payment_queue
-                 WHERE status = 'pending' AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
-                 ORDER BY created_at, id
-                 LIMIT 1
-                   FOR UPDATE SKIP LOCKED
-                """,
-                ids,
-            )
+            asset = await conn.fetchval(_Q["lock_batch_asset"], ids)
             if asset is None:
                 return []
-            rows = await conn.fetch(
-                f"""
-                SELECT {_PAYMENT_COLUMNS} FROM payment_queue
-                 WHERE status = 'pending' AND payment_asset = $2
-                   AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
-                 ORDER BY created_at, id
-                 LIMIT $1
-                   FOR UPDATE SKIP LOCKED
-                """,
-                limit,
-                asset,
-                ids,
-            )
+            rows = await conn.fetch(_Q["lock_pending_payments_of_asset"], limit, asset, ids)
             if not rows:  # pragma: no cover - the row locked above is always among them
                 return []
             payments = [_payment(r) for r in rows]
             nonce = await _lock_relayer(conn, relayer)
             signed = sign(payments, nonce)
             await conn.execute(
-                """
-                UPDATE payment_queue
-                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
-                       raw_tx = $5, updated_at = now()
-                 WHERE id = ANY($1::uuid[])
-                """,
+                _Q["mark_payments_processing"],
                 [p.id for p in payments],
                 signed.hash,
                 nonce,
@@ -585,54 +476,23 @@ class PostgresStore:
         *,
         expiring_before: int | None = None,
     ) -> list[Payment]:
-        order = "processed_at, created_at, id" if status is PaymentStatus.SENT else "created_at, id"
-        rows = await self._pool.fetch(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payment_queue WHERE status = $1"
-            " AND ($3::bigint IS NULL OR valid_before < $3)"
-            f" ORDER BY {order} LIMIT $2",
-            status.value,
-            limit,
-            None if expiring_before is None else min(expiring_before, _MAX_BIGINT),
-        )
+        before = None if expiring_before is None else min(expiring_before, _MAX_BIGINT)
+        if status is PaymentStatus.SENT:  # longest sent first
+            rows = await self._pool.fetch(_Q["list_sent_payments"], limit, before)
+        else:
+            rows = await self._pool.fetch(_Q["list_payments"], status.value, limit, before)
         return [_payment(r) for r in rows]
 
     async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
-        rows = await self._pool.fetch(
-            "SELECT payment_asset, payer, sum(amount) AS amount FROM payment_queue"
-            " WHERE status IN ('processing', 'sent') AND payer = ANY($1::text[])"
-            " GROUP BY payment_asset, payer",
-            list(payers),
-        )
+        rows = await self._pool.fetch(_Q["amounts_in_flight"], list(payers))
         return {(r["payment_asset"], r["payer"]): int(r["amount"]) for r in rows}
 
     async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
-        rows = await self._pool.fetch(
-            f"""
-            SELECT {_PAYMENT_COLUMNS} FROM payment_queue
-             WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
-                   SELECT tx_hash FROM payment_queue
-                    WHERE status = 'sent' AND relayer = $1
-                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
-             ORDER BY processed_at, created_at, id
-            """,
-            relayer,
-            tx_limit,
-        )
+        rows = await self._pool.fetch(_Q["sent_payments"], relayer, tx_limit)
         return [_payment(r) for r in rows]
 
     async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(
-            f"""
-            SELECT {_MINT_COLUMNS} FROM mint_queue
-             WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
-                   SELECT tx_hash FROM mint_queue
-                    WHERE status = 'sent' AND relayer = $1
-                    GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
-             ORDER BY updated_at, created_at, id
-            """,
-            relayer,
-            tx_limit,
-        )
+        rows = await self._pool.fetch(_Q["sent_mint_items"], relayer, tx_limit)
         return [_mint_item(r) for r in rows]
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
@@ -640,21 +500,8 @@ class PostgresStore:
         if not hashes:
             return
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
-                UPDATE payment_queue
-                   SET status = 'sent', processed_at = now(), updated_at = now()
-                 WHERE status = 'processing' AND tx_hash = ANY($1::text[])
-                """,
-                hashes,
-            )
-            await conn.execute(
-                """
-                UPDATE mint_queue SET status = 'sent', updated_at = now()
-                 WHERE status = 'processing' AND tx_hash = ANY($1::text[])
-                """,
-                hashes,
-            )
+            await conn.execute(_Q["mark_payments_sent"], hashes)
+            await conn.execute(_Q["mark_mint_items_sent"], hashes)
 
     async def complete_payment(
         self,
@@ -684,10 +531,7 @@ class PostgresStore:
     async def _complete_one(
         conn: Any, payment_id: UUID, tx_hash: str, mint_ids: Sequence[str]
     ) -> bool:
-        row = await conn.fetchrow(
-            "SELECT payer, token_address, status FROM payment_queue WHERE id = $1 FOR UPDATE",
-            payment_id,
-        )
+        row = await conn.fetchrow(_Q["lock_payment_to_complete"], payment_id)
         if row is None or row["status"] not in (
             PaymentStatus.SENT.value,
             PaymentStatus.PROCESSING.value,
@@ -695,12 +539,7 @@ class PostgresStore:
             return False
         item_ids = [uuid4() for _ in mint_ids]
         await conn.execute(
-            """
-            UPDATE payment_queue
-               SET status = 'completed', tx_hash = $2, result = $3,
-                   processed_at = coalesce(processed_at, now()), updated_at = now()
-             WHERE id = $1
-            """,
+            _Q["complete_payment"],
             payment_id,
             tx_hash,
             {"queueIds": [str(i) for i in item_ids], "quantity": len(item_ids)},
@@ -709,16 +548,7 @@ class PostgresStore:
             # A duplicate mint id raises (the unique key) and rolls everything back.
             # created_at steps by 1 µs so the items stay in mint-index order.
             await conn.executemany(
-                """
-                INSERT INTO mint_queue (
-                    id, payment_id, payer, token_address, mint_id, payment_tx_hash,
-                    status, created_at, updated_at
-                ) VALUES (
-                    $1, $2, $3, $4, $5, $6, 'pending',
-                    now() + $7 * interval '1 microsecond',
-                    now() + $7 * interval '1 microsecond'
-                )
-                """,
+                _Q["insert_mint_item"],
                 [
                     (item_id, payment_id, row["payer"], row["token_address"], mint_id, tx_hash, i)
                     for i, (item_id, mint_id) in enumerate(zip(item_ids, mint_ids, strict=True))
@@ -738,12 +568,7 @@ class PostgresStore:
             raise ValueError(f"fail_payment needs failed or confirmation_failed, not {status}")
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"""
-                UPDATE payment_queue SET status = $2, error = $3, updated_at = now()
-                 WHERE id = $1 AND status IN {_NOT_TERMINAL_PAYMENT}
-                   AND ($4::text IS NULL OR status = $4)
-                RETURNING token_address, quantity, payment_type
-                """,
+                _Q["fail_payment"],
                 payment_id,
                 status.value,
                 error,
@@ -753,60 +578,25 @@ class PostgresStore:
                 return False
             if row["payment_type"] != PaymentType.MINT.value:
                 return True  # only mints reserve supply
-            await conn.execute(
-                """
-                UPDATE tokens SET reserved_count = reserved_count - $2, updated_at = now()
-                 WHERE address = $1
-                """,
-                row["token_address"],
-                row["quantity"],
-            )
+            await conn.execute(_Q["release_reserved_supply"], row["token_address"], row["quantity"])
         return True
 
     async def requeue_payment(self, payment_id: UUID, error: str) -> bool:
-        result = await self._pool.execute(
-            """
-            UPDATE payment_queue
-               SET status = 'pending', tx_hash = NULL, nonce = NULL, relayer = NULL,
-                   raw_tx = NULL, processed_at = NULL, error = $2, updated_at = now()
-             WHERE id = $1 AND status IN ('processing', 'sent')
-            """,
-            payment_id,
-            error,
-        )
+        result = await self._pool.execute(_Q["requeue_payment"], payment_id, error)
         return _rowcount(result) > 0
 
     # -- pipeline: mint items -------------------------------------------------------
 
     async def get_mint_items(self, payment_id: UUID) -> list[MintItem]:
-        rows = await self._pool.fetch(
-            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE payment_id = $1 ORDER BY created_at, id",
-            payment_id,
-        )
+        rows = await self._pool.fetch(_Q["get_mint_items"], payment_id)
         return [_mint_item(r) for r in rows]
 
     async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(
-            f"SELECT {_MINT_COLUMNS} FROM mint_queue WHERE status = $1"
-            " ORDER BY updated_at, created_at, id LIMIT $2",
-            status.value,
-            limit,
-        )
+        rows = await self._pool.fetch(_Q["list_mint_items"], status.value, limit)
         return [_mint_item(r) for r in rows]
 
     async def pending_mint_items(self, limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(
-            f"""
-            SELECT {_MINT_COLUMNS} FROM mint_queue
-             WHERE status = 'pending'
-               AND token_address = (
-                   SELECT token_address FROM mint_queue WHERE status = 'pending'
-                    ORDER BY created_at, id LIMIT 1)
-             ORDER BY created_at, id
-             LIMIT $1
-            """,
-            limit,
-        )
+        rows = await self._pool.fetch(_Q["pending_mint_items"], limit)
         return [_mint_item(r) for r in rows]
 
     async def claim_mint_items(
@@ -819,15 +609,7 @@ class PostgresStore:
         if not ids:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"""
-                SELECT {_MINT_COLUMNS} FROM mint_queue
-                 WHERE id = ANY($1::uuid[]) AND status = 'pending'
-                 ORDER BY created_at, id
-                   FOR UPDATE SKIP LOCKED
-                """,
-                ids,
-            )
+            rows = await conn.fetch(_Q["lock_pending_mint_items"], ids)
             if not rows:
                 return []
             items = [_mint_item(r) for r in rows]
@@ -835,13 +617,7 @@ class PostgresStore:
             nonce = await _lock_relayer(conn, relayer)
             signed = sign(items, nonce)
             updated = await conn.fetch(
-                f"""
-                UPDATE mint_queue
-                   SET status = 'processing', tx_hash = $2, nonce = $3, relayer = $4,
-                       raw_tx = $5, updated_at = now()
-                 WHERE id = ANY($1::uuid[])
-                RETURNING {_MINT_COLUMNS}
-                """,
+                _Q["mark_mint_items_processing"],
                 [m.id for m in items],
                 signed.hash,
                 nonce,
@@ -856,15 +632,7 @@ class PostgresStore:
         ids = list(item_ids)
         if not ids:
             return
-        await self._pool.execute(
-            f"""
-            UPDATE mint_queue
-               SET status = 'completed', tx_hash = coalesce($2, tx_hash), updated_at = now()
-             WHERE id = ANY($1::uuid[]) AND status IN {_NOT_TERMINAL_MINT}
-            """,
-            ids,
-            tx_hash,
-        )
+        await self._pool.execute(_Q["complete_mint_items"], ids, tx_hash)
 
     async def retry_mint_items(
         self, item_ids: Sequence[UUID], error: str, max_attempts: int
@@ -873,44 +641,12 @@ class PostgresStore:
         if not ids:
             return
         # Failed items keep their last tx fields (what was tried); retried ones start over.
-        await self._pool.execute(
-            f"""
-            UPDATE mint_queue
-               SET attempts = attempts + 1,
-                   status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
-                   error_message = $2,
-                   tx_hash = CASE WHEN attempts + 1 >= $3 THEN tx_hash END,
-                   nonce = CASE WHEN attempts + 1 >= $3 THEN nonce END,
-                   relayer = CASE WHEN attempts + 1 >= $3 THEN relayer END,
-                   raw_tx = CASE WHEN attempts + 1 >= $3 THEN raw_tx END,
-                   updated_at = now()
-             WHERE id = ANY($1::uuid[]) AND status IN {_NOT_TERMINAL_MINT}
-            """,
-            ids,
-            error,
-            max_attempts,
-        )
+        await self._pool.execute(_Q["retry_mint_items"], ids, error, max_attempts)
 
     # -- pipeline: relayer outbox ---------------------------------------------------
 
     async def unconfirmed_txs(self, relayer: str, from_nonce: int) -> list[OutboxTx]:
-        rows = await self._pool.fetch(
-            """
-            SELECT DISTINCT ON (nonce)
-                   nonce, tx_hash, raw_tx,
-                   bool_or(status = 'processing') OVER (PARTITION BY nonce) AS processing
-              FROM (
-                    SELECT nonce, tx_hash, raw_tx, status FROM payment_queue
-                     WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
-                    UNION ALL
-                    SELECT nonce, tx_hash, raw_tx, status FROM mint_queue
-                     WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
-                   ) AS txs
-             ORDER BY nonce, tx_hash
-            """,
-            relayer,
-            from_nonce,
-        )
+        rows = await self._pool.fetch(_Q["unconfirmed_txs"], relayer, from_nonce)
         return [
             OutboxTx(
                 nonce=int(r["nonce"]),
@@ -922,46 +658,19 @@ class PostgresStore:
         ]
 
     async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
-        value = await self._pool.fetchval(
-            """
-            INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
-            ON CONFLICT (address) DO UPDATE
-                SET next_nonce = greatest(relayers.next_nonce, EXCLUDED.next_nonce),
-                    updated_at = now()
-            RETURNING next_nonce
-            """,
-            relayer,
-            chain_next_nonce,
-        )
+        value = await self._pool.fetchval(_Q["sync_relayer_nonce"], relayer, chain_next_nonce)
         return int(value)
 
     async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
-        where = "relayer = $1 AND nonce = $2 AND tx_hash = $3 AND status IN ('processing', 'sent')"
         async with self._pool.acquire() as conn, conn.transaction():
-            old_raw = await conn.fetchval(
-                f"SELECT raw_tx FROM payment_queue WHERE {where}"
-                f" UNION ALL SELECT raw_tx FROM mint_queue WHERE {where} LIMIT 1",
-                relayer,
-                nonce,
-                old_hash,
-            )
+            old_raw = await conn.fetchval(_Q["raw_tx_to_replace"], relayer, nonce, old_hash)
             if old_raw is None:
                 return False
-            for table in ("payment_queue", "mint_queue"):
-                await conn.execute(
-                    f"UPDATE {table} SET tx_hash = $4, raw_tx = $5, updated_at = now()"
-                    f" WHERE {where}",
-                    relayer,
-                    nonce,
-                    old_hash,
-                    new.hash,
-                    new.raw,
-                )
+            args = (relayer, nonce, old_hash, new.hash, new.raw)
+            await conn.execute(_Q["replace_payment_tx"], *args)
+            await conn.execute(_Q["replace_mint_tx"], *args)
             await conn.executemany(
-                """
-                INSERT INTO relayer_txs (tx_hash, relayer, nonce, raw_tx)
-                VALUES ($1, $2, $3, $4) ON CONFLICT (tx_hash) DO NOTHING
-                """,
+                _Q["record_relayer_tx"],
                 [(old_hash, relayer, nonce, old_raw), (new.hash, relayer, nonce, new.raw)],
             )
         return True
@@ -970,12 +679,7 @@ class PostgresStore:
         wanted = sorted(set(nonces))
         if not wanted:
             return {}
-        rows = await self._pool.fetch(
-            "SELECT nonce, tx_hash FROM relayer_txs WHERE relayer = $1"
-            " AND nonce = ANY($2::bigint[]) ORDER BY nonce, created_at, tx_hash",
-            relayer,
-            wanted,
-        )
+        rows = await self._pool.fetch(_Q["tx_hashes"], relayer, wanted)
         found: dict[int, list[str]] = {}
         for row in rows:
             found.setdefault(int(row["nonce"]), []).append(row["tx_hash"])
@@ -988,25 +692,9 @@ class PostgresStore:
             self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            payment_rows = await conn.fetch(
-                "SELECT status, count(*) AS n FROM payment_queue GROUP BY status"
-            )
-            mint_rows = await conn.fetch(
-                "SELECT status, count(*) AS n FROM mint_queue GROUP BY status"
-            )
-            row = await conn.fetchrow(
-                """
-                SELECT
-                  (SELECT extract(epoch FROM now() - min(processed_at))
-                     FROM payment_queue WHERE status = 'sent') AS oldest_sent_age_s,
-                  (SELECT count(*) FROM payment_queue
-                    WHERE status = 'completed'
-                      AND updated_at >= now() - interval '1 minute') AS completed,
-                  (SELECT count(*) FROM mint_queue
-                    WHERE status = 'completed'
-                      AND updated_at >= now() - interval '1 minute') AS mints_completed
-                """
-            )
+            payment_rows = await conn.fetch(_Q["count_payments_by_status"])
+            mint_rows = await conn.fetch(_Q["count_mints_by_status"])
+            row = await conn.fetchrow(_Q["recent_activity"])
         assert row is not None
         payments = {s.value: 0 for s in PaymentStatus}
         payments.update({r["status"]: int(r["n"]) for r in payment_rows})
@@ -1025,16 +713,7 @@ class PostgresStore:
 
     async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
         row = await self._pool.fetchval(
-            """
-            INSERT INTO relayer_leases (address, holder, expires_at)
-            VALUES ($1, $2, now() + make_interval(secs => $3))
-            ON CONFLICT (address) DO UPDATE
-                SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
-                    updated_at = now()
-              WHERE relayer_leases.holder = EXCLUDED.holder
-                 OR relayer_leases.expires_at < now()
-            RETURNING holder
-            """,
+            _Q["acquire_relayer_lease"],
             relayer,
             holder,
             float(ttl_s),
@@ -1042,9 +721,7 @@ class PostgresStore:
         return bool(row == holder)
 
     async def release_relayer_lease(self, relayer: str, holder: str) -> None:
-        await self._pool.execute(
-            "DELETE FROM relayer_leases WHERE address = $1 AND holder = $2", relayer, holder
-        )
+        await self._pool.execute(_Q["release_relayer_lease"], relayer, holder)
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
         await self._listen()

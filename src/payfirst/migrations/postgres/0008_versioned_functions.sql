@@ -1,0 +1,88 @@
+-- PL/pgSQL functions are versioned by name (see README.md): the store calls
+-- payfirst_queue_payments_v1, which calls payfirst_queue_payment_v1 (0005's body, unchanged).
+-- The unversioned payfirst_queue_payment(s) stay: processes of the previous release call
+-- them until they stop; a migration of a later release drops them.
+CREATE FUNCTION payfirst_queue_payment_v1(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_existing payment_queue%ROWTYPE;
+BEGIN
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, 'pending', p_idempotency_key
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            -- Not the authorization: the payer's idempotency key is taken by another one.
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT v_id, 'created'::text;
+END;
+$$;
+
+CREATE FUNCTION payfirst_queue_payments_v1(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment_v1(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
+
+-- Trigger functions are called by the database, never by a process, so a rename is safe:
+-- the triggers follow the function, whatever its name.
+ALTER FUNCTION payfirst_notify_payment_queued() RENAME TO payfirst_notify_payment_queued_v1;
+ALTER FUNCTION payfirst_notify_payment_changed() RENAME TO payfirst_notify_payment_changed_v1;

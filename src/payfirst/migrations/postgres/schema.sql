@@ -1,0 +1,364 @@
+-- payfirst's current schema (PostgreSQL): what applying every migration of this folder
+-- gives, in one file to read. tests/integration/test_schema_sql.py proves the two equal; a
+-- new migration updates this file in the same change. (schema_migrations, the runner's
+-- own table, is created by payfirst.adapters.migrate.)
+--
+-- Rule: PL/pgSQL functions are versioned by name. A changed function gets a new _vN name
+-- in a new migration, so during a rolling deploy the old release's processes keep calling
+-- the version they know until they stop; a migration of a later release drops the old
+-- version. Never CREATE OR REPLACE a function processes call (README.md).
+--
+-- Table, column and status names are part of the operators' interface: never rename one.
+
+CREATE TABLE tokens (
+    address         text PRIMARY KEY,
+    chain_id        bigint NOT NULL,
+    name            text NOT NULL,
+    symbol          text NOT NULL,
+    payment_asset   text NOT NULL,
+    asset_name      text NOT NULL,
+    asset_version   text NOT NULL,
+    asset_decimals  integer NOT NULL,
+    price_per_mint  numeric(78, 0) NOT NULL CHECK (price_per_mint >= 0),
+    mint_amount     numeric(78, 0) NOT NULL CHECK (mint_amount >= 0),
+    max_mint_count  bigint NOT NULL CHECK (max_mint_count >= 0),
+    reserved_count  bigint NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT tokens_reserved_within_cap
+        CHECK (reserved_count >= 0 AND reserved_count <= max_mint_count)
+);
+
+CREATE TABLE payment_queue (
+    id              uuid PRIMARY KEY,
+    payment_type    text NOT NULL,
+    payer           text NOT NULL,
+    amount          numeric(78, 0) NOT NULL CHECK (amount >= 0),
+    payment_asset   text NOT NULL,
+    token_address   text NOT NULL,
+    quantity        integer NOT NULL CHECK (quantity > 0),
+    "authorization" jsonb NOT NULL,
+    auth_nonce      text NOT NULL,
+    valid_before    bigint NOT NULL,  -- the authorization's validBefore (unix s)
+    metadata        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    status          text NOT NULL DEFAULT 'pending',
+    tx_hash         text,
+    nonce           bigint,
+    relayer         text,
+    raw_tx          text,
+    error           text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    processed_at    timestamptz,
+    result          jsonb,
+    idempotency_key text,  -- the client's payment id (Idempotency-Key, payment-identifier)
+    CONSTRAINT payment_queue_status_check CHECK (status IN (
+        'pending', 'processing', 'sent', 'completed', 'failed', 'confirmation_failed')),
+    CONSTRAINT payment_queue_payer_auth_nonce_key UNIQUE (payer, auth_nonce)
+);
+
+CREATE INDEX idx_payment_queue_pending_created
+    ON payment_queue (status, created_at)
+    WHERE status = 'pending';
+
+CREATE INDEX idx_payment_queue_sent_processed
+    ON payment_queue (status, processed_at)
+    WHERE status = 'sent';
+
+CREATE INDEX idx_payment_queue_token ON payment_queue (token_address);
+
+CREATE INDEX idx_payment_queue_pending_valid_before
+    ON payment_queue (status, valid_before)
+    WHERE status = 'pending';
+
+CREATE INDEX idx_payment_queue_relayer_nonce ON payment_queue (relayer, nonce);
+
+CREATE UNIQUE INDEX payment_queue_payer_idempotency_key
+    ON payment_queue (payer, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- mark_sent: processing payments by tx hash.
+CREATE INDEX idx_payment_queue_processing_tx
+    ON payment_queue (tx_hash)
+    WHERE status = 'processing';
+
+-- payment_stats: completions of the last minute.
+CREATE INDEX idx_payment_queue_completed_updated
+    ON payment_queue (updated_at)
+    WHERE status = 'completed';
+
+CREATE TABLE mint_queue (
+    id               uuid PRIMARY KEY,
+    payment_id       uuid NOT NULL REFERENCES payment_queue (id),
+    payer            text NOT NULL,
+    token_address    text NOT NULL,
+    mint_id          text NOT NULL,
+    payment_tx_hash  text NOT NULL,
+    status           text NOT NULL DEFAULT 'pending',
+    tx_hash          text,
+    error_message    text,
+    nonce            bigint,
+    relayer          text,
+    raw_tx           text,
+    attempts         integer NOT NULL DEFAULT 0,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT mint_queue_status_check CHECK (status IN (
+        'pending', 'processing', 'sent', 'completed', 'failed')),
+    CONSTRAINT mint_queue_mint_id_key UNIQUE (mint_id),
+    CONSTRAINT mint_queue_mint_id_format CHECK (mint_id ~ '^0x[0-9a-f]{64}$')
+);
+
+CREATE INDEX idx_mint_queue_status_created ON mint_queue (status, created_at);
+CREATE INDEX idx_mint_queue_payment ON mint_queue (payment_id);
+CREATE INDEX idx_mint_queue_relayer_nonce ON mint_queue (relayer, nonce);
+CREATE INDEX idx_mint_queue_tx_hash ON mint_queue (tx_hash);
+CREATE INDEX idx_mint_queue_status_updated ON mint_queue (status, updated_at);
+
+-- Runtime settings an operator set; the defaults live in code
+-- (payfirst.domain.settings.RuntimeSettings).
+CREATE TABLE system_settings (
+    name        text PRIMARY KEY,
+    value       bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE relayers (
+    address     text PRIMARY KEY,
+    next_nonce  bigint NOT NULL CHECK (next_nonce >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Relayer leases: a worker holds a relayer key by a lease it renews; a dead worker's
+-- lease expires and another worker takes the key over.
+CREATE TABLE relayer_leases (
+    address     text PRIMARY KEY,
+    holder      text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every tx payfirst signed for a relayer nonce once it signed more than one for it (a
+-- fee-bumped replacement: same nonce, higher fees). The rows of payment_queue and
+-- mint_queue carry the newest; any of these may be the one mined, so the confirmer reads
+-- the receipts of all of them.
+CREATE TABLE relayer_txs (
+    tx_hash     text PRIMARY KEY,
+    relayer     text NOT NULL,
+    nonce       bigint NOT NULL,
+    raw_tx      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idx_relayer_txs_relayer_nonce ON relayer_txs (relayer, nonce);
+
+-- The accept path's whole transaction as one function, so queueing a payment costs one
+-- round trip: insert (a concurrent identical insert waits on the unique keys), then for a
+-- mint reserve supply under the cap; a sold-out or unknown token undoes the insert.
+-- An authorization already queued matches a new request only when it is the same purchase:
+-- the same signed authorization AND the same payment type, token (or payee), asset and
+-- quantity; anything else re-using the (payer, nonce) is refused (nonce_reused).
+-- Outcomes: created, duplicate (same purchase, its id returned), nonce_reused,
+-- idempotency_conflict, sold_out, unknown_token.
+CREATE FUNCTION payfirst_queue_payment_v1(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_existing payment_queue%ROWTYPE;
+BEGIN
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, 'pending', p_idempotency_key
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            -- Not the authorization: the payer's idempotency key is taken by another one.
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT v_id, 'created'::text;
+END;
+$$;
+
+-- Many payments in one round trip (the API coalesces the requests that arrive in one
+-- event-loop turn). Each is decided exactly as payfirst_queue_payment_v1 decides it, in order.
+CREATE FUNCTION payfirst_queue_payments_v1(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment_v1(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
+
+-- Wake workers the moment a payment is queued (delivered on commit, one per transaction).
+CREATE FUNCTION payfirst_notify_payment_queued_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('payfirst_payment_queued', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER payment_queued_notify
+    AFTER INSERT ON payment_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION payfirst_notify_payment_queued_v1();
+
+-- A notice per payment whose status (or whose mint items' status) changed, delivered on
+-- commit (mint items are created in the transaction that completes their payment, so
+-- inserts need no notice of their own): API processes wake the clients waiting on that
+-- payment (long-poll, SSE, /settle) instead of polling. The payload is the payment id; a
+-- transaction sends each id once.
+CREATE FUNCTION payfirst_notify_payment_changed_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'mint_queue' THEN
+        PERFORM pg_notify('payfirst_payment_changed', NEW.payment_id::text);
+    ELSE
+        PERFORM pg_notify('payfirst_payment_changed', NEW.id::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER payment_changed_notify
+    AFTER UPDATE OF status ON payment_queue
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION payfirst_notify_payment_changed_v1();
+
+CREATE TRIGGER mint_changed_notify
+    AFTER UPDATE OF status ON mint_queue
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION payfirst_notify_payment_changed_v1();
+
+-- Superseded by their _v1 (0008), kept for the previous release's processes during a
+-- rolling deploy; a later release drops them. Nothing of this release calls them.
+CREATE FUNCTION payfirst_queue_payment(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_existing payment_queue%ROWTYPE;
+BEGIN
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, 'pending', p_idempotency_key
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            -- Not the authorization: the payer's idempotency key is taken by another one.
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT v_id, 'created'::text;
+END;
+$$;
+
+CREATE FUNCTION payfirst_queue_payments(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
