@@ -44,11 +44,13 @@ imports: deps  # the import boundaries in .importlinter
 pytest: deps
 	$(BIN)/pytest -q || [ $$? -eq 5 ]  # 5: pytest collected no tests
 
-# The benchmark suite (bench/run.py; docs/PERFORMANCE.md): anvil --block-time 1, payfirst as
-# processes on PostgreSQL (database payfirst_bench), wrk. Writes bench/results/latest.*.
+# The benchmark suite (bench/run.py and one module per phase; docs/PERFORMANCE.md): anvil
+# --block-time 1, payfirst as processes on PostgreSQL (database payfirst_bench), wrk and an
+# open-loop client. A full run from a clean commit writes bench/results/latest.*; any other
+# run (BENCH_ARGS="--quick", "--phases open,sdk", uncommitted changes) var/bench/results/.
 bench: deps postgres $(VENV)/.bench-installed
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 $(VENV)/.bench-installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[server,dev,bench]"

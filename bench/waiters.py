@@ -22,12 +22,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import DSN, Proc, payfirst_env, reset_database, start_api
 from payfirst.adapters.devchain import ANVIL_KEYS, DevChain, free_port
 from payfirst.client.signing import Payer
 from payfirst.x402 import PaymentRequiredV2, decode_header
-from run import DSN, Proc, payfirst_env, reset_database, start_api
 
 
 async def queue_payment(http: httpx.AsyncClient, base: str, token: str) -> str:
