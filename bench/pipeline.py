@@ -133,7 +133,7 @@ async def gas_of(rpc: RpcClient, tx_hashes: Sequence[str]) -> tuple[int, int]:
     total = 0
     for start in range(0, len(distinct), 200):
         chunk = distinct[start : start + 200]
-        receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+        receipts = await rpc.call_many([("eth_getTransactionReceipt", [h]) for h in chunk])
         total += sum(int(r["gasUsed"], 16) for r in receipts if r)
     return total, len(distinct)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,7 @@ from starlette.routing import Route
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient, RpcError
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
 from payfirst.adapters.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_factory import open_store
 from payfirst.api import facilitator, health, mint, payments, tokens
 from payfirst.api.http_limits import UNAVAILABLE_ERRORS, Guard, HttpLimits
@@ -24,9 +25,13 @@ from payfirst.api.openapi import openapi_document
 from payfirst.api.services import Services
 from payfirst.config import EMBEDDED_DATABASE_DIR, Config
 from payfirst.domain.errors import ConfigError
+from payfirst.domain.networks import Network
 from payfirst.domain.reasons import Reason
+from payfirst.networks_config import build_registry
 from payfirst.pipeline.relayer import Relayer
+from payfirst.pipeline.worker import Worker
 from payfirst.ports.store import Store
+from payfirst.usecases.deps import ServedNetwork
 
 log = logging.getLogger("payfirst")
 
@@ -85,41 +90,73 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 
 @dataclass
+class NetworkRuntime:
+    """One served network as opened at start-up: its chain, its relayers, its settler."""
+
+    network: Network
+    rpc: RpcClient
+    relayers: list[Relayer]
+    settler: str | None  # the BatchSettler payments batch through; None: one tx each
+    chain: EvmChain = field(init=False)  # the Chain port on `rpc`
+
+    def __post_init__(self) -> None:
+        self.chain = EvmChain(self.rpc)
+
+    @property
+    def chain_id(self) -> int:
+        return self.network.chain_id
+
+    def worker(self, store: Store) -> Worker:
+        """This network's worker (its relayer leases and loops), not started."""
+        return Worker(
+            store,
+            self.chain,
+            self.relayers,
+            settler=self.settler,
+            chain_id=self.chain_id,
+            confirmation_depth=self.network.confirmation_depth,
+        )
+
+    def served(self) -> ServedNetwork:
+        return ServedNetwork(self.network, self.chain, tuple(r.address for r in self.relayers))
+
+
+@dataclass
 class Runtime:
-    """What a payfirst process opened: the store, the chain, and for a local run the dev
-    chain and the embedded database it started. `close()` releases all of it."""
+    """What a payfirst process opened: the store, every served network's chain, and for a
+    local run the dev chain and the embedded database it started. `close()` releases all
+    of it. `rpc`, `chain` and `chain_id` are the first network's (the legacy single chain
+    when PAYFIRST_RPC_URL or the dev chain is in use)."""
 
     config: Config
     store: Store
-    rpc: RpcClient
-    chain_id: int
+    networks: list[NetworkRuntime]
     devchain: DevChain | None = None
     deployment: Deployment | None = None
     database: EmbeddedPostgres | None = None
 
-    def relayers(self) -> list[Relayer]:
-        keys = self.config.relayer_keys
-        if not keys:
-            if self.chain_id != ANVIL_CHAIN_ID:
-                raise ConfigError(
-                    "PAYFIRST_RELAYER_KEY, PAYFIRST_RELAYER_KEYS or PAYFIRST_RELAYER_KEY_FILE "
-                    f"is required on chain {self.chain_id} (only a local anvil chain has a "
-                    "default relayer key)"
-                )
-            keys = (ANVIL_KEYS[0],)
-        return [Relayer.from_key(key, self.chain_id) for key in keys]
+    @property
+    def rpc(self) -> RpcClient:
+        return self.networks[0].rpc
 
-    def settler(self) -> str | None:
-        """The BatchSettler payments are batched through: PAYFIRST_SETTLER_ADDRESS, else the
-        one the local dev chain deployed; None: one transaction per payment."""
-        if self.config.settler_address is not None:
-            return self.config.settler_address
-        if self.deployment is not None and self.deployment.settler:
-            return self.deployment.settler
-        return None
+    @property
+    def chain(self) -> EvmChain:
+        return self.networks[0].chain
+
+    @property
+    def chain_id(self) -> int:
+        return self.networks[0].chain_id
+
+    def workers(self) -> list[Worker]:
+        """One worker per served network, all on the one store."""
+        return [n.worker(self.store) for n in self.networks]
+
+    def served(self) -> tuple[ServedNetwork, ...]:
+        return tuple(n.served() for n in self.networks)
 
     async def close(self) -> None:
-        await self.rpc.aclose()
+        for rpc in {id(n.rpc): n.rpc for n in self.networks}.values():
+            await rpc.aclose()
         await self.store.close()
         if self.database is not None:
             await self.database.stop()
@@ -127,22 +164,37 @@ class Runtime:
             await self.devchain.stop()
 
 
+def legacy_relayer_keys(config: Config, chain_id: int) -> tuple[str, ...]:
+    """The relayer keys of the legacy single chain: the configured ones, else (on a local
+    anvil chain only) anvil's first dev key."""
+    if config.relayer_keys:
+        return tuple(config.relayer_keys)
+    if chain_id != ANVIL_CHAIN_ID:
+        raise ConfigError(
+            "PAYFIRST_RELAYER_KEY, PAYFIRST_RELAYER_KEYS or PAYFIRST_RELAYER_KEY_FILE "
+            f"is required on chain {chain_id} (only a local anvil chain has a "
+            "default relayer key)"
+        )
+    return (ANVIL_KEYS[0],)
+
+
 async def open_runtime(config: Config, *, start_devchain: bool) -> Runtime:
-    """Open the store and the chain. With `start_devchain` (`payfirst serve`): without
-    PAYFIRST_RPC_URL, start anvil on the chain kept in var/devchain-state.json (deploying
-    the demo contracts only if they are not there) and register the demo token; without
-    PAYFIRST_DATABASE_URL, start the embedded PostgreSQL on var/postgres. `config.reset`
-    deletes both first."""
+    """Open the store and every served network's chain. With `start_devchain` (`payfirst
+    serve`): without PAYFIRST_RPC_URL and PAYFIRST_NETWORKS_FILE, start anvil on the chain
+    kept in var/devchain-state.json (deploying the demo contracts only if they are not
+    there) and register the demo token; without PAYFIRST_DATABASE_URL, start the embedded
+    PostgreSQL on var/postgres. `config.reset` deletes both first."""
     devchain: DevChain | None = None
     deployment: Deployment | None = None
     embedded: EmbeddedPostgres | None = None
     rpc_url = config.rpc_url
     if config.reset and start_devchain:
         _reset_local_state(config)
-    if rpc_url is None:
+    if rpc_url is None and config.networks_file is None:
         if not start_devchain:
             raise ConfigError(
-                "PAYFIRST_RPC_URL is required (only `payfirst serve` starts a dev chain)"
+                "PAYFIRST_RPC_URL is required (only `payfirst serve` starts a dev chain), "
+                "or PAYFIRST_NETWORKS_FILE"
             )
         devchain = DevChain()
         deployment = await devchain.start(
@@ -174,21 +226,78 @@ async def open_runtime(config: Config, *, start_devchain: bool) -> Runtime:
         if devchain is not None:
             await devchain.stop()
         raise
-    rpc = RpcClient(rpc_url)
-    runtime = Runtime(config, store, rpc, 0, devchain, deployment, embedded)
+    runtime = Runtime(config, store, [], devchain, deployment, embedded)
     try:
-        try:
-            runtime.chain_id = await rpc.chain_id()
-        except (ChainUnavailable, RpcError) as exc:
-            raise Unreachable(
-                f"the chain RPC at {redact(rpc_url)} is unreachable: {_why(exc)}"
-            ) from None
+        runtime.networks = await open_networks(config, store, rpc_url, deployment)
         if deployment is not None:
             await store.upsert_token(deployment.to_token())
     except BaseException:
         await runtime.close()
         raise
     return runtime
+
+
+async def open_networks(
+    config: Config, store: Store, legacy_rpc_url: str | None, deployment: Deployment | None
+) -> list[NetworkRuntime]:
+    """The served networks of the registry (`payfirst.networks_config`), each on an RPC
+    client whose chain id was checked. The legacy chain (`legacy_rpc_url`) comes first,
+    and the store adopts it as its default network (its rows of no recorded chain)."""
+    clients: list[RpcClient] = []  # closed again if start-up fails
+    try:
+        legacy: RpcClient | None = None
+        legacy_chain_id: int | None = None
+        if legacy_rpc_url is not None:
+            legacy = RpcClient(legacy_rpc_url)
+            clients.append(legacy)
+            legacy_chain_id = await _read_chain_id(legacy)
+            settler = config.settler_address or (
+                deployment.settler if deployment is not None and deployment.settler else None
+            )
+            config = replace(
+                config,
+                relayer_keys=legacy_relayer_keys(config, legacy_chain_id),
+                settler_address=settler,
+            )
+        registry = build_registry(
+            config, legacy_chain_id=legacy_chain_id, legacy_rpc_url=legacy_rpc_url
+        )
+        active = sorted(registry.active(), key=lambda n: n.chain_id != legacy_chain_id)
+        if not active:
+            raise ConfigError(
+                "no network is served: set PAYFIRST_RPC_URL, or give a network rpc_urls and "
+                "relayer keys in PAYFIRST_NETWORKS_FILE"
+            )
+        opened: list[NetworkRuntime] = []
+        for network in active:
+            if legacy is not None and network.chain_id == legacy_chain_id:
+                rpc = legacy
+            else:
+                rpc = RpcClient(network.rpc_urls[0])
+                clients.append(rpc)
+                if await _read_chain_id(rpc) != network.chain_id:
+                    raise ConfigError(
+                        f"network {network.caip2}: the RPC at {redact(rpc.url)} serves "
+                        "another chain"
+                    )
+            relayers = [Relayer.from_key(k, network.chain_id) for k in network.relayer_keys]
+            opened.append(NetworkRuntime(network, rpc, relayers, network.settler_address))
+        if legacy_chain_id is not None:
+            await store.adopt_default_chain(legacy_chain_id)
+    except BaseException:
+        for client in clients:
+            await client.aclose()
+        raise
+    return opened
+
+
+async def _read_chain_id(rpc: RpcClient) -> int:
+    try:
+        return await rpc.chain_id()
+    except (ChainUnavailable, RpcError) as exc:
+        raise Unreachable(
+            f"the chain RPC at {redact(rpc.url)} is unreachable: {_why(exc)}"
+        ) from None
 
 
 def _previous_deployment() -> Deployment | None:

@@ -18,15 +18,22 @@ from collections.abc import Sequence
 
 from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
-from payfirst.app import Runtime, Unreachable, build_app, open_database, open_runtime
+from payfirst.app import (
+    Runtime,
+    Unreachable,
+    build_app,
+    open_database,
+    open_runtime,
+    redact,
+)
 from payfirst.config import Config, load_config
 from payfirst.domain.errors import ConfigError
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.pipeline.broadcaster import Broadcaster
 from payfirst.pipeline.confirmer import Confirmer
-from payfirst.pipeline.outbox import Outbox
 from payfirst.pipeline.settings import SettingsReader
-from payfirst.pipeline.worker import WorkerPool
+from payfirst.pipeline.worker import Worker
 from payfirst.server import (
     ServerLimits,
     StopSignals,
@@ -265,16 +272,22 @@ async def reset_stuck(config: Config, older_than_s: int | None) -> None:
         settings = await SettingsReader(runtime.store).read()
         if older_than_s is None:
             older_than_s = settings.confirmation_timeout_s
-        confirmer = Confirmer(Outbox(runtime.store, runtime.rpc, runtime.relayers()[0]))
-        stuck = await confirmer.stuck_payments(older_than_s)
-        print(f"{len(stuck)} payments sent more than {older_than_s}s ago")
-        await confirmer.check(stuck, [], settings)
-        for payment in stuck:
-            now = await runtime.store.get_payment(payment.id)
-            assert now is not None
-            print(f"  {payment.id}: {now.status} {now.error or ''}")
-            if now.status == PaymentStatus.SENT:
-                print("    (still in flight: re-sent; it can still be mined)")
+        for network in runtime.networks:
+            broadcaster = Broadcaster(
+                runtime.store, network.chain, network.relayers[0], chain_id=network.chain_id
+            )
+            confirmer = Confirmer(broadcaster, depth=network.network.confirmation_depth)
+            stuck = await confirmer.stuck_payments(older_than_s)
+            print(
+                f"{network.network.caip2}: {len(stuck)} payments sent more than {older_than_s}s ago"
+            )
+            await confirmer.check(stuck, [], settings)
+            for payment in stuck:
+                now = await runtime.store.get_payment(payment.id)
+                assert now is not None
+                print(f"  {payment.id}: {now.status} {now.error or ''}")
+                if now.status == PaymentStatus.SENT:
+                    print("    (still in flight: re-sent; it can still be mined)")
     finally:
         await runtime.close()
 
@@ -302,26 +315,27 @@ async def serve(
             return
         raise
     started = True
-    pipeline: WorkerPool | None = None
+    pipelines: list[Worker] = []
     try:
         if worker:
-            relayers = runtime.relayers()
-            pipeline = WorkerPool(runtime.store, runtime.rpc, relayers, settler=runtime.settler())
-            await pipeline.start()
-            log.info(
-                "worker %s running with relayers %s",
-                pipeline.holder,
-                ", ".join(r.address for r in relayers),
-            )
+            # One worker per served network, all on the one store.
+            for network, pipeline in zip(runtime.networks, runtime.workers(), strict=True):
+                pipelines.append(pipeline)
+                await pipeline.start()
+                log.info(
+                    "worker %s running with relayers %s on %s",
+                    pipeline.holder,
+                    ", ".join(r.address for r in network.relayers),
+                    network.network.caip2,
+                )
         if not api:
             await signals.stopping.wait()
             return
         svc = Services(
             store=runtime.store,
-            chain=runtime.rpc,
+            chain=runtime.chain,
             max_quantity_per_request=config.max_quantity_per_request,
-            chain_id=runtime.chain_id,
-            signers=tuple(r.address for r in runtime.relayers()),
+            networks=runtime.served(),
             settle_timeout_s=config.settle_timeout_s,
             settle_pay_to=frozenset(config.settle_pay_to),
             min_settle_amount=config.min_settle_amount,
@@ -349,7 +363,7 @@ async def serve(
             _print_ready(config, runtime)
         await serving
     finally:
-        if pipeline is not None:
+        for pipeline in pipelines:
             await pipeline.stop()
         await runtime.close()
         signals.uninstall()
@@ -360,7 +374,10 @@ def _print_ready(config: Config, runtime: Runtime) -> None:
     url = f"http://{config.host}:{config.port}"
     lines = [
         f"payfirst ready: {url}",
-        f"  chain RPC:      {runtime.rpc.url} (chain {runtime.chain_id})",
+        *(
+            f"  chain RPC:      {redact(n.rpc.url)} ({n.network.caip2}, {len(n.relayers)} relayers)"
+            for n in runtime.networks
+        ),
     ]
     deployment = runtime.deployment
     if deployment is not None:
@@ -368,7 +385,7 @@ def _print_ready(config: Config, runtime: Runtime) -> None:
         lines += [
             f"  token:          {deployment.token} ({deployment.token_symbol})",
             f"  USDC:           {deployment.usdc}",
-            f"  batch settler:  {runtime.settler() or 'none (one tx per payment)'}",
+            f"  batch settler:  {runtime.networks[0].settler or 'none (one tx per payment)'}",
             f"  price per mint: {price:.6f} USDC",
             "  try it:",
             f"    curl -s {url}/api/tokens/{deployment.token}",

@@ -64,6 +64,9 @@ class Config:
     body_timeout_s: int = 10
     keep_alive_s: int = 5
     max_connections: int = 2048
+    # PAYFIRST_NETWORKS_FILE: a TOML file of networks (payfirst.networks_config); None: the
+    # single chain of PAYFIRST_RPC_URL (or the dev chain) only.
+    networks_file: Path | None = None
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -93,7 +96,18 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         body_timeout_s=_int(env, "PAYFIRST_BODY_TIMEOUT_S", 10, 1, 600),
         keep_alive_s=_int(env, "PAYFIRST_KEEP_ALIVE_S", 5, 1, 600),
         max_connections=_int(env, "PAYFIRST_MAX_CONNECTIONS", 2048, 1, 1_000_000),
+        networks_file=_networks_file(env),
     )
+
+
+def _networks_file(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("PAYFIRST_NETWORKS_FILE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"PAYFIRST_NETWORKS_FILE: no such file {raw!r}")
+    return path
 
 
 def _database_url(env: Mapping[str, str]) -> str | None:
@@ -127,14 +141,23 @@ def _relayer_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     source = given[0]
     raw = env[source]
     if source == "PAYFIRST_RELAYER_KEY_FILE":
-        try:
-            raw = Path(raw).read_text()
-        except OSError as exc:
-            raise ConfigError(f"PAYFIRST_RELAYER_KEY_FILE: cannot read {raw!r}: {exc}") from exc
-        lines = [line.split("#", 1)[0].strip() for line in raw.splitlines()]
-        keys = [line for line in lines if line]
-    else:
-        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        return read_key_file(raw, source)
+    return parse_relayer_keys([k.strip() for k in raw.split(",")], source)
+
+
+def read_key_file(path: str, source: str) -> tuple[str, ...]:
+    """The keys of a key file (one per line, # comments); `source` names it in errors."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read {path!r}: {exc}") from exc
+    return parse_relayer_keys([line.split("#", 1)[0].strip() for line in text.splitlines()], source)
+
+
+def parse_relayer_keys(candidates: list[str], source: str) -> tuple[str, ...]:
+    """Checked, 0x-prefixed private keys (blank entries dropped); `source` names where they
+    came from in errors, which never echo a key."""
+    keys = [k for k in candidates if k]
     if not keys:
         raise ConfigError(f"{source} holds no key")
     for number, key in enumerate(keys, 1):
@@ -154,8 +177,11 @@ _KEY_VARIABLES = ("PAYFIRST_RELAYER_KEY", "PAYFIRST_RELAYER_KEYS", "PAYFIRST_REL
 
 def _address(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
-    if not raw:
-        return None
+    return check_address(raw, name) if raw else None
+
+
+def check_address(raw: str, name: str) -> str:
+    """`raw` as an EIP-55 checksummed address; a ConfigError naming `name` otherwise."""
     body = raw[2:] if raw.startswith("0x") else ""
     if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
         raise ConfigError(f"{name} must be a 0x-prefixed 20-byte hex address, got {raw!r}")

@@ -1,4 +1,4 @@
-"""An in-process payfirst (API + worker) on real PostgreSQL and its own anvil chain, and the
+"""An in-process payfirst (API + worker) on real PostgreSQL and the shared anvil chain, and the
 SPEC §2 invariants, checked against the database and the chain."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
@@ -25,7 +26,7 @@ from payfirst.client.signing import Payer
 from payfirst.domain.statuses import MintStatus, PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.relayer_loops import RelayerLoops
 from payfirst.ports.store import Store
 from payfirst.x402 import (
     PaymentPayloadV2,
@@ -35,6 +36,7 @@ from payfirst.x402 import (
     decode_header,
     wire,
 )
+from tests.fixtures.chain import SharedChain, TrackedRpc
 from tests.fixtures.store import fetch_raw
 
 MINTED_TOPIC = "0x" + keccak(text="Minted(bytes32,address,uint256)").hex()
@@ -45,6 +47,7 @@ SELLER = "0x000000000000000000000000000000000000bEEF"
 SHOP = "0x5000000000000000000000000000000000000005"
 SETTLE_PAY_TO = frozenset({SELLER, SHOP})
 SETTLE_PRICE = 25_000  # 0.025 USDC
+CONFIRMATION_INTERVAL_MS = 200
 
 
 def requirements_v2(
@@ -79,7 +82,7 @@ class Harness:
     store: PostgresStore
     rpc: RpcClient
     http: httpx.AsyncClient
-    worker: Worker
+    worker: RelayerLoops
 
     def payer(self, index: int) -> Payer:
         return Payer(ANVIL_KEYS[index])
@@ -216,24 +219,26 @@ async def check_invariants(store: Store, rpc: RpcClient) -> None:
 
 
 @pytest_asyncio.fixture
-async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
-    chain = DevChain()
-    deployment = await chain.start()
+async def harness(pg_store: PostgresStore, shared_chain: SharedChain) -> AsyncIterator[Harness]:
+    chain, deployment = await shared_chain.checkout()
     await pg_store.upsert_token(deployment.to_token())
-    rpc = RpcClient(deployment.rpc_url)
+    # A receipt counts once a block is built on it (every 0.5 s on the dev chain): check for
+    # that often, not every 2 s (the default), or each payment takes seconds more.
+    await pg_store.set_setting("confirmation_interval_ms", CONFIRMATION_INTERVAL_MS)
+    rpc = TrackedRpc(deployment.rpc_url)
     # Batched settlement through the dev chain's BatchSettler (setting payment_tx_batching).
-    worker = Worker(
+    worker = RelayerLoops(
         pg_store,
-        rpc,
+        EvmChain(rpc),
         Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
         settler=deployment.settler,
     )
     services = Services(
         store=pg_store,
-        chain=rpc,
+        chain=EvmChain(rpc),
         on_payment_queued=worker.payment_queued.set,
         chain_id=deployment.chain_id,
-        signers=(worker.outbox.relayer.address,),
+        signers=(worker.broadcaster.relayer.address,),
         settle_timeout_s=20,
         settle_pay_to=SETTLE_PAY_TO,
     )
@@ -248,7 +253,7 @@ async def harness(pg_store: PostgresStore) -> AsyncIterator[Harness]:
         await worker.stop()
         await http.aclose()
         await rpc.aclose()
-        await chain.stop()
+        await shared_chain.checkin(rpc)
 
 
 def row_count(rows: list[dict[str, Any]]) -> int:

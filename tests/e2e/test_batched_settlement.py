@@ -147,7 +147,7 @@ async def _until_all_sent(harness: Harness, ids: list[UUID]) -> None:
 
 
 async def test_rebroadcast_batch_settles_once(harness: Harness) -> None:
-    """The batch tx re-sent after it was mined (by hand, and by the outbox as after a crash
+    """The batch tx re-sent after it was mined (by hand, and by the broadcaster as after a crash
     between broadcast and the `sent` write): the node refuses it, nothing moves twice."""
     d = harness.deployment
     before = {i: await harness.usdc_balance(harness.payer(i).address) for i in range(1, 10)}
@@ -172,9 +172,9 @@ async def test_rebroadcast_batch_settles_once(harness: Harness) -> None:
         "UPDATE payment_queue SET status = 'processing' WHERE tx_hash = $1",
         tx_hash,
     )
-    async with harness.worker.outbox.lock:
-        result = await harness.worker.outbox.flush(resend_sent=True)
-        again = await harness.worker.outbox.flush(resend_sent=True)
+    async with harness.worker.broadcaster.lock:
+        result = await harness.worker.broadcaster.broadcast_unconfirmed(resend_sent=True)
+        again = await harness.worker.broadcaster.broadcast_unconfirmed(resend_sent=True)
     assert (result.accepted, result.failed) == (1, 0)  # "nonce too low": already there
     assert (again.accepted, again.failed) == (0, 0)
     assert set((await _statuses(harness, ids)).values()) == {PaymentStatus.SENT}

@@ -1,8 +1,8 @@
 """SPEC §2 rule 4: a worker killed at any instant loses nothing and duplicates nothing.
 
 The worker runs as a real `payfirst worker` process on the test's own PostgreSQL schema and
-its own anvil chain. `PAYFIRST_CRASH_AT` makes it SIGKILL itself at one of the crash points
-of `payfirst.pipeline.faults`:
+the shared anvil chain (reverted to its deployment after each test). `PAYFIRST_CRASH_AT`
+makes it SIGKILL itself at one of the crash points of `payfirst.pipeline.faults`:
 
 - `after_persist`: the signed transactions are committed, nothing is broadcast;
 - `after_broadcast`: the transactions reached the node, `sent` was never written;
@@ -34,15 +34,16 @@ import pytest
 import pytest_asyncio
 
 from payfirst.adapters import contracts
-from payfirst.adapters.chain_rpc import RpcClient
-from payfirst.adapters.devchain import ANVIL_KEYS, DevChain
+from payfirst.adapters.devchain import ANVIL_KEYS
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.pipeline import faults
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.relayer_loops import RelayerLoops
 from tests.e2e.harness import Harness, assert_delivered_exactly_once, check_invariants
+from tests.fixtures.chain import SharedChain, TrackedRpc
 from tests.fixtures.store import execute_raw, fetch_raw
 
 PAYFIRST_BIN = Path(sys.executable).with_name("payfirst")
@@ -123,19 +124,20 @@ class WorkerProcesses:
 
 @pytest_asyncio.fixture
 async def crash_env(
-    pg_store: PostgresStore, pg_dsn: str, tmp_path: Path
+    pg_store: PostgresStore, pg_dsn: str, tmp_path: Path, shared_chain: SharedChain
 ) -> AsyncIterator[tuple[Harness, WorkerProcesses]]:
     assert pg_store.schema is not None
-    chain = DevChain()
-    deployment = await chain.start()
+    chain, deployment = await shared_chain.checkout()
     await pg_store.upsert_token(deployment.to_token())
     for name, value in FAST_SETTINGS.items():
         await pg_store.set_setting(name, value)
-    rpc = RpcClient(deployment.rpc_url)
+    rpc = TrackedRpc(deployment.rpc_url)
     # Never started: the worker of these tests is the subprocess. The Harness only needs
     # one for its type; the API's wake-up callback stays a no-op.
-    idle = Worker(pg_store, rpc, Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id))
-    services = Services(store=pg_store, chain=rpc)
+    idle = RelayerLoops(
+        pg_store, EvmChain(rpc), Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id)
+    )
+    services = Services(store=pg_store, chain=EvmChain(rpc))
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=build_app(services)), base_url="http://127.0.0.1"
     )
@@ -148,7 +150,7 @@ async def crash_env(
         await clear_leases(pg_store)
         await http.aclose()
         await rpc.aclose()
-        await chain.stop()
+        await shared_chain.checkin(rpc)
 
 
 async def clear_leases(store: PostgresStore) -> None:

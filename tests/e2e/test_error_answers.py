@@ -15,6 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
@@ -175,7 +176,9 @@ async def db_behind_proxy(
     dsn = urlunsplit(parts._replace(netloc=netloc))
     store = await PostgresStore.connect(dsn, schema=harness.store.schema, migrate=False)
     http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(Services(store=store, chain=harness.rpc))),
+        transport=httpx.ASGITransport(
+            app=build_app(Services(store=store, chain=EvmChain(harness.rpc)))
+        ),
         base_url="http://127.0.0.1",
     )
     try:

@@ -9,6 +9,7 @@ import httpx
 
 from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
@@ -34,7 +35,7 @@ from tests.fixtures.store import fetch_raw
 async def test_supported_lists_the_chain_and_signers(harness: Harness) -> None:
     body = (await harness.http.get("/supported")).json()
     assert {"x402Version": 2, "scheme": "exact", "network": "eip155:31337"} in body["kinds"]
-    assert body["signers"]["eip155:*"] == [harness.worker.outbox.relayer.address]
+    assert body["signers"]["eip155:*"] == [harness.worker.broadcaster.relayer.address]
     assert "payment-identifier" in body["extensions"]
 
 
@@ -129,7 +130,7 @@ async def test_settle_past_the_timeout_is_pending_then_final(harness: Harness) -
     impatient = build_app(
         Services(
             store=harness.store,
-            chain=harness.rpc,
+            chain=EvmChain(harness.rpc),
             chain_id=31337,
             settle_timeout_s=0.3,
             settle_pay_to=SETTLE_PAY_TO,
@@ -161,7 +162,7 @@ async def test_settle_of_a_failed_payment_reports_the_failure(harness: Harness) 
     impatient = build_app(
         Services(
             store=harness.store,
-            chain=harness.rpc,
+            chain=EvmChain(harness.rpc),
             chain_id=31337,
             settle_timeout_s=0.1,
             settle_pay_to=SETTLE_PAY_TO,

@@ -14,6 +14,7 @@ import pytest
 
 from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
@@ -162,7 +163,7 @@ async def test_accept_paths_are_rate_limited_per_payer_and_per_client(harness: H
     app = build_app(
         Services(
             store=harness.store,
-            chain=harness.rpc,
+            chain=EvmChain(harness.rpc),
             chain_id=31337,
             settle_pay_to=SETTLE_PAY_TO,
             rate_limit_per_payer=2,

@@ -12,6 +12,7 @@ from uuid import UUID
 import httpx
 import pytest_asyncio
 
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
@@ -38,7 +39,7 @@ class CountingStore(PostgresStore):
 async def waiting_app(harness: Harness) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     store = harness.store
     counting = CountingStore(store.pool, store.schema, store._dsn, store._server_settings)
-    svc = Services(store=counting, chain=harness.rpc, chain_id=31337, max_waiters=2)
+    svc = Services(store=counting, chain=EvmChain(harness.rpc), chain_id=31337, max_waiters=2)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=build_app(svc)), base_url="http://127.0.0.1"
     ) as http:

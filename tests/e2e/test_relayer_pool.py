@@ -11,8 +11,9 @@ from eth_account import Account
 
 from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import WorkerPool
+from payfirst.pipeline.worker import Worker
 from tests.e2e.harness import Harness, check_invariants
 from tests.fixtures.store import fetch_raw
 
@@ -44,16 +45,16 @@ async def test_two_workers_share_two_keys_and_one_takes_over(harness: Harness) -
     h = harness
     await h.worker.stop()  # the harness's own worker (anvil key 0) stays out of this test
     keys = await fresh_relayers(h, 2)
-    alice = WorkerPool(h.store, h.rpc, keys, holder="alice", lease_ttl_s=LEASE_TTL_S)
-    bob = WorkerPool(h.store, h.rpc, keys, holder="bob", lease_ttl_s=LEASE_TTL_S)
+    alice = Worker(h.store, EvmChain(h.rpc), keys, holder="alice", lease_ttl_s=LEASE_TTL_S)
+    bob = Worker(h.store, EvmChain(h.rpc), keys, holder="bob", lease_ttl_s=LEASE_TTL_S)
     await alice.start()
-    await wait_for(lambda: len(alice.workers) == 2)
+    await wait_for(lambda: len(alice.relayer_loops) == 2)
     await bob.start()
     try:
         await asyncio.sleep(LEASE_TTL_S)
         # Alice took both keys first; Bob stands by and holds none.
-        assert set(alice.workers) == {k.address for k in keys}
-        assert bob.workers == {}
+        assert set(alice.relayer_loops) == {k.address for k in keys}
+        assert bob.relayer_loops == {}
 
         answers = await asyncio.gather(*(h.buy(h.payer(i), 1) for i in range(1, 7)))
         assert [a.status_code for a in answers] == [202] * 6
@@ -64,11 +65,11 @@ async def test_two_workers_share_two_keys_and_one_takes_over(harness: Harness) -
         # Alice dies without releasing her leases, leaving work half done.
         for task in alice._tasks:
             task.cancel()
-        for worker in alice.workers.values():
-            await worker.stop()
+        for loops in alice.relayer_loops.values():
+            await loops.stop()
         more = await asyncio.gather(*(h.buy(h.payer(i), 2) for i in range(1, 5)))
         assert [a.status_code for a in more] == [202] * 4
-        await wait_for(lambda: len(bob.workers) == 2, max_wait=LEASE_TTL_S * 5)
+        await wait_for(lambda: len(bob.relayer_loops) == 2, max_wait=LEASE_TTL_S * 5)
         await h.settled()
         stats = await h.store.payment_stats()
         assert stats["payments"]["completed"] == 10

@@ -21,14 +21,16 @@ import pytest_asyncio
 
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient
-from payfirst.adapters.devchain import ANVIL_KEYS, DevChain
+from payfirst.adapters.devchain import ANVIL_KEYS
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.relayer_loops import RelayerLoops
 from tests.e2e.harness import Harness, assert_delivered_exactly_once
 from tests.e2e.tcp_proxy import TcpProxy, stable_port
+from tests.fixtures.chain import SharedChain, TrackedRpc
 from tests.fixtures.store import fetch_raw
 
 FAST_SETTINGS = {
@@ -50,10 +52,11 @@ class Outage:
 
 
 @pytest_asyncio.fixture(params=["direct", "batched"])
-async def outage(pg_store: PostgresStore, request: pytest.FixtureRequest) -> AsyncIterator[Outage]:
+async def outage(
+    pg_store: PostgresStore, shared_chain: SharedChain, request: pytest.FixtureRequest
+) -> AsyncIterator[Outage]:
     """Settlement one tx per payment, or batched through the dev chain's BatchSettler."""
-    chain = DevChain()
-    deployment = await chain.start()
+    chain, deployment = await shared_chain.checkout()
     await pg_store.upsert_token(deployment.to_token())
     for name, value in FAST_SETTINGS.items():
         await pg_store.set_setting(name, value)
@@ -61,35 +64,35 @@ async def outage(pg_store: PostgresStore, request: pytest.FixtureRequest) -> Asy
     assert anvil.hostname is not None and anvil.port is not None
     proxy = TcpProxy(anvil.hostname, anvil.port, stable_port())
     await proxy.start()
-    rpc = RpcClient(deployment.rpc_url)  # the test's own view of the chain: never cut
+    rpc = TrackedRpc(deployment.rpc_url)  # the test's own view of the chain: never cut
     worker_rpc = RpcClient(proxy.url, timeout=5)
     settler = deployment.settler if request.param == "batched" else None
     if request.param == "batched":
         assert settler, "the dev chain deployed no BatchSettler"
-    worker = Worker(
+    loops = RelayerLoops(
         pg_store,
-        worker_rpc,
+        EvmChain(worker_rpc),
         Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
         settler=settler,
     )
     # The API talks to the chain through the proxy too (only /health would use it).
     services = Services(
-        store=pg_store, chain=worker_rpc, on_payment_queued=worker.payment_queued.set
+        store=pg_store, chain=EvmChain(worker_rpc), on_payment_queued=loops.payment_queued.set
     )
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=build_app(services)), base_url="http://127.0.0.1"
     )
     try:
         yield Outage(
-            Harness(chain, deployment, pg_store, rpc, http, worker), proxy, settler is not None
+            Harness(chain, deployment, pg_store, rpc, http, loops), proxy, settler is not None
         )
     finally:
-        await worker.stop()
+        await loops.stop()
         await proxy.stop()
         await http.aclose()
         await worker_rpc.aclose()
         await rpc.aclose()
-        await chain.stop()
+        await shared_chain.checkin(rpc)
 
 
 async def statuses(h: Harness, ids: list[UUID]) -> set[str]:
@@ -104,6 +107,15 @@ async def buy_all(h: Harness, orders: list[tuple[int, int]]) -> list[UUID]:
     answers = await asyncio.gather(*(h.buy(h.payer(i), q) for i, q in orders))
     assert [a.status_code for a in answers] == [202] * len(orders), [a.text for a in answers]
     return [UUID(a.json()["paymentQueueId"]) for a in answers]
+
+
+async def failed_again(h: Harness, times: int, max_wait: float = 15) -> None:
+    """Waits until the worker's loops have failed `times` more times against the node."""
+    target = h.worker.outage.failures + times
+    deadline = time.monotonic() + max_wait
+    while h.worker.outage.failures < target:
+        assert time.monotonic() < deadline, "the worker never tried the dead node"
+        await asyncio.sleep(0.05)
 
 
 async def test_node_unreachable_while_sending_then_back(outage: Outage) -> None:
@@ -135,7 +147,7 @@ async def test_node_unreachable_while_sending_then_back(outage: Outage) -> None:
     started = time.monotonic()
     second = await buy_all(h, DURING_OUTAGE)
     assert time.monotonic() - started < 5, "the request path waited on the chain"
-    await asyncio.sleep(2.5)  # the loops fail against a dead node for a while
+    await failed_again(h, 2)  # the loops fail against the dead node for a while
     assert not proxy.running
     assert await statuses(h, second) == {"pending"}
     assert await statuses(h, first) == {"processing"}
@@ -150,7 +162,7 @@ async def test_node_unreachable_while_sending_then_back(outage: Outage) -> None:
     assert mint_rows, "the cut batchMint left no processing mint items"
     for row in mint_rows:
         assert await h.rpc.get_transaction(row["tx_hash"]) is not None
-    await asyncio.sleep(1.5)
+    await failed_again(h, 2)
     await proxy.start()
 
     await h.settled(max_wait=30)

@@ -1,4 +1,4 @@
-"""The fault suite's environment: its own anvil dev chain, the test's PostgreSQL schema, the
+"""The fault suite's environment: the shared anvil dev chain, the test's PostgreSQL schema, the
 API in process, and in-process workers whose RPC goes wherever the case needs (straight to
 anvil, through a proxy that lies or that goes down)."""
 
@@ -16,12 +16,14 @@ import pytest_asyncio
 
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.relayer_loops import RelayerLoops
 from tests.e2e.harness import Harness
+from tests.fixtures.chain import SharedChain, TrackedRpc
 
 FAST_SETTINGS = {
     "payment_batch_interval_ms": 200,
@@ -39,16 +41,18 @@ class FaultEnv:
     store: PostgresStore
     rpc: RpcClient  # the test's own view of the chain (never faulted)
     http: httpx.AsyncClient
-    workers: list[Worker] = field(default_factory=list)
+    workers: list[RelayerLoops] = field(default_factory=list)
     clients: list[RpcClient] = field(default_factory=list)
     _wake: list[Callable[[], None]] = field(default_factory=list)
 
-    async def start_worker(self, rpc_url: str | None = None, *, batched: bool = True) -> Worker:
+    async def start_worker(
+        self, rpc_url: str | None = None, *, batched: bool = True
+    ) -> RelayerLoops:
         client = RpcClient(rpc_url or self.deployment.rpc_url, timeout=5)
         self.clients.append(client)
-        worker = Worker(
+        worker = RelayerLoops(
             self.store,
-            client,
+            EvmChain(client),
             Relayer.from_key(ANVIL_KEYS[0], self.deployment.chain_id),
             settler=self.deployment.settler if batched else None,
         )
@@ -89,17 +93,16 @@ async def wait_for(
 
 
 @pytest_asyncio.fixture
-async def fault_env(pg_store: PostgresStore) -> AsyncIterator[FaultEnv]:
-    chain = DevChain()
-    deployment = await chain.start()
+async def fault_env(pg_store: PostgresStore, shared_chain: SharedChain) -> AsyncIterator[FaultEnv]:
+    chain, deployment = await shared_chain.checkout()
     await pg_store.upsert_token(deployment.to_token())
     for name, value in FAST_SETTINGS.items():
         await pg_store.set_setting(name, value)
-    rpc = RpcClient(deployment.rpc_url)
+    rpc = TrackedRpc(deployment.rpc_url)
     env_box: list[FaultEnv] = []
     services = Services(
         store=pg_store,
-        chain=rpc,
+        chain=EvmChain(rpc),
         on_payment_queued=lambda: env_box[0].wake() if env_box else None,
         chain_id=deployment.chain_id,
     )
@@ -118,4 +121,4 @@ async def fault_env(pg_store: PostgresStore) -> AsyncIterator[FaultEnv]:
             await client.aclose()
         await http.aclose()
         await rpc.aclose()
-        await chain.stop()
+        await shared_chain.checkin(rpc)

@@ -223,7 +223,7 @@ async def test_the_replaced_tx_mined_instead_still_completes_the_payment(
 
 async def test_dropped_txs_are_resent_and_settle_once(fault_env: FaultEnv) -> None:
     """`anvil_dropTransaction` of pooled txs, the head of the line among them (a nonce gap
-    holds every later tx back): the outbox re-sends them and each payment settles once."""
+    holds every later tx back): the broadcaster re-sends them and each payment settles once."""
     env = fault_env
     await env.rpc.call("evm_setAutomine", False)
     await env.rpc.call("evm_setIntervalMining", 0)

@@ -10,6 +10,7 @@ import pytest
 
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import Deployment
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
@@ -20,7 +21,7 @@ from payfirst.x402 import PaymentRequiredV2, decode_header
 async def client(pg_store: PostgresStore, devchain: Deployment) -> AsyncIterator[httpx.AsyncClient]:
     await pg_store.upsert_token(devchain.to_token())
     async with RpcClient(devchain.rpc_url) as chain:
-        app = build_app(Services(store=pg_store, chain=chain))
+        app = build_app(Services(store=pg_store, chain=EvmChain(chain)))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http
@@ -37,7 +38,7 @@ async def test_health_reports_database_and_chain(client: httpx.AsyncClient) -> N
 
 async def test_health_degrades_when_the_chain_is_down(pg_store: PostgresStore) -> None:
     async with RpcClient("http://127.0.0.1:9", timeout=0.5) as dead:
-        app = build_app(Services(store=pg_store, chain=dead))
+        app = build_app(Services(store=pg_store, chain=EvmChain(dead)))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             answer = await http.get("/health")

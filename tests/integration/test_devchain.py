@@ -139,9 +139,9 @@ async def test_start_twice_is_refused(devchain: Deployment) -> None:
 # -- RpcClient against anvil -------------------------------------------------------------
 
 
-async def test_rpc_batch_keeps_call_order(devchain: Deployment, rpc: RpcClient) -> None:
+async def test_rpc_call_many_keeps_call_order(devchain: Deployment, rpc: RpcClient) -> None:
     payer = devchain.payers[0].address
-    chain_id, number, nonce, empty = await rpc.batch(
+    chain_id, number, nonce, empty = await rpc.call_many(
         [
             ("eth_chainId", []),
             ("eth_blockNumber", []),
@@ -153,18 +153,18 @@ async def test_rpc_batch_keeps_call_order(devchain: Deployment, rpc: RpcClient) 
     assert int(number, 16) <= await rpc.block_number() <= int(number, 16) + 1  # 0.5 s blocks
     assert int(nonce, 16) == await rpc.get_transaction_count(payer, "latest")
     assert empty is None
-    assert await rpc.batch([]) == []
+    assert await rpc.call_many([]) == []
 
 
-async def test_rpc_batch_errors_per_item(devchain: Deployment, rpc: RpcClient) -> None:
+async def test_rpc_call_many_errors_per_item(devchain: Deployment, rpc: RpcClient) -> None:
     calls: list[tuple[str, list[object]]] = [
         ("eth_chainId", []),
         ("eth_noSuchMethod", []),
         ("eth_blockNumber", []),
     ]
     with pytest.raises(RpcError):
-        await rpc.batch(calls)
-    first, error, third = await rpc.batch(calls, return_errors=True)
+        await rpc.call_many(calls)
+    first, error, third = await rpc.call_many(calls, return_errors=True)
     assert int(first, 16) == 31337
     assert isinstance(error, RpcError)
     assert error.code != 0

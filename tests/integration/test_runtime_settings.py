@@ -13,11 +13,12 @@ from eth_account import Account
 
 from payfirst import cli
 from payfirst.adapters.chain_rpc import RpcClient
+from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.config import load_config
 from payfirst.domain.settings import DEFAULTS, SettingError
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.worker import Worker
+from payfirst.pipeline.relayer_loops import RelayerLoops
 from payfirst.ports.store import Store
 from tests.fixtures.store import execute_raw
 
@@ -49,10 +50,10 @@ class _WatchedEvent(asyncio.Event):
         return await super().wait()
 
 
-def _worker(store: Store) -> Worker:
+def _relayer_loops(store: Store) -> RelayerLoops:
     # The RPC is never reached: the sender's tick is replaced by a recording stub.
     relayer = Relayer.from_key(Account.create().key.hex(), 31337)
-    return Worker(store, RpcClient("http://127.0.0.1:9"), relayer)
+    return RelayerLoops(store, EvmChain(RpcClient("http://127.0.0.1:9")), relayer)
 
 
 async def _store_raw(store: PostgresStore, name: str, value: int) -> None:
@@ -71,17 +72,17 @@ async def test_a_bad_stored_value_uses_the_default_and_is_logged_once(
 ) -> None:
     await _store_raw(pg_store, "payment_batch_size", 0)
     await _store_raw(pg_store, "payment_batch_interval_ms", 0)
-    worker = _worker(pg_store)
+    loops = _relayer_loops(pg_store)
     sizes: list[int] = []
 
-    async def run_once(batch_size: int, *, batching: bool = True) -> int:
-        sizes.append(batch_size)
+    async def run_once(limit: int, *, batching: bool = True) -> int:
+        sizes.append(limit)
         return 0
 
-    monkeypatch.setattr(worker.sender, "run_once", run_once)
+    monkeypatch.setattr(loops.sender, "run_once", run_once)
     with caplog.at_level(logging.WARNING, logger="payfirst.settings"):
-        more, interval_ms = await worker._send(await worker.settings.read())
-        await worker.settings.read()
+        more, interval_ms = await loops._send(await loops.settings.read())
+        await loops.settings.read()
     # Not "signed 0 >= size 0: go again at once", and not a 0 ms sleep: the defaults.
     assert sizes == [DEFAULTS.payment_batch_size]
     assert (more, interval_ms) == (False, DEFAULTS.payment_batch_interval_ms)
@@ -97,17 +98,17 @@ async def test_a_loop_with_a_bad_stored_batch_size_sleeps_instead_of_spinning(
     pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _store_raw(pg_store, "payment_batch_size", 0)
-    worker = _worker(pg_store)
+    loops = _relayer_loops(pg_store)
     calls = 0
 
-    async def run_once(batch_size: int, *, batching: bool = True) -> int:
+    async def run_once(limit: int, *, batching: bool = True) -> int:
         nonlocal calls
         calls += 1
         return 0  # nothing pending: with size 0, "0 >= 0" used to mean "a full batch"
 
-    monkeypatch.setattr(worker.sender, "run_once", run_once)
+    monkeypatch.setattr(loops.sender, "run_once", run_once)
     wake = _WatchedEvent()
-    loop = asyncio.create_task(worker._loop("sender", worker._send, wake))
+    loop = asyncio.create_task(loops._loop("sender", loops._send, wake))
     try:
         # A spinning loop never waits on its wake-up event.
         await asyncio.wait_for(wake.waiting.wait(), WAIT_S)
@@ -129,15 +130,15 @@ async def test_settings_set_checks_first_and_applies_without_restart(
 
     monkeypatch.setattr(cli, "open_database", open_database)
     config = load_config()
-    worker = _worker(pg_store)  # a running worker's view
-    assert (await worker.settings.read()).confirmation_batch_size == 20
+    loops = _relayer_loops(pg_store)  # a running relayer's view
+    assert (await loops.settings.read()).confirmation_batch_size == 20
 
     async def run(*argv: str) -> str:
         await cli.settings_command(config, cli.build_parser().parse_args(["settings", *argv]))
         return capsys.readouterr().out
 
     assert await run("set", "confirmation_batch_size", "5") == "confirmation_batch_size = 5\n"
-    assert (await worker.settings.read()).confirmation_batch_size == 5  # its next tick
+    assert (await loops.settings.read()).confirmation_batch_size == 5  # its next tick
 
     with pytest.raises(SettingError, match="confirmation_batch_size must be at least 1, not 0"):
         await run("set", "confirmation_batch_size", "0")
@@ -158,4 +159,4 @@ async def test_settings_set_checks_first_and_applies_without_restart(
         await run("unset", "confirmation_batch_size") == "confirmation_batch_size = 20 (default)\n"
     )
     assert await pg_store.get_settings() == {}
-    assert (await worker.settings.read()) == DEFAULTS
+    assert (await loops.settings.read()) == DEFAULTS

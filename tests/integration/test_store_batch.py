@@ -1,5 +1,6 @@
-"""The Store port's batched claim (`claim_payment_batch`: many payments, ONE signed tx,
-ONE relayer nonce) and the outbox methods on shared tx hashes; plus batch claims racing."""
+"""The Store port's claim for one settle batch tx (`claim_payments_one_tx`: many payments,
+ONE signed tx, ONE relayer nonce) and the broadcaster's store methods on shared tx hashes;
+plus such claims racing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.domain.models import Payment, SignedTx
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
-from payfirst.ports.store import OutboxTx, Store
+from payfirst.ports.store import Store, UnconfirmedTx
 from tests.fixtures.store import (
     fetch_raw,
     make_token,
@@ -50,13 +51,13 @@ async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
     await store.set_relayer_nonce(relayer, 7)
     queued = await queue_payments(store, token, 4)
     recorder = BatchRecorder()
-    claimed = await store.claim_payment_batch(relayer, 10, recorder)
+    claimed = await store.claim_payments_one_tx(relayer, 10, recorder)
     assert [p.id for p in claimed] == [n.id for n in queued]  # oldest first
     assert recorder.calls == [([n.id for n in queued], 7)]  # ONE sign call
     expected = sign_batch(claimed, 7)
     for payment in claimed:
         assert payment.status is PaymentStatus.PROCESSING
-        assert (payment.nonce, payment.relayer) == (7, relayer)
+        assert (payment.tx_nonce, payment.relayer) == (7, relayer)
         assert (payment.raw_tx, payment.tx_hash) == (expected.raw, expected.hash)
         assert (
             await stored_payment(store, payment.id) == payment
@@ -69,23 +70,23 @@ async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) ->
     queued = await queue_payments(store, token, 6)
     await store.fail_payment(queued[1].id, PaymentStatus.FAILED, "expired")
     relayer = random_address()
-    first = await store.claim_payment_batch(relayer, 2, sign_batch)
+    first = await store.claim_payments_one_tx(relayer, 2, sign_batch)
     assert [p.id for p in first] == [queued[0].id, queued[2].id]
-    rest = await store.claim_payment_batch(relayer, 10, sign_batch)
+    rest = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     assert [p.id for p in rest] == [queued[3].id, queued[4].id, queued[5].id]
-    assert {p.nonce for p in first} == {0}
-    assert {p.nonce for p in rest} == {1}
+    assert {p.tx_nonce for p in first} == {0}
+    assert {p.tx_nonce for p in rest} == {1}
     assert len({p.tx_hash for p in first + rest}) == 2
-    assert await store.claim_payment_batch(relayer, 10, sign_batch) == []
-    assert await store.claim_payment_batch(relayer, 0, sign_batch) == []
+    assert await store.claim_payments_one_tx(relayer, 10, sign_batch) == []
+    assert await store.claim_payments_one_tx(relayer, 0, sign_batch) == []
     assert await store.get_relayer_nonce(relayer) == 2
-    assert (await stored_payment(store, queued[1].id)).nonce is None
+    assert (await stored_payment(store, queued[1].id)).tx_nonce is None
 
 
 async def test_batch_claim_with_nothing_pending_signs_and_writes_nothing(store: Store) -> None:
     relayer = random_address()
     recorder = BatchRecorder()
-    assert await store.claim_payment_batch(relayer, 5, recorder) == []
+    assert await store.claim_payments_one_tx(relayer, 5, recorder) == []
     assert recorder.calls == []
     assert await store.get_relayer_nonce(relayer) is None
 
@@ -95,20 +96,20 @@ async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
     with pytest.raises(RuntimeError, match="signer exploded"):
-        await store.claim_payment_batch(relayer, 10, BatchRecorder(fail=True))
+        await store.claim_payments_one_tx(relayer, 10, BatchRecorder(fail=True))
     for new in queued:
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
-        assert (payment.nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
+        assert (payment.tx_nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
             None,
             None,
             None,
             None,
         )
     assert await store.get_relayer_nonce(relayer) is None  # no relayer row left behind
-    claimed = await store.claim_payment_batch(relayer, 10, sign_batch)
+    claimed = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     assert [p.id for p in claimed] == [n.id for n in queued]
-    assert {p.nonce for p in claimed} == {0}
+    assert {p.tx_nonce for p in claimed} == {0}
 
 
 async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
@@ -119,12 +120,12 @@ async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
     b1 = await queue_payments(store, other_token, 2)
     a2 = await queue_payments(store, first_token, 1)
     relayer = random_address()
-    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     assert [p.id for p in batch] == [a1[0].id, a2[0].id]
     assert {p.payment_asset for p in batch} == {first_token.payment_asset}
-    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     assert [p.id for p in batch] == [n.id for n in b1]
-    assert {p.nonce for p in batch} == {1}
+    assert {p.tx_nonce for p in batch} == {1}
 
 
 async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Store) -> None:
@@ -136,30 +137,32 @@ async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Sto
         return sign_batch([payment], nonce)
 
     single = await store.claim_payments(relayer, 2, sign_one)
-    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
-    assert [p.nonce for p in single] == [0, 1]
-    assert {p.nonce for p in batch} == {2}
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    assert [p.tx_nonce for p in single] == [0, 1]
+    assert {p.tx_nonce for p in batch} == {2}
     assert len(batch) == 3
     assert await store.get_relayer_nonce(relayer) == 3
 
 
-async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> None:
-    """`unconfirmed_txs` gives one OutboxTx per nonce, `mark_sent` moves every row of the
+async def test_shared_tx_hash_unconfirmed_mark_sent_and_completion(store: Store) -> None:
+    """`unconfirmed_txs` gives one UnconfirmedTx per nonce, `mark_sent` moves every row of the
     tx, and the rows end one by one (completed or failed) without disturbing the others."""
     token = await register_token(store, max_mint_count=1000)
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
-    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     tx_hash, raw_tx = batch[0].tx_hash, batch[0].raw_tx
     assert tx_hash is not None and raw_tx is not None
-    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=False)]
+    assert await store.unconfirmed_txs(relayer, 0) == [
+        UnconfirmedTx(0, tx_hash, raw_tx, sent=False)
+    ]
 
     await store.mark_sent([tx_hash])
     for new in queued:
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.SENT
         assert payment.processed_at is not None
-    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
+    assert await store.unconfirmed_txs(relayer, 0) == [UnconfirmedTx(0, tx_hash, raw_tx, sent=True)]
     assert await store.unconfirmed_txs(relayer, 1) == []  # the chain consumed nonce 0
 
     # Decided one by one: one settled in the batch, one failed inside it.
@@ -172,7 +175,7 @@ async def test_shared_tx_hash_outbox_mark_sent_and_completion(store: Store) -> N
         only_from=PaymentStatus.SENT,
     )
     assert (await stored_payment(store, batch[2].id)).status is PaymentStatus.SENT
-    assert await store.unconfirmed_txs(relayer, 0) == [OutboxTx(0, tx_hash, raw_tx, sent=True)]
+    assert await store.unconfirmed_txs(relayer, 0) == [UnconfirmedTx(0, tx_hash, raw_tx, sent=True)]
     stored = await store.get_token(token.address)
     assert stored is not None and stored.reserved_count == 2  # the failed one released
 
@@ -181,12 +184,12 @@ async def test_mark_sent_after_partial_completion_moves_only_processing_rows(
     store: Store,
 ) -> None:
     """A crash between broadcast and `sent`: the confirmer may complete one row of the tx
-    while the others are still processing; the outbox still re-sends (sent=False) and
+    while the others are still processing; the broadcaster still re-sends (sent=False) and
     mark_sent moves the rest."""
     token = await register_token(store, max_mint_count=1000)
     await queue_payments(store, token, 2)
     relayer = random_address()
-    batch = await store.claim_payment_batch(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
     tx_hash = batch[0].tx_hash
     assert tx_hash is not None
     assert await store.complete_payment(batch[0].id, tx_hash, [])
@@ -208,14 +211,14 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
     queued = await queue_payments(pg_store, token, 40)
     relayer = random_address()
     batches = await asyncio.gather(
-        *(pg_store.claim_payment_batch(relayer, 10, sign_batch) for _ in range(4))
+        *(pg_store.claim_payments_one_tx(relayer, 10, sign_batch) for _ in range(4))
     )
     claimed = [p for batch in batches for p in batch]
     assert sorted(len(b) for b in batches) == [10, 10, 10, 10]
     assert {p.id for p in claimed} == {n.id for n in queued}
-    assert sorted({p.nonce for p in claimed if p.nonce is not None}) == [0, 1, 2, 3]
+    assert sorted({p.tx_nonce for p in claimed if p.tx_nonce is not None}) == [0, 1, 2, 3]
     for batch in batches:  # each claim is one tx under one nonce
-        assert len({(p.nonce, p.tx_hash) for p in batch}) == 1
+        assert len({(p.tx_nonce, p.tx_hash) for p in batch}) == 1
     rows = await fetch_raw(
         pg_store,
         "SELECT nonce, count(DISTINCT tx_hash) AS txs, count(*) AS n FROM payment_queue"
@@ -230,9 +233,9 @@ async def test_sent_payments_come_whole_txs_at_a_time(store: Store) -> None:
     token = await register_token(store, max_mint_count=1000)
     relayer, other = random_address(), random_address()
     await queue_payments(store, token, 7)
-    first = await store.claim_payment_batch(relayer, 3, BatchRecorder())
-    second = await store.claim_payment_batch(relayer, 3, BatchRecorder())
-    foreign = await store.claim_payment_batch(other, 1, BatchRecorder())
+    first = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
+    second = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
+    foreign = await store.claim_payments_one_tx(other, 1, BatchRecorder())
     await store.mark_sent(
         [first[0].tx_hash or "", second[0].tx_hash or "", foreign[0].tx_hash or ""]
     )
@@ -248,7 +251,7 @@ async def test_complete_payments_is_one_transaction(store: Store) -> None:
     token = await register_token(store, max_mint_count=1000)
     relayer = random_address()
     await queue_payments(store, token, 3)
-    batch = await store.claim_payment_batch(relayer, 3, BatchRecorder())
+    batch = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
     tx = batch[0].tx_hash or ""
     await store.mark_sent([tx])
     completions = [(p.id, tx, mint_ids(p.payer, p.id, p.quantity)) for p in batch]

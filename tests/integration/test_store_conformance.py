@@ -45,7 +45,7 @@ async def _insert_mint_item(store: Store, payment: Payment, mint_id: str) -> Non
         uuid4(),
         payment.id,
         payment.payer,
-        payment.token_address,
+        payment.pay_to,
         mint_id,
         "0x" + "11" * 32,
     )
@@ -164,13 +164,13 @@ async def test_get_payment_returns_all_fields(store: Store) -> None:
     assert payment.payer == new.payer
     assert payment.amount == new.amount
     assert payment.payment_asset == new.payment_asset
-    assert payment.token_address == new.token_address
+    assert payment.pay_to == new.pay_to
     assert payment.quantity == 2
     assert payment.authorization == new.authorization
     assert payment.metadata == {"agent": "a1", "n": [1, 2]}
     assert payment.status is PaymentStatus.PENDING
     assert payment.tx_hash is None
-    assert payment.nonce is None
+    assert payment.tx_nonce is None
     assert payment.relayer is None
     assert payment.raw_tx is None
     assert payment.error is None

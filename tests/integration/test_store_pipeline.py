@@ -1,4 +1,4 @@
-"""The Store port's pipeline methods (sender, confirmer, mint loop, outbox, operators); plus
+"""The Store port's pipeline methods (sender, confirmer, mint loop, broadcaster, operators); plus
 claims racing on PostgreSQL."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
 from payfirst.domain.statuses import MintStatus, PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
-from payfirst.ports.store import OutboxTx, Store
+from payfirst.ports.store import Store, UnconfirmedTx
 from tests.fixtures.store import (
     IntegrityErrors,
     execute_raw,
@@ -110,12 +110,12 @@ async def test_claim_assigns_consecutive_nonces_and_persists_the_tx(store: Store
     recorder = Recorder()
     claimed = await store.claim_payments(relayer, 10, recorder)
     assert _ids(claimed) == [n.id for n in queued]  # oldest first
-    assert [p.nonce for p in claimed] == [7, 8, 9]
+    assert [p.tx_nonce for p in claimed] == [7, 8, 9]
     assert recorder.calls == [(n.id, 7 + i) for i, n in enumerate(queued)]
     assert await store.get_relayer_nonce(relayer) == 10
     for payment in claimed:
-        assert payment.nonce is not None
-        expected = sign_payment(payment, payment.nonce)
+        assert payment.tx_nonce is not None
+        expected = sign_payment(payment, payment.tx_nonce)
         assert payment.status is PaymentStatus.PROCESSING
         assert payment.relayer == relayer
         assert (payment.raw_tx, payment.tx_hash) == (expected.raw, expected.hash)
@@ -130,7 +130,7 @@ async def test_claim_creates_a_missing_relayer_at_nonce_zero(store: Store) -> No
     await queue_payments(store, token, 2)
     relayer = random_address()
     claimed = await store.claim_payments(relayer, 5, sign_payment)
-    assert [p.nonce for p in claimed] == [0, 1]
+    assert [p.tx_nonce for p in claimed] == [0, 1]
     assert await store.get_relayer_nonce(relayer) == 2
 
 
@@ -152,7 +152,7 @@ async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
     for new in queued:
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
-        assert (payment.nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
+        assert (payment.tx_nonce, payment.relayer, payment.raw_tx, payment.tx_hash) == (
             None,
             None,
             None,
@@ -166,7 +166,7 @@ async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
     assert await store.get_relayer_nonce(other) is None
     # And the store is still usable: the next claim starts where the relayer was.
     claimed = await store.claim_payments(relayer, 10, sign_payment)
-    assert [p.nonce for p in claimed] == [4, 5, 6]
+    assert [p.tx_nonce for p in claimed] == [4, 5, 6]
 
 
 async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
@@ -178,11 +178,11 @@ async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
     assert _ids(first) == [queued[0].id, queued[1].id]
     rest = await store.claim_payments(relayer, 10, sign_payment)
     assert _ids(rest) == [queued[3].id, queued[4].id, queued[5].id]
-    assert [p.nonce for p in first + rest] == [0, 1, 2, 3, 4]
+    assert [p.tx_nonce for p in first + rest] == [0, 1, 2, 3, 4]
     assert await store.claim_payments(relayer, 10, sign_payment) == []
     assert await store.get_relayer_nonce(relayer) == 5
     assert (await stored_payment(store, queued[2].id)).status is PaymentStatus.FAILED
-    assert (await stored_payment(store, queued[2].id)).nonce is None
+    assert (await stored_payment(store, queued[2].id)).tx_nonce is None
 
 
 # list_payments
@@ -307,7 +307,7 @@ async def test_complete_payment_creates_exactly_the_mint_items(store: Store) -> 
         assert item.token_address == token.address
         assert item.payment_tx_hash == settled_by
         assert item.status is MintStatus.PENDING
-        assert (item.tx_hash, item.nonce, item.relayer, item.raw_tx) == (None, None, None, None)
+        assert (item.tx_hash, item.tx_nonce, item.relayer, item.raw_tx) == (None, None, None, None)
         assert item.attempts == 0
         assert item.error_message is None
     assert len({m.id for m in items}) == 3
@@ -402,7 +402,7 @@ async def test_fail_payment_releases_supply_once(store: Store) -> None:
     reverted = await stored_payment(store, sent.id)
     assert reverted.status is PaymentStatus.CONFIRMATION_FAILED
     assert reverted.error == "reverted"
-    assert reverted.raw_tx == sent.raw_tx  # the signed tx stays for the outbox
+    assert reverted.raw_tx == sent.raw_tx  # the signed tx stays for the broadcaster
     assert await store.fail_payment(uuid4(), PaymentStatus.FAILED, "unknown") is False
 
 
@@ -429,7 +429,7 @@ async def test_requeue_clears_the_tx_fields(store: Store) -> None:
     assert await store.requeue_payment(sent.id, "tx dropped") is True
     again = await stored_payment(store, sent.id)
     assert again.status is PaymentStatus.PENDING
-    assert (again.tx_hash, again.nonce, again.relayer, again.raw_tx, again.processed_at) == (
+    assert (again.tx_hash, again.tx_nonce, again.relayer, again.raw_tx, again.processed_at) == (
         None,
         None,
         None,
@@ -442,7 +442,7 @@ async def test_requeue_clears_the_tx_fields(store: Store) -> None:
     # It is claimed anew under a fresh nonce.
     (reclaimed,) = await store.claim_payments(relayer, 5, sign_payment)
     assert reclaimed.id == sent.id
-    assert reclaimed.nonce == 1
+    assert reclaimed.tx_nonce == 1
     # A processing one can be requeued; a terminal one cannot.
     assert await store.requeue_payment(sent.id, "dropped again") is True
     await store.fail_payment(sent.id, PaymentStatus.FAILED, "expired")
@@ -470,7 +470,7 @@ async def test_claim_mint_items_one_nonce_for_the_batch(store: Store) -> None:
     assert _ids(claimed) == _ids(items)
     for item in claimed:
         assert item.status is MintStatus.PROCESSING
-        assert (item.nonce, item.relayer, item.raw_tx, item.tx_hash) == (
+        assert (item.tx_nonce, item.relayer, item.raw_tx, item.tx_hash) == (
             1,
             relayer,
             expected.raw,
@@ -540,9 +540,9 @@ async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
         assert item.status is MintStatus.PENDING
         assert item.attempts == 1
         assert item.error_message == "mint tx reverted"
-        assert (item.tx_hash, item.nonce, item.relayer, item.raw_tx) == (None, None, None, None)
+        assert (item.tx_hash, item.tx_nonce, item.relayer, item.raw_tx) == (None, None, None, None)
     second = await store.claim_mint_items(relayer, _ids(items), sign_mint)
-    assert second[0].nonce == first[0].nonce + 1  # type: ignore[operator]
+    assert second[0].tx_nonce == first[0].tx_nonce + 1  # type: ignore[operator]
     await store.retry_mint_items(_ids(items), "mint tx dropped", max_attempts=2)
     failed = await store.get_mint_items(payment.id)
     for item in failed:
@@ -602,7 +602,7 @@ async def test_claim_mint_items_refuses_several_tokens(store: Store) -> None:
     ]
 
 
-# relayer outbox
+# relayer unconfirmed txs (the broadcaster's)
 
 
 async def test_unconfirmed_txs_union_order_and_sent_flag(store: Store) -> None:
@@ -617,13 +617,13 @@ async def test_unconfirmed_txs_union_order_and_sent_flag(store: Store) -> None:
     await store.fail_payment(failed.id, PaymentStatus.CONFIRMATION_FAILED, "expired")
     # Another relayer's tx is not this relayer's.
     await _sent_payment(store, token, random_address())
-    # nonce 4 then requeued: its tx is gone, it is not in the outbox.
+    # nonce 4 then requeued: its tx is gone, it is not among the unconfirmed txs.
     requeued = await _sent_payment(store, token, relayer)
     await store.requeue_payment(requeued.id, "dropped")
 
-    def expect(nonce: int, tx_hash: str | None, raw_tx: str | None, sent: bool) -> OutboxTx:
+    def expect(nonce: int, tx_hash: str | None, raw_tx: str | None, sent: bool) -> UnconfirmedTx:
         assert tx_hash is not None and raw_tx is not None
-        return OutboxTx(nonce=nonce, tx_hash=tx_hash, raw_tx=raw_tx, sent=sent)
+        return UnconfirmedTx(nonce=nonce, tx_hash=tx_hash, raw_tx=raw_tx, sent=sent)
 
     assert completed.raw_tx is not None
     paid = sign_payment(completed, 0)
@@ -738,9 +738,9 @@ async def test_concurrent_claims_never_share_a_payment_or_a_nonce(
     claimed = [p for batch in batches for p in batch]
     assert sorted(len(b) for b in batches) == [10, 10, 10, 10]
     assert {p.id for p in claimed} == {n.id for n in queued}
-    assert sorted(p.nonce for p in claimed if p.nonce is not None) == list(range(40))
+    assert sorted(p.tx_nonce for p in claimed if p.tx_nonce is not None) == list(range(40))
     for batch in batches:  # each claim's nonces are one consecutive run
-        nonces = [p.nonce for p in batch if p.nonce is not None]
+        nonces = [p.tx_nonce for p in batch if p.tx_nonce is not None]
         assert nonces == list(range(nonces[0], nonces[0] + 10))
     rows = await fetch_raw(
         pg_store, "SELECT id, nonce, status FROM payment_queue WHERE relayer = $1", relayer
@@ -771,7 +771,7 @@ async def test_concurrent_payment_and_mint_claims_share_nonces_serially(
     results = await asyncio.gather(*claims)
     claimed = [x for batch in results for x in batch]
     assert len(claimed) == 20 + 8
-    nonces = sorted({x.nonce for x in claimed if x.nonce is not None})
+    nonces = sorted({x.tx_nonce for x in claimed if x.tx_nonce is not None})
     assert nonces == list(range(4, 4 + 20 + 4))
     txs = await pg_store.unconfirmed_txs(relayer, 4)
     assert [tx.nonce for tx in txs] == nonces

@@ -18,9 +18,9 @@ async def test_replace_tx_moves_the_rows_and_keeps_both_hashes(store: Store) -> 
     def sign(payments: list[Payment], nonce: int) -> SignedTx:
         return first
 
-    claimed = await store.claim_payment_batch(RELAYER, 10, sign)
+    claimed = await store.claim_payments_one_tx(RELAYER, 10, sign)
     assert len(claimed) == 2
-    nonce = claimed[0].nonce
+    nonce = claimed[0].tx_nonce
     assert nonce is not None
     await store.mark_sent([first.hash])
     assert await store.tx_hashes(RELAYER, [nonce]) == {}
@@ -30,10 +30,10 @@ async def test_replace_tx_moves_the_rows_and_keeps_both_hashes(store: Store) -> 
     for payment in claimed:
         stored = await store.get_payment(payment.id)
         assert stored is not None
-        assert (stored.tx_hash, stored.raw_tx, stored.nonce) == (bump.hash, bump.raw, nonce)
+        assert (stored.tx_hash, stored.raw_tx, stored.tx_nonce) == (bump.hash, bump.raw, nonce)
     assert await store.tx_hashes(RELAYER, [nonce, nonce + 1]) == {nonce: [first.hash, bump.hash]}
-    (outbox,) = await store.unconfirmed_txs(RELAYER, nonce)
-    assert (outbox.tx_hash, outbox.raw_tx) == (bump.hash, bump.raw)
+    (broadcaster,) = await store.unconfirmed_txs(RELAYER, nonce)
+    assert (broadcaster.tx_hash, broadcaster.raw_tx) == (bump.hash, bump.raw)
 
     # The old hash no longer names the rows: a stale bump changes nothing.
     stale = SignedTx(raw="0x02cc", hash="0x" + "03" * 32)

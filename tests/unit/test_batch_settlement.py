@@ -3,6 +3,7 @@ cap, and reading per-item outcomes from a receipt's logs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -11,12 +12,9 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.domain.models import Authorization, Payment
 from payfirst.domain.statuses import PaymentStatus, PaymentType
-from payfirst.pipeline.confirmer import (
-    AUTHORIZATION_USED_TOPIC,
-    authorization_key,
-    authorizations_used,
-)
+from payfirst.pipeline.confirmer import authorization_of
 from payfirst.pipeline.relayer import GAS_SETTLE_BASE, max_settle_items, settle_gas
+from payfirst.ports.chain import AUTHORIZATION_USED_TOPIC, Log, Receipt
 
 ASSET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -42,13 +40,13 @@ def _payment(auth: Authorization) -> Payment:
         payer=PAYER,
         amount=auth.value,
         payment_asset=ASSET,
-        token_address=PAY_TO,
+        pay_to=PAY_TO,
         quantity=1,
         authorization=auth,
         metadata={},
         status=PaymentStatus.SENT,
         tx_hash="0x" + "ee" * 32,
-        nonce=0,
+        tx_nonce=0,
         relayer=PAYER,
         raw_tx="0x02",
         error=None,
@@ -87,19 +85,23 @@ def test_authorizations_used_reads_the_receipt_logs() -> None:
     paid, failed = _payment(_auth(1)), _payment(_auth(2))
     payer_topic = "0x" + PAYER[2:].lower().rjust(64, "0")
     transfer_topic = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
-    receipt = {
-        "status": "0x1",
-        "logs": [
-            {"address": ASSET, "topics": [transfer_topic, payer_topic, "0x" + "00" * 32]},
-            {"address": ASSET, "topics": [AUTHORIZATION_USED_TOPIC, payer_topic, "0x" + "01" * 32]},
+
+    def log(address: str, *topics: str) -> Log:
+        return Log(address, topics, "0x", block_number=1, tx_hash="0x" + "ee" * 32)
+
+    receipt = Receipt(
+        tx_hash="0x" + "ee" * 32,
+        block_number=1,
+        block_hash="0x" + "bb" * 32,
+        success=True,
+        to=ASSET,
+        logs=(
+            log(ASSET, transfer_topic, payer_topic, "0x" + "00" * 32),
+            log(ASSET, AUTHORIZATION_USED_TOPIC, payer_topic, "0x" + "01" * 32),
             # The same event from another contract proves nothing about our asset.
-            {
-                "address": PAY_TO,
-                "topics": [AUTHORIZATION_USED_TOPIC, payer_topic, "0x" + "02" * 32],
-            },
-        ],
-    }
-    used = authorizations_used(receipt)
-    assert authorization_key(paid) in used
-    assert authorization_key(failed) not in used
-    assert authorizations_used({**receipt, "status": "0x0"}) == set()
+            log(PAY_TO, AUTHORIZATION_USED_TOPIC, payer_topic, "0x" + "02" * 32),
+        ),
+    )
+    assert receipt.used(authorization_of(paid))
+    assert not receipt.used(authorization_of(failed))
+    assert replace(receipt, success=False).authorizations_used() == frozenset()

@@ -1,12 +1,14 @@
 """Ethereum JSON-RPC 2.0 over HTTP: the transport at the bottom of the chain adapter.
 
-`RpcClient` speaks plain JSON-RPC through one `httpx.AsyncClient` (single calls and
-batches in one HTTP request) and offers typed helpers for the few methods payfirst uses.
+`RpcClient` speaks plain JSON-RPC through one `httpx.AsyncClient` (single calls, and
+`call_many`: many calls as one JSON-RPC batch in one HTTP request) and offers typed
+helpers for the few methods payfirst uses.
 Quantities go out and come back as Python ints, data as `0x` hex strings or bytes.
 
-Errors: a node that answered with a JSON-RPC error raises `RpcError` (for a reverted
-`eth_call` or `eth_estimateGas`, `data` holds the revert data); a node that could not be
-reached or answered garbage raises `ChainUnavailable`. Nothing is retried here: the
+Errors (the Chain port's, `payfirst.ports.chain`): a node that answered with a JSON-RPC
+error raises `RpcError`, a `ChainRejected` (for a reverted `eth_call` or
+`eth_estimateGas`, `data` holds the revert data); a node that could not be reached or
+answered garbage raises `ChainUnavailable`. Nothing is retried here: the
 pipeline decides what a failure means.
 """
 
@@ -20,35 +22,13 @@ from typing import Any
 
 import httpx
 
+from payfirst.ports.chain import BlockId, ChainRejected, ChainUnavailable
+
 __all__ = ["BlockId", "ChainUnavailable", "RpcClient", "RpcError", "to_hex"]
 
-BlockId = int | str
-"""A block number, or a tag such as "latest", "pending", "safe", "finalized"."""
 
-
-class ChainUnavailable(Exception):
-    """The RPC endpoint could not be reached, timed out, or answered something that is not
-    JSON-RPC. The request may or may not have reached the node."""
-
-
-class RpcError(Exception):
+class RpcError(ChainRejected):
     """The node answered a JSON-RPC error object."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"RPC error {code}: {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-    @property
-    def revert_data(self) -> str | None:
-        """The `0x` revert data of a reverted call, when the node sent it."""
-        data = self.data
-        if isinstance(data, dict):  # some nodes nest it: {"data": "0x..."}
-            data = data.get("data")
-        if isinstance(data, str) and data.startswith("0x"):
-            return data
-        return None
 
 
 def to_hex(value: int | bytes | str) -> str:
@@ -144,7 +124,7 @@ class RpcClient:
             raise ChainUnavailable(f"{self.url}: no result for {method}: {body!r:.200}")
         return body["result"]
 
-    async def batch(
+    async def call_many(
         self, calls: Sequence[tuple[str, Sequence[Any]]], *, return_errors: bool = False
     ) -> list[Any]:
         """Sends all `calls` as one JSON-RPC batch and returns their results in call order.
@@ -162,16 +142,20 @@ class RpcClient:
         ]
         body = await self._post(payload)
         if isinstance(body, dict) and "error" in body:
-            # The whole batch was refused (e.g. batches disabled, or too large).
+            # The whole JSON-RPC batch was refused (e.g. batches disabled, or too large).
             raise _raise_error(body["error"])
         if not isinstance(body, list):
-            raise ChainUnavailable(f"{self.url}: batch answer is not a list: {body!r:.200}")
+            raise ChainUnavailable(
+                f"{self.url}: JSON-RPC batch answer is not a list: {body!r:.200}"
+            )
         by_id: dict[Any, Any] = {item.get("id"): item for item in body if isinstance(item, dict)}
         results: list[Any] = []
         for request_id, (method, _) in zip(ids, calls, strict=True):
             item = by_id.get(request_id)
             if item is None:
-                raise ChainUnavailable(f"{self.url}: batch answer lacks {method} (id {request_id})")
+                raise ChainUnavailable(
+                    f"{self.url}: JSON-RPC batch answer lacks {method} (id {request_id})"
+                )
             if item.get("error") is not None:
                 error = _raise_error(item["error"])
                 if not return_errors:

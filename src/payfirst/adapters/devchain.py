@@ -279,6 +279,7 @@ class DevChain:
         startup_timeout: float = 30.0,
         state_file: str | Path | None = None,
         previous: Deployment | None = None,
+        chain_id: int | None = None,
     ) -> Deployment:
         """Starts anvil on 127.0.0.1 (on `port`, or a free one) — or attaches to `rpc_url`,
         a chain where anvil's dev account 0 has ETH — then deploys DemoUSDC and a MintToken
@@ -287,13 +288,14 @@ class DevChain:
         `state_file`: anvil loads the chain from it if it exists and writes the chain back to
         it on exit (and every few seconds). `previous`: a deployment made on that chain
         before; if its contracts still have code, it is reused (nothing is deployed, see
-        `reused`)."""
+        `reused`). `chain_id`: the spawned anvil's (default: anvil's 31337), e.g. for a
+        second chain beside the first."""
         if self._rpc is not None:
             raise DevChainError("dev chain already started")
         if rpc_url is None:
             port = port if port is not None else free_port()
             rpc_url = f"http://127.0.0.1:{port}"
-            await self._spawn_anvil(port, block_time, state_file)
+            await self._spawn_anvil(port, block_time, state_file, chain_id)
         self._rpc = RpcClient(rpc_url)
         try:
             await self._wait_ready(startup_timeout)
@@ -347,9 +349,15 @@ class DevChain:
         return True
 
     async def _spawn_anvil(
-        self, port: int, block_time: float | None, state_file: str | Path | None = None
+        self,
+        port: int,
+        block_time: float | None,
+        state_file: str | Path | None = None,
+        chain_id: int | None = None,
     ) -> None:
         args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent"]
+        if chain_id is not None:
+            args += ["--chain-id", str(chain_id)]
         if state_file is not None:
             Path(state_file).parent.mkdir(parents=True, exist_ok=True)
             # Loaded at start if it exists; written on exit and every STATE_INTERVAL_S (a

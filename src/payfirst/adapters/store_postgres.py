@@ -34,7 +34,7 @@ from payfirst.domain.models import (
 from payfirst.domain.reasons import Reason
 from payfirst.domain.settings import check_setting
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
-from payfirst.ports.store import REUSED, OutboxTx, QueuedPayment
+from payfirst.ports.store import REUSED, QueuedPayment, UnconfirmedTx
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -83,19 +83,20 @@ def _payment(row: asyncpg.Record) -> Payment:
         payer=row["payer"],
         amount=int(row["amount"]),
         payment_asset=row["payment_asset"],
-        token_address=row["token_address"],
+        pay_to=row["token_address"],
         quantity=int(row["quantity"]),
         authorization=Authorization.from_json(row["authorization"]),
         metadata=dict(row["metadata"] or {}),
         status=PaymentStatus(row["status"]),
         tx_hash=row["tx_hash"],
-        nonce=None if row["nonce"] is None else int(row["nonce"]),
+        tx_nonce=None if row["nonce"] is None else int(row["nonce"]),
         relayer=row["relayer"],
         raw_tx=row["raw_tx"],
         error=row["error"],
         created_at=row["created_at"],
         processed_at=row["processed_at"],
         result=row["result"],
+        chain_id=None if row["chain_id"] is None else int(row["chain_id"]),
     )
 
 
@@ -112,28 +113,32 @@ def _mint_item(row: asyncpg.Record) -> MintItem:
         error_message=row["error_message"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        nonce=None if row["nonce"] is None else int(row["nonce"]),
+        tx_nonce=None if row["nonce"] is None else int(row["nonce"]),
         relayer=row["relayer"],
         raw_tx=row["raw_tx"],
         attempts=int(row["attempts"]),
     )
 
 
-async def _lock_relayer(conn: _Conn, relayer: str) -> int:
-    """Create the relayer's row if missing, lock it until the transaction ends and return
-    its next nonce."""
-    await conn.execute(_Q["create_relayer"], relayer)
-    value = await conn.fetchval(_Q["lock_relayer"], relayer)
+async def _lock_relayer(conn: _Conn, relayer: str, chain_key: int) -> int:
+    """Create the relayer's row on the chain if missing, lock it until the transaction ends
+    and return its next nonce."""
+    await conn.execute(_Q["create_relayer"], relayer, chain_key)
+    value = await conn.fetchval(_Q["lock_relayer"], relayer, chain_key)
     return int(value)
 
 
-async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int) -> None:
-    await conn.execute(_Q["set_next_nonce"], relayer, next_nonce)
+async def _set_next_nonce(conn: _Conn, relayer: str, next_nonce: int, chain_key: int) -> None:
+    await conn.execute(_Q["set_next_nonce"], relayer, next_nonce, chain_key)
 
 
-class _QueueBatcher:
+#: The relayer rows' chain id of the default network until its chain id is adopted.
+DEFAULT_CHAIN_KEY = 0
+
+
+class _AcceptCoalescer:
     """Coalesces the queue_payment calls that arrive in the same event-loop turn into one
-    call of the payfirst_queue_payments_v1 function: one round trip and one commit for many
+    call of the payfirst_queue_payments_v2 function: one round trip and one commit for many
     payments, with no added wait (a lone payment is flushed on the very next turn). Each
     payment is still decided exactly as on its own."""
 
@@ -150,15 +155,15 @@ class _QueueBatcher:
         return future
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._run(batch))
+        coalesced, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run(coalesced))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
 
     async def _run(
-        self, batch: list[tuple[NewPayment, asyncio.Future[tuple[UUID | None, str]]]]
+        self, coalesced: list[tuple[NewPayment, asyncio.Future[tuple[UUID | None, str]]]]
     ) -> None:
-        payments = [p for p, _ in batch]
+        payments = [p for p, _ in coalesced]
         try:
             rows = await self._pool.fetch(
                 _Q["queue_payments"],
@@ -167,27 +172,28 @@ class _QueueBatcher:
                 [p.payer for p in payments],
                 [p.amount for p in payments],
                 [p.payment_asset for p in payments],
-                [p.token_address for p in payments],
+                [p.pay_to for p in payments],
                 [p.quantity for p in payments],
                 [p.authorization.to_json() for p in payments],
                 [p.authorization.nonce.lower() for p in payments],
                 [p.metadata for p in payments],
                 [min(p.authorization.valid_before, _MAX_BIGINT) for p in payments],
                 [p.idempotency_key for p in payments],
+                [p.chain_id for p in payments],
             )
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+            if len(coalesced) == 1:
+                coalesced[0][1].set_exception(exc)
             else:  # one bad payment must not fail its neighbours: decide each alone
-                await asyncio.gather(*(self._run([item]) for item in batch))
+                await asyncio.gather(*(self._run([item]) for item in coalesced))
             return
         except BaseException as exc:
-            for _, future in batch:
+            for _, future in coalesced:
                 if not future.done():
                     future.set_exception(exc)
             raise
         for row in rows:
-            _, future = batch[row["idx"] - 1]
+            _, future = coalesced[row["idx"] - 1]
             payment_id = row["payment_id"]
             future.set_result((None if payment_id is None else _uuid(payment_id), row["outcome"]))
 
@@ -224,7 +230,10 @@ class PostgresStore:
         self._reconnecting: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
         self._closing = False
-        self._queue = _QueueBatcher(pool)
+        self._queue = _AcceptCoalescer(pool)
+        # The default network's chain id once adopted (adopt_default_chain); until then its
+        # relayer rows are keyed by DEFAULT_CHAIN_KEY.
+        self._default_chain_id: int | None = None
 
     @classmethod
     async def connect(
@@ -292,6 +301,32 @@ class PostgresStore:
     async def ping(self) -> None:
         await self._pool.fetchval(_Q["ping"])
 
+    # networks: `chain_id=None` (the callers of the single-chain release) means any chain
+    # for payments and mint items, and the default network for relayer state.
+
+    def _chain_key(self, chain_id: int | None) -> int:
+        """The chain id relayer rows of `chain_id` are keyed by."""
+        if chain_id is not None:
+            return chain_id
+        return DEFAULT_CHAIN_KEY if self._default_chain_id is None else self._default_chain_id
+
+    def _chain_filter(self, chain_id: int | None) -> tuple[int | None, bool]:
+        """The (chain, with-unassigned) arguments of a payment query: None for any chain;
+        payments of no recorded chain (NULL) belong to the default network."""
+        return chain_id, chain_id is not None and chain_id == self._default_chain_id
+
+    async def adopt_default_chain(self, chain_id: int) -> None:
+        if chain_id <= 0:
+            raise ValueError(f"a chain id is positive, got {chain_id}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_Q["adopt_default_payments"], chain_id)
+            await conn.execute(_Q["adopt_default_relayers"], chain_id)
+            await conn.execute(_Q["drop_default_relayers"])
+            await conn.execute(_Q["adopt_default_leases"], chain_id)
+            await conn.execute(_Q["drop_default_leases"])
+            await conn.execute(_Q["adopt_default_relayer_txs"], chain_id)
+        self._default_chain_id = chain_id
+
     # tokens
 
     async def upsert_token(self, token: Token) -> None:
@@ -335,12 +370,18 @@ class PostgresStore:
 
     # relayers
 
-    async def get_relayer_nonce(self, address: str) -> int | None:
-        value = await self._pool.fetchval(_Q["get_relayer_nonce"], address)
+    async def get_relayer_nonce(self, address: str, *, chain_id: int | None = None) -> int | None:
+        value = await self._pool.fetchval(
+            _Q["get_relayer_nonce"], address, self._chain_key(chain_id)
+        )
         return None if value is None else int(value)
 
-    async def set_relayer_nonce(self, address: str, next_nonce: int) -> None:
-        await self._pool.execute(_Q["set_relayer_nonce"], address, next_nonce)
+    async def set_relayer_nonce(
+        self, address: str, next_nonce: int, *, chain_id: int | None = None
+    ) -> None:
+        await self._pool.execute(
+            _Q["set_relayer_nonce"], address, next_nonce, self._chain_key(chain_id)
+        )
 
     # payments
 
@@ -389,20 +430,23 @@ class PostgresStore:
         sign: Callable[[Payment, int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
+        key = self._chain_key(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 _Q["lock_pending_payments"],
                 limit,
                 None if only is None else list(only),
+                *self._chain_filter(chain_id),
             )
             if not rows:
                 return []
             # Payment rows first (never waiting: SKIP LOCKED), then the relayer row: claims
             # of one relayer take turns from here on, so its nonces stay serial.
-            nonce = await _lock_relayer(conn, relayer)
+            nonce = await _lock_relayer(conn, relayer, key)
             claimed: list[Payment] = []
             for row in rows:
                 payment = _payment(row)
@@ -412,7 +456,7 @@ class PostgresStore:
                         payment,
                         status=PaymentStatus.PROCESSING,
                         tx_hash=signed.hash,
-                        nonce=nonce,
+                        tx_nonce=nonce,
                         relayer=relayer,
                         raw_tx=signed.raw,
                     )
@@ -420,33 +464,36 @@ class PostgresStore:
                 nonce += 1
             await conn.executemany(
                 _Q["mark_payment_processing"],
-                [(p.id, p.tx_hash, p.nonce, p.relayer, p.raw_tx) for p in claimed],
+                [(p.id, p.tx_hash, p.tx_nonce, p.relayer, p.raw_tx) for p in claimed],
             )
-            await _set_next_nonce(conn, relayer, nonce)
+            await _set_next_nonce(conn, relayer, nonce, key)
         return claimed
 
-    async def claim_payment_batch(
+    async def claim_payments_one_tx(
         self,
         relayer: str,
         limit: int,
         sign: Callable[[list[Payment], int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         if limit <= 0:
             return []
         ids = None if only is None else list(only)
+        key = self._chain_key(chain_id)
+        chain = self._chain_filter(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             # The oldest pending payment no other claim holds picks the batch's asset (one
             # settle tx moves one asset); it is locked here and not skipped below.
-            asset = await conn.fetchval(_Q["lock_batch_asset"], ids)
+            asset = await conn.fetchval(_Q["lock_batch_asset"], ids, *chain)
             if asset is None:
                 return []
-            rows = await conn.fetch(_Q["lock_pending_payments_of_asset"], limit, asset, ids)
+            rows = await conn.fetch(_Q["lock_pending_payments_of_asset"], limit, asset, ids, *chain)
             if not rows:  # pragma: no cover - the row locked above is always among them
                 return []
             payments = [_payment(r) for r in rows]
-            nonce = await _lock_relayer(conn, relayer)
+            nonce = await _lock_relayer(conn, relayer, key)
             signed = sign(payments, nonce)
             await conn.execute(
                 _Q["mark_payments_processing"],
@@ -456,13 +503,13 @@ class PostgresStore:
                 relayer,
                 signed.raw,
             )
-            await _set_next_nonce(conn, relayer, nonce + 1)
+            await _set_next_nonce(conn, relayer, nonce + 1, key)
         return [
             replace(
                 p,
                 status=PaymentStatus.PROCESSING,
                 tx_hash=signed.hash,
-                nonce=nonce,
+                tx_nonce=nonce,
                 relayer=relayer,
                 raw_tx=signed.raw,
             )
@@ -475,24 +522,36 @@ class PostgresStore:
         limit: int,
         *,
         expiring_before: int | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         before = None if expiring_before is None else min(expiring_before, _MAX_BIGINT)
+        chain = self._chain_filter(chain_id)
         if status is PaymentStatus.SENT:  # longest sent first
-            rows = await self._pool.fetch(_Q["list_sent_payments"], limit, before)
+            rows = await self._pool.fetch(_Q["list_sent_payments"], limit, before, *chain)
         else:
-            rows = await self._pool.fetch(_Q["list_payments"], status.value, limit, before)
+            rows = await self._pool.fetch(_Q["list_payments"], status.value, limit, before, *chain)
         return [_payment(r) for r in rows]
 
-    async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
-        rows = await self._pool.fetch(_Q["amounts_in_flight"], list(payers))
+    async def amounts_in_flight(
+        self, payers: Sequence[str], *, chain_id: int | None = None
+    ) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            _Q["amounts_in_flight"], list(payers), *self._chain_filter(chain_id)
+        )
         return {(r["payment_asset"], r["payer"]): int(r["amount"]) for r in rows}
 
-    async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
-        rows = await self._pool.fetch(_Q["sent_payments"], relayer, tx_limit)
+    async def sent_payments(
+        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+    ) -> list[Payment]:
+        rows = await self._pool.fetch(
+            _Q["sent_payments"], relayer, tx_limit, *self._chain_filter(chain_id)
+        )
         return [_payment(r) for r in rows]
 
-    async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(_Q["sent_mint_items"], relayer, tx_limit)
+    async def sent_mint_items(
+        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
+        rows = await self._pool.fetch(_Q["sent_mint_items"], relayer, tx_limit, chain_id)
         return [_mint_item(r) for r in rows]
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
@@ -591,12 +650,16 @@ class PostgresStore:
         rows = await self._pool.fetch(_Q["get_mint_items"], payment_id)
         return [_mint_item(r) for r in rows]
 
-    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(_Q["list_mint_items"], status.value, limit)
+    async def list_mint_items(
+        self, status: MintStatus, limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
+        rows = await self._pool.fetch(_Q["list_mint_items"], status.value, limit, chain_id)
         return [_mint_item(r) for r in rows]
 
-    async def pending_mint_items(self, limit: int) -> list[MintItem]:
-        rows = await self._pool.fetch(_Q["pending_mint_items"], limit)
+    async def pending_mint_items(
+        self, limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
+        rows = await self._pool.fetch(_Q["pending_mint_items"], limit, chain_id)
         return [_mint_item(r) for r in rows]
 
     async def claim_mint_items(
@@ -604,8 +667,11 @@ class PostgresStore:
         relayer: str,
         item_ids: Sequence[UUID],
         sign: Callable[[list[MintItem], int], SignedTx],
+        *,
+        chain_id: int | None = None,
     ) -> list[MintItem]:
         ids = list(item_ids)
+        key = self._chain_key(chain_id)
         if not ids:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -614,7 +680,7 @@ class PostgresStore:
                 return []
             items = [_mint_item(r) for r in rows]
             _one_token(items)
-            nonce = await _lock_relayer(conn, relayer)
+            nonce = await _lock_relayer(conn, relayer, key)
             signed = sign(items, nonce)
             updated = await conn.fetch(
                 _Q["mark_mint_items_processing"],
@@ -624,7 +690,7 @@ class PostgresStore:
                 relayer,
                 signed.raw,
             )
-            await _set_next_nonce(conn, relayer, nonce + 1)
+            await _set_next_nonce(conn, relayer, nonce + 1, key)
         by_id = {_uuid(r["id"]): _mint_item(r) for r in updated}
         return [by_id[m.id] for m in items]
 
@@ -643,12 +709,16 @@ class PostgresStore:
         # Failed items keep their last tx fields (what was tried); retried ones start over.
         await self._pool.execute(_Q["retry_mint_items"], ids, error, max_attempts)
 
-    # -- pipeline: relayer outbox ---------------------------------------------------
+    # -- pipeline: unconfirmed relayer txs (the broadcaster) ------------------------
 
-    async def unconfirmed_txs(self, relayer: str, from_nonce: int) -> list[OutboxTx]:
-        rows = await self._pool.fetch(_Q["unconfirmed_txs"], relayer, from_nonce)
+    async def unconfirmed_txs(
+        self, relayer: str, from_nonce: int, *, chain_id: int | None = None
+    ) -> list[UnconfirmedTx]:
+        rows = await self._pool.fetch(
+            _Q["unconfirmed_txs"], relayer, from_nonce, *self._chain_filter(chain_id)
+        )
         return [
-            OutboxTx(
+            UnconfirmedTx(
                 nonce=int(r["nonce"]),
                 tx_hash=r["tx_hash"],
                 raw_tx=r["raw_tx"],
@@ -657,11 +727,24 @@ class PostgresStore:
             for r in rows
         ]
 
-    async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
-        value = await self._pool.fetchval(_Q["sync_relayer_nonce"], relayer, chain_next_nonce)
+    async def sync_relayer_nonce(
+        self, relayer: str, chain_next_nonce: int, *, chain_id: int | None = None
+    ) -> int:
+        value = await self._pool.fetchval(
+            _Q["sync_relayer_nonce"], relayer, chain_next_nonce, self._chain_key(chain_id)
+        )
         return int(value)
 
-    async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
+    async def replace_tx(
+        self,
+        relayer: str,
+        nonce: int,
+        old_hash: str,
+        new: SignedTx,
+        *,
+        chain_id: int | None = None,
+    ) -> bool:
+        key = self._chain_key(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             old_raw = await conn.fetchval(_Q["raw_tx_to_replace"], relayer, nonce, old_hash)
             if old_raw is None:
@@ -671,15 +754,20 @@ class PostgresStore:
             await conn.execute(_Q["replace_mint_tx"], *args)
             await conn.executemany(
                 _Q["record_relayer_tx"],
-                [(old_hash, relayer, nonce, old_raw), (new.hash, relayer, nonce, new.raw)],
+                [
+                    (old_hash, relayer, nonce, old_raw, key),
+                    (new.hash, relayer, nonce, new.raw, key),
+                ],
             )
         return True
 
-    async def tx_hashes(self, relayer: str, nonces: Sequence[int]) -> dict[int, list[str]]:
+    async def tx_hashes(
+        self, relayer: str, nonces: Sequence[int], *, chain_id: int | None = None
+    ) -> dict[int, list[str]]:
         wanted = sorted(set(nonces))
         if not wanted:
             return {}
-        rows = await self._pool.fetch(_Q["tx_hashes"], relayer, wanted)
+        rows = await self._pool.fetch(_Q["tx_hashes"], relayer, wanted, self._chain_key(chain_id))
         found: dict[int, list[str]] = {}
         for row in rows:
             found.setdefault(int(row["nonce"]), []).append(row["tx_hash"])
@@ -711,17 +799,24 @@ class PostgresStore:
 
     # -- relayer leases and wake-ups --------------------------------------------------
 
-    async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
+    async def acquire_relayer_lease(
+        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int | None = None
+    ) -> bool:
         row = await self._pool.fetchval(
             _Q["acquire_relayer_lease"],
             relayer,
             holder,
             float(ttl_s),
+            self._chain_key(chain_id),
         )
         return bool(row == holder)
 
-    async def release_relayer_lease(self, relayer: str, holder: str) -> None:
-        await self._pool.execute(_Q["release_relayer_lease"], relayer, holder)
+    async def release_relayer_lease(
+        self, relayer: str, holder: str, *, chain_id: int | None = None
+    ) -> None:
+        await self._pool.execute(
+            _Q["release_relayer_lease"], relayer, holder, self._chain_key(chain_id)
+        )
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
         await self._listen()

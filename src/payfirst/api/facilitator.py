@@ -10,42 +10,33 @@ body answers 400."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from payfirst.adapters import contracts
-from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.api.http_limits import json_body
-from payfirst.api.idempotency import payment_id_of
 from payfirst.api.responses import rejection, status_of
-from payfirst.api.services import Services, services
-from payfirst.api.waiters import TooManyWaiters, wait_for
+from payfirst.api.services import services
 from payfirst.domain.errors import PaymentRejected
-from payfirst.domain.models import Authorization, NewPayment, Payment
 from payfirst.domain.reasons import Reason
-from payfirst.domain.statuses import PaymentStatus, PaymentType
+from payfirst.usecases.facilitation import (
+    Invalid,
+    Settled,
+    SettleFailed,
+    SettleOutcome,
+    payer_of,
+)
 from payfirst.x402 import (
     SettleResponse,
     SupportedKind,
     SupportedResponse,
     VerifyRequest,
     VerifyResponse,
-    caip2,
-    chain_id_of,
     describe_validation_error,
-    v1_network,
-    verify_exact_evm,
     wire,
 )
-
-log = logging.getLogger("payfirst.facilitator")
 
 
 async def supported(request: Request) -> Response:
@@ -55,16 +46,20 @@ async def supported(request: Request) -> Response:
       200: {description: "kinds, extensions, signers"}
     """
     svc = services(request)
-    kinds = [SupportedKind(x402_version=2, scheme="exact", network=caip2(svc.chain_id))]
-    # A chain without a v1 name (anvil) is named by its CAIP-2 id by v1 clients too.
-    with contextlib.suppress(ValueError):
+    kinds: list[SupportedKind] = []
+    signers: list[str] = []
+    for served in svc.served.all:
+        network = served.network
+        kinds.append(SupportedKind(x402_version=2, scheme="exact", network=network.caip2))
+        # A chain without a v1 name (anvil) is named by its CAIP-2 id by v1 clients too.
         kinds.append(
-            SupportedKind(x402_version=1, scheme="exact", network=v1_network(svc.chain_id))
+            SupportedKind(x402_version=1, scheme="exact", network=network.v1_name or network.caip2)
         )
+        signers += [s for s in served.signers if s not in signers]
     body = SupportedResponse(
         kinds=kinds,
         extensions=["payment-identifier"],
-        signers={"eip155:*": list(svc.signers)},
+        signers={"eip155:*": signers},
     )
     return JSONResponse(wire(body))
 
@@ -82,17 +77,16 @@ async def verify(request: Request) -> Response:
         body = await _body(request)
     except PaymentRejected as exc:
         return rejection(exc)
-    try:
-        authorization = await _check(svc, body)
-    except PaymentRejected as exc:
+    verdict = await svc.facilitator.verify(body)
+    if isinstance(verdict, Invalid):
         invalid = VerifyResponse(
             is_valid=False,
-            invalid_reason=exc.reason,
-            invalid_message=exc.message,
-            payer=_payer_of(body),
+            invalid_reason=verdict.reason,
+            invalid_message=verdict.message,
+            payer=verdict.payer,
         )
         return JSONResponse(wire(invalid))
-    return JSONResponse(wire(VerifyResponse(is_valid=True, payer=authorization.from_)))
+    return JSONResponse(wire(VerifyResponse(is_valid=True, payer=verdict.payer)))
 
 
 async def settle(request: Request) -> Response:
@@ -115,29 +109,11 @@ async def settle(request: Request) -> Response:
     except PaymentRejected as exc:
         return rejection(exc)
     network = body.payment_requirements.network
-    payload = body.payment_payload
     try:
-        authorization = verify_exact_evm(payload, body.payment_requirements, int(svc.clock()))
-        await _check_admissible(svc, authorization)
-        svc.per_payer.take(authorization.from_)
-        existing = await svc.store.find_payment(authorization.from_, authorization.nonce)
-        if existing is None or existing.authorization != authorization:
-            await _check_on_chain(svc, body, authorization)
-        queued = await svc.store.queue_payment(
-            NewPayment(
-                id=uuid.uuid4(),
-                payment_type=PaymentType.SETTLE,
-                payer=authorization.from_,
-                amount=authorization.value,
-                payment_asset=contracts.checksum(body.payment_requirements.asset),
-                token_address=authorization.to,
-                quantity=1,
-                authorization=authorization,
-                metadata={"x402Version": payload.x402_version, "network": network},
-                idempotency_key=payment_id_of(request.headers, payload),
-            )
-        )
+        outcome = await svc.facilitator.settle(body, request.headers)
     except PaymentRejected as exc:
+        # A malformed or conflicting request is an HTTP error; a payment that cannot be
+        # settled is answered as a settlement that failed.
         if (
             status_of(exc.reason) in (400, 409, 429)
             and exc.reason != Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED
@@ -149,55 +125,28 @@ async def settle(request: Request) -> Response:
                     success=False,
                     error_reason=exc.reason,
                     error_message=exc.message,
-                    payer=_payer_of(body),
+                    payer=payer_of(body),
                     transaction="",
                     network=network,
                 )
             )
         )
-    if queued.created:
-        svc.on_payment_queued()
-        log.info("✅ x402 settlement queued: %s", queued.payment_id)
-    payment = await _wait_for_outcome(svc, queued.payment_id)
-    return JSONResponse(wire(_settle_response(payment, network)))
+    return JSONResponse(wire(_settle_response(outcome, network)))
 
 
-async def _wait_for_outcome(svc: Services, payment_id: uuid.UUID) -> Payment:
-    """The payment once terminal, or as it is when the settle timeout passes; woken by the
-    store's change notices (with too many waiters, answered at once: settle again later)."""
-    deadline = time.monotonic() + svc.settle_timeout_s
-    try:
-        await svc.waiters.start(svc.store)
-        with svc.waiters.waiting(payment_id) as changed:
-            while True:
-                changed.clear()
-                payment = await svc.store.get_payment(payment_id)
-                assert payment is not None
-                left = deadline - time.monotonic()
-                if payment.status.is_terminal or left <= 0:
-                    return payment
-                await wait_for(changed, left)
-    except TooManyWaiters:
-        payment = await svc.store.get_payment(payment_id)
-        assert payment is not None
-        return payment
-
-
-def _settle_response(payment: Payment, network: str) -> SettleResponse:
+def _settle_response(outcome: SettleOutcome, network: str) -> SettleResponse:
+    payment = outcome.payment
     common: dict[str, Any] = {
         "payer": payment.payer,
         "network": network,
         "transaction": payment.tx_hash or "",
         "amount": str(payment.amount),
     }
-    if payment.status is PaymentStatus.COMPLETED:
+    if isinstance(outcome, Settled):
         return SettleResponse(success=True, **common)
-    if payment.status.is_terminal:
+    if isinstance(outcome, SettleFailed):
         return SettleResponse(
-            success=False,
-            error_reason=_failure_reason(payment),
-            error_message=payment.error,
-            **common,
+            success=False, error_reason=outcome.reason, error_message=payment.error, **common
         )
     return SettleResponse(
         success=False,
@@ -205,17 +154,6 @@ def _settle_response(payment: Payment, network: str) -> SettleResponse:
         error_message=f"payment {payment.id} is {payment.status.value}; settle again for the result",
         **common,
     )
-
-
-def _failure_reason(payment: Payment) -> str:
-    """The x402 reason of a failed payment: the one its error starts with (the sender
-    writes "insufficient_funds: ..."), else by its status."""
-    code = (payment.error or "").split(":", 1)[0]
-    if code in Reason.__members__.values():
-        return Reason(code)
-    if payment.status is PaymentStatus.CONFIRMATION_FAILED:
-        return Reason.TRANSACTION_FAILED
-    return Reason.INVALID_TRANSACTION_STATE
 
 
 async def _body(request: Request) -> VerifyRequest:
@@ -228,102 +166,3 @@ async def _body(request: Request) -> VerifyRequest:
             Reason.INVALID_PAYLOAD,
             f"malformed request body: {describe_validation_error(exc)}",
         ) from None
-
-
-async def _check(svc: Services, body: VerifyRequest) -> Authorization:
-    """/verify: valid only for an authorization never submitted before. A payload payfirst
-    already has is a replay to a resource server (which verifies before serving), even
-    when identical; a facilitator client retrying a settlement calls /settle, which
-    answers that payment's result."""
-    authorization = verify_exact_evm(
-        body.payment_payload, body.payment_requirements, int(svc.clock())
-    )
-    await _check_admissible(svc, authorization)
-    known = await svc.store.find_payment(authorization.from_, authorization.nonce)
-    if known is not None:
-        raise PaymentRejected(
-            Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED,
-            f"this authorization was already submitted (payment {known.id})",
-        )
-    await _check_on_chain(svc, body, authorization)
-    return authorization
-
-
-async def _check_admissible(svc: Services, authorization: Authorization) -> None:
-    """What this facilitator agrees to spend gas on: only pay-to addresses the operator
-    allowed, never a token payfirst sells by mint (a payment to it buys mints through
-    /api/mint, and settling it here would take the buyer's money for nothing), and no
-    dust. Checked before anything else, so a stranger can never make the relayer pay."""
-    pay_to = contracts.checksum(authorization.to)
-    if pay_to in await svc.minted_tokens():
-        raise PaymentRejected(
-            Reason.INVALID_PAYMENT_REQUIREMENTS,
-            f"payments to {pay_to} buy its mints: use POST /api/mint/{pay_to}",
-        )
-    if pay_to not in svc.settle_pay_to:
-        raise PaymentRejected(
-            Reason.INVALID_PAYMENT_REQUIREMENTS,
-            f"this facilitator does not settle payments to {pay_to}",
-        )
-    if authorization.value < max(1, svc.min_settle_amount):
-        raise PaymentRejected(
-            Reason.INVALID_PAYMENT_REQUIREMENTS,
-            f"amount {authorization.value} is below the minimum of {svc.min_settle_amount}",
-        )
-
-
-async def _check_on_chain(svc: Services, body: VerifyRequest, authorization: Authorization) -> None:
-    """Network, asset, and what only the chain knows: the payer's balance and whether the
-    authorization was used. If the chain cannot be reached these two are left to
-    settlement (which fails safely), rather than failing the verification."""
-    requirements = body.payment_requirements
-    try:
-        if chain_id_of(requirements.network) != svc.chain_id:
-            raise PaymentRejected(
-                Reason.INVALID_NETWORK, f"payfirst settles on {caip2(svc.chain_id)}"
-            )
-    except ValueError:
-        raise PaymentRejected(Reason.INVALID_NETWORK, requirements.network) from None
-    asset = contracts.checksum(requirements.asset)
-    if asset not in await svc.payment_assets():
-        raise PaymentRejected(
-            Reason.INVALID_PAYMENT_REQUIREMENTS, f"asset {asset} is not settled here"
-        )
-    if svc.chain is None:
-        return
-    try:
-        balance_raw, used_raw = await svc.chain.batch(
-            [
-                (
-                    "eth_call",
-                    [{"to": asset, "data": contracts.balance_of(authorization.from_)}, "latest"],
-                ),
-                (
-                    "eth_call",
-                    [
-                        {
-                            "to": asset,
-                            "data": contracts.authorization_state(
-                                authorization.from_, authorization.nonce
-                            ),
-                        },
-                        "latest",
-                    ],
-                ),
-            ]
-        )
-    except (ChainUnavailable, RpcError) as exc:
-        log.warning("verify: chain checks skipped: %s", exc)
-        return
-    if int(balance_raw, 16) < authorization.value:
-        raise PaymentRejected(Reason.INSUFFICIENT_FUNDS, "the payer's balance is too low")
-    if int(used_raw, 16) != 0:
-        raise PaymentRejected(
-            Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED, "authorization already used on chain"
-        )
-
-
-def _payer_of(body: VerifyRequest) -> str | None:
-    authorization = body.payment_payload.payload.get("authorization")
-    payer = authorization.get("from") if isinstance(authorization, dict) else None
-    return payer if isinstance(payer, str) else None

@@ -28,9 +28,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payfirst import jsonsafe
-from payfirst.adapters.chain_rpc import ChainUnavailable
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
+from payfirst.ports.chain import ChainUnavailable
 
 log = logging.getLogger("payfirst.api")
 

@@ -141,6 +141,8 @@ class Health(_Doc):
     status: Literal["ok", "degraded"]
     database: str
     chain: ChainHead | str
+    # Each served network's chain, by CAIP-2 id ("chain" is the first one's).
+    networks: dict[str, ChainHead | str] | None = None
 
 
 # --- operations ------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def payment_view(payment: Payment, mints: list[MintItem]) -> dict[str, Any]:
         "tx_hash": payment.tx_hash,
         "payer": payment.payer,
         "amount": str(payment.amount),
-        "token_address": payment.token_address,
+        "token_address": payment.pay_to,
         "error": payment.error,
         "created_at": payment.created_at.isoformat(),
         "processed_at": payment.processed_at.isoformat() if payment.processed_at else None,

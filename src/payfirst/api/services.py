@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from starlette.requests import Request
 
-from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.api.rate_limits import RateLimiter
-from payfirst.api.waiters import PaymentWaiters
+from payfirst.api.waiters import PaymentWaiters, TooManyWaiters, wait_for
 from payfirst.domain.models import Token
+from payfirst.domain.networks import KNOWN_NETWORKS, Network, caip2_id
+from payfirst.ports.chain import Chain
 from payfirst.ports.store import Store
+from payfirst.usecases.deps import CannotWait, ServedNetwork, ServedNetworks
+from payfirst.usecases.facilitation import Facilitator
+from payfirst.usecases.purchase import MintSales
+from payfirst.x402.networks import CHAIN_ID_V1_NETWORKS
 
 
 class TokenCache:
@@ -51,18 +58,53 @@ class TokenCache:
             raise
 
 
+@dataclass(frozen=True, slots=True)
+class _EventSignal:
+    event: asyncio.Event
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    async def wait(self, timeout_s: float) -> bool:
+        return await wait_for(self.event, timeout_s)
+
+
+class StoreChanges:
+    """The use cases' PaymentChanges over this process's waiters, woken by the store's
+    change notices (PostgreSQL NOTIFY), never by polling."""
+
+    def __init__(self, waiters: PaymentWaiters, store: Store) -> None:
+        self._waiters = waiters
+        self._store = store
+
+    @contextlib.asynccontextmanager
+    async def watch(self, payment_id: UUID) -> AsyncIterator[_EventSignal]:
+        await self._waiters.start(self._store)
+        with contextlib.ExitStack() as stack:
+            try:
+                event = stack.enter_context(self._waiters.waiting(payment_id))
+            except TooManyWaiters:
+                raise CannotWait from None
+            yield _EventSignal(event)
+
+
 @dataclass(slots=True)
 class Services:
     store: Store
-    # Only /health talks to the chain; the payment path never does.
-    chain: RpcClient | None
+    # The default network's chain (a single-chain setup): read by /health and by the
+    # facilitator's balance checks; the mint path never uses it. With `networks` given,
+    # each network's own chain is used instead.
+    chain: Chain | None
     max_quantity_per_request: int = 100
     clock: Callable[[], float] = field(default=time.time)
     # Wakes an in-process sender at once; separate API processes leave it a no-op.
     on_payment_queued: Callable[[], None] = field(default=lambda: None)
-    # The chain payfirst settles on, and the relayer addresses that sign (for /supported).
+    # A single-chain setup: the chain payfirst settles on (0: none), and the relayer
+    # addresses that sign (for /supported). Ignored when `networks` is given.
     chain_id: int = 0
     signers: tuple[str, ...] = ()
+    # The networks settled here (each its chain and signers); () : the single chain above.
+    networks: tuple[ServedNetwork, ...] = ()
     # How long /settle waits for confirmation before answering settlement_pending.
     settle_timeout_s: float = 30.0
     # The pay-to addresses /settle may pay (empty: none) and the smallest amount it settles.
@@ -76,25 +118,55 @@ class Services:
     per_client: RateLimiter = field(init=False)
     per_payer: RateLimiter = field(init=False)
     waiters: PaymentWaiters = field(init=False)
+    served: ServedNetworks = field(init=False)
+    sales: MintSales = field(init=False)
+    facilitator: Facilitator = field(init=False)
 
     def __post_init__(self) -> None:
+        self.served = ServedNetworks(self.networks or self._single_network())
         self.tokens = TokenCache(self.store)
         self.per_client = RateLimiter(self.rate_limit_per_client, what="client")
         self.per_payer = RateLimiter(self.rate_limit_per_payer, what="payer")
         self.waiters = PaymentWaiters(self.max_waiters)
+        self.sales = MintSales(
+            store=self.store,
+            tokens=self.tokens.get,
+            clock=self.clock,
+            per_payer=self.per_payer,
+            on_payment_queued=self.on_payment_queued,
+            networks=self.served if self.served.all else None,
+        )
+        self.facilitator = Facilitator(
+            store=self.store,
+            networks=self.served,
+            tokens=self.tokens,
+            clock=self.clock,
+            per_payer=self.per_payer,
+            changes=StoreChanges(self.waiters, self.store),
+            on_payment_queued=self.on_payment_queued,
+            settle_pay_to=self.settle_pay_to,
+            min_settle_amount=self.min_settle_amount,
+            settle_timeout_s=self.settle_timeout_s,
+        )
+
+    def _single_network(self) -> tuple[ServedNetwork, ...]:
+        """The `chain_id` setup as a served network (a known one keeps its assets)."""
+        if not self.chain_id:
+            return ()
+        network = next(
+            (n for n in KNOWN_NETWORKS if n.chain_id == self.chain_id),
+            Network(
+                caip2=caip2_id(self.chain_id),
+                chain_id=self.chain_id,
+                v1_name=CHAIN_ID_V1_NETWORKS.get(self.chain_id),
+            ),
+        )
+        return (ServedNetwork(network, self.chain, self.signers),)
 
     def admit_client(self, request: Request) -> None:
         """The per-client-address limit of the accept paths (raises 429)."""
         client = request.client
         self.per_client.take(client.host if client is not None else "")
-
-    async def minted_tokens(self) -> set[str]:
-        """Addresses of the tokens payfirst sells by mint (payments to them are mint-only)."""
-        return {t.address for t in await self.tokens.all()}
-
-    async def payment_assets(self) -> set[str]:
-        """Assets the facilitator settles: those the registered tokens are paid in."""
-        return {t.payment_asset for t in await self.tokens.all()}
 
 
 def services(request: Request) -> Services:

@@ -87,13 +87,15 @@ class NewPayment:
     payer: str
     amount: int
     payment_asset: str
-    token_address: str
+    pay_to: str  # the authorization's payee: for a mint, the token contract
     quantity: int
     authorization: Authorization
     metadata: dict[str, Any] = field(default_factory=dict)
     # A client-chosen payment id (Idempotency-Key or the x402 payment-identifier
     # extension), unique per payer.
     idempotency_key: str | None = None
+    # The chain it settles on; None: the default network (a mint: its token's chain).
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +105,20 @@ class Payment:
     payer: str
     amount: int
     payment_asset: str
-    token_address: str
+    pay_to: str  # the authorization's payee: for a mint, the token contract
     quantity: int
     authorization: Authorization
     metadata: dict[str, Any]
     status: PaymentStatus
     tx_hash: str | None
-    nonce: int | None
+    tx_nonce: int | None  # the relayer nonce of the tx settling it (auth nonce: authorization)
     relayer: str | None
     raw_tx: str | None
     error: str | None
     created_at: datetime
     processed_at: datetime | None
     result: dict[str, Any] | None
+    chain_id: int | None = None  # None: the default network
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,7 @@ class MintItem:
     created_at: datetime
     updated_at: datetime
     # the relayer tx that mints it (one batchMint tx carries several items)
-    nonce: int | None = None
+    tx_nonce: int | None = None
     relayer: str | None = None
     raw_tx: str | None = None
     attempts: int = 0

@@ -25,26 +25,23 @@ those facts:
   wait (a receipt that vanished in a reorg is this case: the same bytes are re-sent).
 Before a terminal failure the receipts and the authorization's state are read again.
 A tx with no receipt `confirmation_timeout_s` after it was sent is stuck: logged once, and
-the head-of-line tx is replaced with higher fees (`Outbox.bump_stuck`); never failed for it.
+the head-of-line tx is replaced with higher fees (`Broadcaster.bump_stuck`); never failed for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
-from eth_utils.crypto import keccak
-
-from payfirst.adapters import contracts
-from payfirst.adapters.chain_rpc import ChainUnavailable, RpcError
 from payfirst.domain.models import MintItem, Payment
 from payfirst.domain.settings import RuntimeSettings
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.pipeline import faults
+from payfirst.pipeline.broadcaster import Broadcaster
 from payfirst.pipeline.decide import (
     Action,
     MintFacts,
@@ -58,11 +55,17 @@ from payfirst.pipeline.decide import (
     needs_authorization_state,
 )
 from payfirst.pipeline.mint_ids import mint_ids
-from payfirst.pipeline.outbox import Outbox
+from payfirst.ports.chain import (
+    AuthorizationRef,
+    BlockId,
+    Chain,
+    ChainRejected,
+    ChainUnavailable,
+    Receipt,
+)
 
 log = logging.getLogger("payfirst.confirmer")
 
-AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 # Unmined transactions older than this are re-sent (idempotent: same signed bytes): a
 # node may lose a pooled tx (anvil does under bursts, a reorg drops them), which stalls
 # every later nonce.
@@ -81,15 +84,18 @@ class ChainView:
     time: int  # its timestamp
     nonces: dict[str, int]  # each relayer's transaction count at the decision block
     history: dict[tuple[str, int], list[str]]  # every tx payfirst signed per (relayer, nonce)
-    counted: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical, at depth
+    counted: dict[str, Receipt] = field(default_factory=dict)  # canonical, at depth
     mined: set[str] = field(default_factory=set)  # hashes with a receipt at any height
 
 
 class Confirmer:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.store = outbox.store
-        self.rpc = outbox.rpc
+    def __init__(self, broadcaster: Broadcaster, *, depth: int | None = None) -> None:
+        self.broadcaster = broadcaster
+        self.store = broadcaster.store
+        self.chain = broadcaster.chain
+        self.chain_id = broadcaster.chain_id
+        # The network's own confirmation depth; None: the confirmation_depth setting.
+        self._depth = depth
         self._noted: set[UUID] = set()  # payments whose wait was logged already
 
     async def run_once(self, settings: RuntimeSettings) -> int:
@@ -98,21 +104,23 @@ class Confirmer:
         how many reached a terminal state."""
         # Each worker confirms its own relayer's txs; a dead worker's are confirmed by
         # whoever takes its relayer lease over.
-        relayer = self.outbox.relayer.address
-        batch_size = settings.confirmation_batch_size
-        payments = await self.store.sent_payments(relayer, batch_size)
-        mints = await self.store.sent_mint_items(relayer, batch_size)
+        relayer = self.broadcaster.relayer.address
+        limit = settings.confirmation_batch_size
+        payments = await self.store.sent_payments(relayer, limit, chain_id=self.chain_id)
+        mints = await self.store.sent_mint_items(relayer, limit, chain_id=self.chain_id)
         return await self.check(payments, mints, settings)
 
     async def stuck_payments(self, older_than_s: int) -> list[Payment]:
         """Payments `sent` more than `older_than_s` seconds ago."""
-        sent = await self.store.list_payments(PaymentStatus.SENT, 100_000)
+        sent = await self.store.list_payments(PaymentStatus.SENT, 100_000, chain_id=self.chain_id)
         return [
             p for p in sent if _age((p.processed_at or p.created_at).timestamp()) > older_than_s
         ]
 
     def depth(self, settings: RuntimeSettings) -> int:
-        return confirmation_depth(self.outbox.relayer.chain_id, settings.confirmation_depth)
+        if self._depth is not None:
+            return self._depth
+        return confirmation_depth(self.broadcaster.relayer.chain_id, settings.confirmation_depth)
 
     async def check(
         self, payments: list[Payment], mints: list[MintItem], settings: RuntimeSettings
@@ -148,18 +156,18 @@ class Confirmer:
         done += await self._decide_mints(mints, view)
         waiting = [p for p, o in outcomes if o.action is Action.WAIT]
         unmined = any(
-            not self._any_mined(p.relayer, p.nonce, p.tx_hash, view)
+            not self._any_mined(p.relayer, p.tx_nonce, p.tx_hash, view)
             and _age((p.processed_at or p.created_at).timestamp()) > REBROADCAST_AFTER_S
             for p in waiting
         ) or any(
-            not self._any_mined(m.relayer, m.nonce, m.tx_hash, view)
+            not self._any_mined(m.relayer, m.tx_nonce, m.tx_hash, view)
             and _age(m.updated_at.timestamp()) > REBROADCAST_AFTER_S
             for m in mints
         )
         if unmined:
-            async with self.outbox.lock:
-                await self.outbox.flush_quietly(resend_sent=True)
-                await self.outbox.bump_stuck(
+            async with self.broadcaster.lock:
+                await self.broadcaster.broadcast_unconfirmed_quietly(resend_sent=True)
+                await self.broadcaster.bump_stuck(
                     settings.fee_bump_after_s,
                     GWEI * settings.max_fee_per_gas_gwei,
                     stuck_after_s=settings.confirmation_timeout_s,
@@ -171,31 +179,34 @@ class Confirmer:
     # -- reading the chain at the decision block ------------------------------------
 
     async def _view(self, payments: list[Payment], mints: list[MintItem], depth: int) -> ChainView:
-        keys = {(p.relayer, p.nonce) for p in payments} | {(m.relayer, m.nonce) for m in mints}
+        keys = {(p.relayer, p.tx_nonce) for p in payments} | {
+            (m.relayer, m.tx_nonce) for m in mints
+        }
         relayers = sorted({r for r, _ in keys if r})
-        head = await self.rpc.block_number()
+        head = await self.chain.block_number()
         block_number = decision_block(head, depth)
-        answers = await self.rpc.batch(
-            [("eth_getBlockByNumber", [hex(block_number), False])]
-            + [("eth_getTransactionCount", [r, hex(block_number)]) for r in relayers]
+        block, counts = await asyncio.gather(
+            self.chain.get_block(block_number),
+            self.chain.get_transaction_counts(relayers, block_number),
         )
-        block = answers[0]
-        if not isinstance(block, dict):
+        if block is None:
             raise ChainUnavailable(f"the node has no block {block_number} yet")
         history: dict[tuple[str, int], list[str]] = {}
         for relayer in relayers:
             nonces = [n for r, n in keys if r == relayer and n is not None]
-            for nonce, hashes in (await self.store.tx_hashes(relayer, nonces)).items():
+            for nonce, hashes in (
+                await self.store.tx_hashes(relayer, nonces, chain_id=self.chain_id)
+            ).items():
                 history[(relayer, nonce)] = hashes
         view = ChainView(
             block=block_number,
-            time=int(block["timestamp"], 16),
-            nonces={r: int(n, 16) for r, n in zip(relayers, answers[1:], strict=True)},
+            time=block.timestamp,
+            nonces=dict(zip(relayers, counts, strict=True)),
             history=history,
         )
         hashes = sorted(
-            {h for p in payments for h in self._candidates(p.relayer, p.nonce, p.tx_hash, view)}
-            | {h for m in mints for h in self._candidates(m.relayer, m.nonce, m.tx_hash, view)}
+            {h for p in payments for h in self._candidates(p.relayer, p.tx_nonce, p.tx_hash, view)}
+            | {h for m in mints for h in self._candidates(m.relayer, m.tx_nonce, m.tx_hash, view)}
         )
         await self._read_receipts(hashes, view)
         return view
@@ -203,20 +214,20 @@ class Confirmer:
     async def _read_receipts(self, hashes: Sequence[str], view: ChainView) -> None:
         """Reads the receipts of `hashes` into `view`: every mined one in `mined`, those at
         or below the decision block whose block is canonical in `counted`."""
-        answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        deep: dict[str, dict[str, Any]] = {}
-        for tx_hash, receipt in zip(hashes, answers, strict=True):
+        receipts = await self.chain.get_receipts(hashes)
+        deep: dict[str, Receipt] = {}
+        for tx_hash, receipt in zip(hashes, receipts, strict=True):
             view.counted.pop(tx_hash, None)
-            if not isinstance(receipt, dict):
+            if receipt is None:
                 continue  # absent: not evidence of anything
             view.mined.add(tx_hash)
-            if int(receipt["blockNumber"], 16) <= view.block:
+            if receipt.block_number <= view.block:
                 deep[tx_hash] = receipt
-        heights = sorted({int(r["blockNumber"], 16) for r in deep.values()})
-        blocks = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in heights])
-        canonical = {n: str(b["hash"]).lower() for n, b in zip(heights, blocks, strict=True) if b}
+        heights = sorted({r.block_number for r in deep.values()})
+        blocks = await self.chain.get_blocks(heights)
+        canonical = {n: b.hash for n, b in zip(heights, blocks, strict=True) if b is not None}
         for tx_hash, receipt in deep.items():
-            if canonical.get(int(receipt["blockNumber"], 16)) == str(receipt["blockHash"]).lower():
+            if canonical.get(receipt.block_number) == receipt.block_hash.lower():
                 view.counted[tx_hash] = receipt
 
     def _candidates(
@@ -237,74 +248,45 @@ class Confirmer:
         self, payments: list[Payment], block: int
     ) -> dict[UUID, bool | None]:
         """authorizationState(payer, nonce) at the decision block (None: no answer)."""
-        answers = await self.rpc.batch(
-            [
-                (
-                    "eth_call",
-                    [
-                        {
-                            "to": p.payment_asset,
-                            "data": contracts.authorization_state(p.payer, p.authorization.nonce),
-                        },
-                        hex(block),
-                    ],
-                )
-                for p in payments
-            ],
-            return_errors=True,
+        states = await self.chain.authorization_states(
+            [authorization_of(p) for p in payments], block
         )
-        states: dict[UUID, bool | None] = {}
-        for payment, answer in zip(payments, answers, strict=True):
-            try:
-                states[payment.id] = bool(contracts.decode_result(["bool"], answer)[0])
-            except Exception:  # an error or an empty answer: unknown, not "unused"
-                states[payment.id] = None
-        return states
+        return {p.id: state for p, state in zip(payments, states, strict=True)}
 
     async def _used_by(self, payment: Payment, block: int) -> str | None:
         """The tx whose AuthorizationUsed log for this payment is at or below `block`."""
         try:
-            logs = await self.rpc.call(
-                "eth_getLogs",
-                {
-                    "address": payment.payment_asset,
-                    "fromBlock": hex(max(0, block - LOG_LOOKBACK_BLOCKS)),
-                    "toBlock": hex(block),
-                    "topics": [
-                        AUTHORIZATION_USED_TOPIC,
-                        "0x" + payment.payer[2:].lower().rjust(64, "0"),
-                        payment.authorization.nonce,
-                    ],
-                },
+            logs = await self.chain.authorization_logs(
+                authorization_of(payment), max(0, block - LOG_LOOKBACK_BLOCKS), block
             )
-        except RpcError as exc:
+        except ChainRejected as exc:
             log.warning("log lookup failed for payment %s: %s", payment.id, exc.message)
             return None
-        for entry in logs or []:
-            if int(entry["blockNumber"], 16) <= block and not entry.get("removed"):
-                return str(entry["transactionHash"])
+        for entry in logs:
+            if entry.block_number <= block and not entry.removed:
+                return entry.tx_hash
         return None
 
     # -- payments -------------------------------------------------------------------
 
     def _facts(self, payment: Payment, view: ChainView) -> PaymentFacts:
-        assert payment.relayer is not None and payment.nonce is not None
-        key = authorization_key(payment)
+        assert payment.relayer is not None and payment.tx_nonce is not None
+        authorization = authorization_of(payment)
         settled: SettleReceipt | None = None
-        for tx_hash in self._candidates(payment.relayer, payment.nonce, payment.tx_hash, view):
+        for tx_hash in self._candidates(payment.relayer, payment.tx_nonce, payment.tx_hash, view):
             receipt = view.counted.get(tx_hash)
             if receipt is None:
                 continue
             candidate = SettleReceipt(
-                tx_hash=str(receipt["transactionHash"]),
-                success=int(receipt["status"], 16) == 1,
-                used_here=key in authorizations_used(receipt),
-                whole_batch=str(receipt.get("to") or "").lower() != payment.payment_asset.lower(),
+                tx_hash=receipt.tx_hash,
+                success=receipt.success,
+                used_here=receipt.used(authorization),
+                whole_batch=(receipt.to or "").lower() != payment.payment_asset.lower(),
             )
             if settled is None or candidate.used_here:
                 settled = candidate
         return PaymentFacts(
-            tx_nonce=payment.nonce,
+            tx_nonce=payment.tx_nonce,
             relayer_nonce=view.nonces.get(payment.relayer, 0),
             receipt=settled,
             chain_time=view.time,
@@ -336,7 +318,11 @@ class Confirmer:
         # A terminal failure: read the receipts and the authorizations again first.
         await self._read_receipts(
             sorted(
-                {h for p in failing for h in self._candidates(p.relayer, p.nonce, p.tx_hash, view)}
+                {
+                    h
+                    for p in failing
+                    for h in self._candidates(p.relayer, p.tx_nonce, p.tx_hash, view)
+                }
             ),
             view,
         )
@@ -359,7 +345,7 @@ class Confirmer:
         """Logs, once per payment, a wait worth an operator's attention: the authorization
         used by a tx not found, or a tx STUCK: no receipt at any height `timeout_s`
         (confirmation_timeout_s) after it was sent. A stuck tx is never failed for it (it
-        can still be mined): it keeps being re-sent, and `Outbox.bump_stuck` replaces it
+        can still be mined): it keeps being re-sent, and `Broadcaster.bump_stuck` replaces it
         with higher fees; `payfirst reset-stuck` lists them. One mined but not yet at depth
         is not stuck."""
         sent_at = (payment.processed_at or payment.created_at).timestamp()
@@ -369,7 +355,7 @@ class Confirmer:
             self._noted.add(payment.id)
             log.warning("⏳ payment %s: %s; checking again", payment.id, outcome.reason)
         elif _age(sent_at) > timeout_s and not self._any_mined(
-            payment.relayer, payment.nonce, payment.tx_hash, view
+            payment.relayer, payment.tx_nonce, payment.tx_hash, view
         ):
             self._noted.add(payment.id)
             log.warning(
@@ -377,7 +363,7 @@ class Confirmer:
                 "(confirmation_timeout_s): re-sent, and the relayer's head-of-line tx "
                 "replaced with higher fees (up to max_fee_per_gas_gwei); it can still land",
                 payment.id,
-                payment.nonce,
+                payment.tx_nonce,
                 payment.tx_hash,
                 timeout_s,
             )
@@ -418,46 +404,46 @@ class Confirmer:
         by_tx: dict[str, list[MintItem]] = {}
         for item in items:
             by_tx.setdefault(item.tx_hash or "", []).append(item)
-        for tx_hash, batch in by_tx.items():
-            first = batch[0]
-            if first.relayer is None or first.nonce is None:
+        for tx_hash, tx_items in by_tx.items():
+            first = tx_items[0]
+            if first.relayer is None or first.tx_nonce is None:
                 continue
             receipts = [
                 view.counted[h]
-                for h in self._candidates(first.relayer, first.nonce, tx_hash, view)
+                for h in self._candidates(first.relayer, first.tx_nonce, tx_hash, view)
                 if h in view.counted
             ]
-            succeeded = [r for r in receipts if int(r["status"], 16) == 1]
+            succeeded = [r for r in receipts if r.success]
             action = decide_mint(
                 MintFacts(
-                    tx_nonce=first.nonce,
+                    tx_nonce=first.tx_nonce,
                     relayer_nonce=view.nonces.get(first.relayer, 0),
                     receipt_success=True if succeeded else (False if receipts else None),
                 )
             )
             if action is Action.COMPLETE:
-                mined_by = str(succeeded[0]["transactionHash"])
-                await self.store.complete_mint_items([m.id for m in batch], mined_by)
-                log.info("🪙 minted %d items (tx %s)", len(batch), mined_by)
-                done += len(batch)
+                mined_by = succeeded[0].tx_hash
+                await self.store.complete_mint_items([m.id for m in tx_items], mined_by)
+                log.info("🪙 minted %d items (tx %s)", len(tx_items), mined_by)
+                done += len(tx_items)
             elif action is Action.REQUEUE:
                 done += await self._retry_mints(
-                    batch, "reverted" if receipts else "dropped", view.block
+                    tx_items, "reverted" if receipts else "dropped", view.block
                 )
         return done
 
-    async def _retry_mints(self, batch: list[MintItem], why: str, block: int) -> int:
+    async def _retry_mints(self, tx_items: list[MintItem], why: str, block: int) -> int:
         """A batchMint that reverted or was dropped at depth: items minted at the decision
         block are done, the others go back to pending (or fail after MAX_MINT_ATTEMPTS)."""
-        minted = await has_minted(self.rpc, batch, block)
-        done_ids = [m.id for m, yes in zip(batch, minted, strict=True) if yes]
-        retry_ids = [m.id for m, yes in zip(batch, minted, strict=True) if not yes]
+        minted = await has_minted(self.chain, tx_items, block)
+        done_ids = [m.id for m, yes in zip(tx_items, minted, strict=True) if yes]
+        retry_ids = [m.id for m, yes in zip(tx_items, minted, strict=True) if not yes]
         if done_ids:
             await self.store.complete_mint_items(done_ids, None)
         if retry_ids:
             await self.store.retry_mint_items(retry_ids, f"mint tx {why}", MAX_MINT_ATTEMPTS)
             log.warning(
-                "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), batch[0].tx_hash, why
+                "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), tx_items[0].tx_hash, why
             )
         return len(done_ids)
 
@@ -474,42 +460,15 @@ def _with(facts: PaymentFacts, used: bool | None, used_by: str | None) -> Paymen
     )
 
 
-def authorizations_used(receipt: dict[str, Any]) -> set[tuple[str, str, str]]:
-    """(asset, authorizer topic, nonce) of every `AuthorizationUsed` log in a successful
-    receipt, all lowercase (a reverted tx leaves no logs)."""
-    if int(receipt["status"], 16) != 1:
-        return set()
-    return {
-        (str(entry["address"]).lower(), str(topics[1]).lower(), str(topics[2]).lower())
-        for entry in receipt.get("logs") or []
-        if len(topics := entry.get("topics") or []) == 3
-        and str(topics[0]).lower() == AUTHORIZATION_USED_TOPIC
-    }
+def authorization_of(payment: Payment) -> AuthorizationRef:
+    """The authorization this payment spends."""
+    return AuthorizationRef(payment.payment_asset, payment.payer, payment.authorization.nonce)
 
 
-def authorization_key(payment: Payment) -> tuple[str, str, str]:
-    """This payment's entry in `authorizations_used`."""
-    return (
-        payment.payment_asset.lower(),
-        "0x" + payment.payer[2:].lower().rjust(64, "0"),
-        payment.authorization.nonce.lower(),
-    )
-
-
-async def has_minted(rpc: Any, items: list[MintItem], block: int | str = "latest") -> list[bool]:
+async def has_minted(chain: Chain, items: list[MintItem], block: BlockId = "latest") -> list[bool]:
     """The token contracts' own word on whether each item's mint id is minted (at
     `block`)."""
-    tag = hex(block) if isinstance(block, int) else block
-    answers = await rpc.batch(
-        [
-            (
-                "eth_call",
-                [{"to": m.token_address, "data": contracts.has_minted(m.mint_id)}, tag],
-            )
-            for m in items
-        ]
-    )
-    return [bool(contracts.decode_result(["bool"], a)[0]) for a in answers]
+    return await chain.has_minted([(m.token_address, m.mint_id) for m in items], block)
 
 
 def _age(timestamp: float) -> float:

@@ -8,9 +8,9 @@ from eth_account import Account
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
-from payfirst.adapters.chain_rpc import RpcClient
-from payfirst.adapters.contracts import sign_transaction
 from payfirst.domain.models import SignedTx
+from payfirst.evm.signing import sign_transaction
+from payfirst.ports.chain import Chain
 
 GWEI = 10**9
 PRIORITY_FEE = 1 * GWEI
@@ -35,9 +35,9 @@ class Fees:
     max_priority_fee_per_gas: int
 
 
-async def current_fees(rpc: RpcClient) -> Fees:
+async def current_fees(chain: Chain) -> Fees:
     """EIP-1559 fees from the latest base fee: room for the base fee to double."""
-    base_fee = await rpc.latest_base_fee()
+    base_fee = await chain.latest_base_fee()
     return fees_for(base_fee)
 
 

@@ -1,11 +1,5 @@
-"""The worker: start-up recovery, then the sender, confirmer and mint loops of one relayer.
-
-Settings (`payfirst.domain.settings.RuntimeSettings`) are read at every tick, so an
-operator's change (`payfirst settings set`) takes effect without a restart; a value out of
-its bounds is logged and its default used. Each loop sleeps for its interval, or less when
-woken: the API wakes the sender when it queues a payment (in the same process), the sender
-wakes the confirmer when it broadcasts, the confirmer wakes the mint loop when it
-completes."""
+"""The worker process: holds leases on relayer keys and runs one `RelayerLoops` (sender,
+confirmer, mint loops) for each key it holds."""
 
 from __future__ import annotations
 
@@ -15,193 +9,18 @@ import logging
 import os
 import secrets
 import socket
-import time
-from collections.abc import Awaitable, Callable
 
-from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
-from payfirst.domain.settings import RuntimeSettings
-from payfirst.pipeline.confirmer import Confirmer
-from payfirst.pipeline.decide import confirmation_depth
-from payfirst.pipeline.minter import Minter
-from payfirst.pipeline.outbox import Outbox
 from payfirst.pipeline.relayer import Relayer
-from payfirst.pipeline.sender import Sender
-from payfirst.pipeline.settings import SettingsReader
+from payfirst.pipeline.relayer_loops import RelayerLoops
+from payfirst.ports.chain import Chain
 from payfirst.ports.store import Store
 
 log = logging.getLogger("payfirst.worker")
 
-# While the chain is unreachable each loop retries after a delay that doubles from
-# BACKOFF_FIRST_S up to BACKOFF_MAX_S (wake-ups do not cut it short: every queued payment
-# wakes the sender), and the outage is logged when it starts, when it ends and every
-# OUTAGE_LOG_EVERY_S in between.
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-OUTAGE_LOG_EVERY_S = 60.0
-
-
-def next_backoff(previous: float) -> float:
-    """The delay after one more failure: doubled from BACKOFF_FIRST_S, capped."""
-    return min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, previous * 2))
-
-
-class ChainOutage:
-    """One worker's view of an RPC outage, shared by its loops, so that it is logged once
-    when it starts and once when it ends (and rarely in between), not at every attempt."""
-
-    def __init__(self, relayer: str) -> None:
-        self.relayer = relayer
-        self.since: float | None = None  # monotonic start of the current outage
-        self.failures = 0
-        self._last_log = 0.0
-
-    def failed(self, loop: str, exc: Exception) -> None:
-        now = time.monotonic()
-        self.failures += 1
-        if self.since is None:
-            self.since = self._last_log = now
-            log.warning(
-                "⚠️ chain unreachable (relayer %s, %s): %s; backing off up to %.0fs",
-                self.relayer,
-                loop,
-                exc,
-                BACKOFF_MAX_S,
-            )
-        elif now - self._last_log >= OUTAGE_LOG_EVERY_S:
-            self._last_log = now
-            log.warning(
-                "⚠️ chain still unreachable after %.0fs (%d failed attempts): %s",
-                now - self.since,
-                self.failures,
-                exc,
-            )
-        else:
-            log.debug("%s: chain unreachable: %s", loop, exc)
-
-    def succeeded(self, answered_at: float) -> None:
-        """The chain answered at `answered_at` (monotonic): ends an outage begun before."""
-        if self.since is None or answered_at <= self.since:
-            return
-        log.warning(
-            "✅ chain reachable again (relayer %s) after %.1fs, %d failed attempts",
-            self.relayer,
-            time.monotonic() - self.since,
-            self.failures,
-        )
-        self.since = None
-        self.failures = 0
-
 
 class Worker:
-    def __init__(
-        self, store: Store, rpc: RpcClient, relayer: Relayer, *, settler: str | None = None
-    ) -> None:
-        self.store = store
-        self.settings = SettingsReader(store)
-        self.outbox = Outbox(store, rpc, relayer)
-        # With a BatchSettler, payments settle many to a tx (setting payment_tx_batching).
-        self.sender = Sender(self.outbox, settler)
-        self.confirmer = Confirmer(self.outbox)
-        self.minter = Minter(self.outbox)
-        self.payment_queued = asyncio.Event()
-        self.txs_sent = asyncio.Event()
-        self.payments_completed = asyncio.Event()
-        self.outage = ChainOutage(relayer.address)
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def recover(self) -> None:
-        """Resync the relayer's nonce with the chain and re-send, in nonce order, every
-        signed transaction the chain has not consumed yet (a crash may have struck before
-        or after its broadcast; re-sending the same bytes is harmless either way)."""
-        relayer = self.outbox.relayer.address
-        async with self.outbox.lock:
-            next_nonce = await self.outbox.sync_nonce()
-            result = await self.outbox.flush(resend_sent=True)
-        log.info(
-            "recovered relayer %s: next nonce %d, %d unsent txs broadcast",
-            relayer,
-            next_nonce,
-            result.accepted,
-        )
-
-    async def start(self) -> None:
-        backoff = 0.0
-        while True:
-            try:
-                await self.recover()
-                self.outage.succeeded(self.outbox.rpc.answered_at)
-                break
-            except ChainUnavailable as exc:
-                self.outage.failed("start-up recovery", exc)
-                backoff = next_backoff(backoff)
-                await asyncio.sleep(backoff)
-        self._tasks = [
-            asyncio.create_task(self._loop("sender", self._send, self.payment_queued)),
-            asyncio.create_task(self._loop("confirmer", self._confirm, self.txs_sent)),
-            asyncio.create_task(self._loop("minter", self._mint, self.payments_completed)),
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-
-    async def _send(self, settings: RuntimeSettings) -> tuple[bool, int]:
-        size = settings.payment_batch_size
-        signed = await self.sender.run_once(size, batching=settings.payment_tx_batching)
-        if signed:
-            self.txs_sent.set()
-        return signed >= size, settings.payment_batch_interval_ms
-
-    async def _confirm(self, settings: RuntimeSettings) -> tuple[bool, int]:
-        done = await self.confirmer.run_once(settings)
-        if done:
-            self.payments_completed.set()
-        return done >= settings.confirmation_batch_size, settings.confirmation_interval_ms
-
-    async def _mint(self, settings: RuntimeSettings) -> tuple[bool, int]:
-        size = settings.mint_batch_size
-        depth = confirmation_depth(self.outbox.relayer.chain_id, settings.confirmation_depth)
-        done = await self.minter.run_once(size, depth)
-        if done:
-            self.txs_sent.set()
-        return done >= size, settings.mint_interval_ms
-
-    async def _loop(
-        self,
-        name: str,
-        step: Callable[[RuntimeSettings], Awaitable[tuple[bool, int]]],
-        wake: asyncio.Event,
-    ) -> None:
-        backoff = 0.0
-        while True:
-            interval_ms = 1000
-            more = False
-            try:
-                settings = await self.settings.read()
-                wake.clear()
-                more, interval_ms = await step(settings)
-                backoff = 0.0
-                self.outage.succeeded(self.outbox.rpc.answered_at)
-            except ChainUnavailable as exc:
-                self.outage.failed(name, exc)
-                backoff = next_backoff(backoff)
-                await asyncio.sleep(backoff)  # not cut short by wake-ups
-                continue
-            except Exception:
-                log.exception("%s: tick failed, retrying", name)
-            if more:
-                continue  # a full batch: there is probably more right now
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
-            # cancellation that lands as the event is set, and stop() then waits forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval_ms / 1000):
-                    await wake.wait()
-
-
-class WorkerPool:
-    """Runs one Worker for every relayer key this process holds a lease on.
+    """What `payfirst worker` runs: one RelayerLoops for every relayer key this process
+    holds a lease on.
 
     A key is held by a lease row renewed every third of its time-to-live; a worker that
     dies stops renewing, and once the lease expires another process takes the key over
@@ -212,26 +31,33 @@ class WorkerPool:
     def __init__(
         self,
         store: Store,
-        rpc: RpcClient,
+        chain: Chain,
         relayers: list[Relayer],
         *,
         holder: str | None = None,
         lease_ttl_s: float = 15.0,
         settler: str | None = None,
+        chain_id: int | None = None,
+        confirmation_depth: int | None = None,
     ) -> None:
+        """One network's worker: `chain` and `relayers` are that network's, `chain_id` its
+        chain id (None: the store's default network, a single-chain setup), and
+        `confirmation_depth` its own (None: the confirmation_depth setting)."""
         self.store = store
-        self.rpc = rpc
+        self.chain = chain
         self.relayers = relayers
-        self.settler = settler  # the BatchSettler every worker batches through (or None)
+        self.settler = settler  # the BatchSettler every relayer's sender batches through (or None)
+        self.chain_id = chain_id
+        self.confirmation_depth = confirmation_depth
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_ttl_s = lease_ttl_s
-        self.workers: dict[str, Worker] = {}
+        self.relayer_loops: dict[str, RelayerLoops] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
-        for worker in self.workers.values():
-            worker.payment_queued.set()
+        for loops in self.relayer_loops.values():
+            loops.payment_queued.set()
 
     async def start(self) -> None:
         await self.store.watch_new_payments(self.wake)
@@ -242,26 +68,34 @@ class WorkerPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for address in list(self.workers):
+        for address in list(self.relayer_loops):
             await self._drop(address)
 
     async def _hold(self, relayer: Relayer) -> None:
         address = relayer.address
+        name = f"{address} (chain {relayer.chain_id})"  # one key may relay on several chains
         while True:
             try:
                 held = await self.store.acquire_relayer_lease(
-                    address, self.holder, self.lease_ttl_s
+                    address, self.holder, self.lease_ttl_s, chain_id=self.chain_id
                 )
             except Exception as exc:  # the database is unreachable: we cannot prove the lease
-                log.warning("relayer %s: lease not renewed: %s", address, exc)
+                log.warning("relayer %s: lease not renewed: %s", name, exc)
                 held = False
-            if held and address not in self.workers:
-                worker = Worker(self.store, self.rpc, relayer, settler=self.settler)
-                self.workers[address] = worker
-                self._starting[address] = asyncio.create_task(worker.start())
-                log.info("relayer %s: lease taken by %s, worker starting", address, self.holder)
-            elif not held and address in self.workers:
-                log.warning("relayer %s: lease lost, worker stopped", address)
+            if held and address not in self.relayer_loops:
+                loops = RelayerLoops(
+                    self.store,
+                    self.chain,
+                    relayer,
+                    settler=self.settler,
+                    chain_id=self.chain_id,
+                    confirmation_depth=self.confirmation_depth,
+                )
+                self.relayer_loops[address] = loops
+                self._starting[address] = asyncio.create_task(loops.start())
+                log.info("relayer %s: lease taken by %s, its loops starting", name, self.holder)
+            elif not held and address in self.relayer_loops:
+                log.warning("relayer %s: lease lost, its loops stopped", name)
                 await self._drop(address, release=False)
             await asyncio.sleep(self.lease_ttl_s / 3)
 
@@ -270,8 +104,8 @@ class WorkerPool:
         if starting is not None:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-        worker = self.workers.pop(address)
-        await worker.stop()
+        loops = self.relayer_loops.pop(address)
+        await loops.stop()
         if release:
             with contextlib.suppress(Exception):
-                await self.store.release_relayer_lease(address, self.holder)
+                await self.store.release_relayer_lease(address, self.holder, chain_id=self.chain_id)

@@ -26,7 +26,7 @@ class QueuedPayment:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxTx:
+class UnconfirmedTx:
     """A signed relayer transaction as persisted before its broadcast."""
 
     nonce: int
@@ -64,9 +64,12 @@ class Store(Protocol):
         """Remove an operator's value, so the default applies again; False if none was set."""
 
     # relayers
-    async def get_relayer_nonce(self, address: str) -> int | None: ...
+    async def get_relayer_nonce(self, address: str, *, chain_id: int | None = None) -> int | None:
+        """A relayer's next nonce on a chain (None: the default network), if it has one."""
 
-    async def set_relayer_nonce(self, address: str, next_nonce: int) -> None: ...
+    async def set_relayer_nonce(
+        self, address: str, next_nonce: int, *, chain_id: int | None = None
+    ) -> None: ...
 
     # payments
     async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
@@ -75,7 +78,8 @@ class Store(Protocol):
         PaymentRejected(Reason.INVALID_EXACT_EVM_NONCE_ALREADY_USED) when it differs;
         otherwise reserve `quantity` mints under the token's cap (raise
         PaymentRejected(Reason.SOLD_OUT) if they do not fit, PaymentRejected(Reason.UNKNOWN_TOKEN) if the token is unknown) and insert the payment as pending.
-        Nothing is written when it raises."""
+        Nothing is written when it raises. The payment records `payment.chain_id` (a mint
+        given none: its token's chain; otherwise None, the default network)."""
 
     async def get_payment(self, payment_id: UUID) -> Payment | None: ...
 
@@ -86,6 +90,21 @@ class Store(Protocol):
 
     async def count_mints_by_status(self) -> dict[str, int]: ...
 
+    # -- networks -------------------------------------------------------------------
+    #
+    # Every pipeline method takes `chain_id` (keyword): the payments and mint items of that
+    # chain only (a mint item's chain is its token's), and the relayer's state (nonce,
+    # lease, recorded txs) on that chain: one key relays on several chains with independent
+    # nonces. `chain_id=None`, what callers of the single-chain release pass, means any
+    # chain for payments and mint items and the default network for relayer state.
+
+    async def adopt_default_chain(self, chain_id: int) -> None:
+        """The default network (the legacy single chain: payments of no recorded chain,
+        relayer state of no chain) is `chain_id`, read from that chain at startup: ONE
+        transaction gives those rows the chain id (a relayer's nonce never lowered), and
+        from then on payments of no recorded chain count as `chain_id`'s and `chain_id=None`
+        means `chain_id` for relayer state."""
+
     # -- pipeline: payments ---------------------------------------------------------
 
     async def claim_payments(
@@ -95,6 +114,7 @@ class Store(Protocol):
         sign: Callable[[Payment, int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step): take up to `limit` pending payments,
         oldest first (FOR UPDATE SKIP LOCKED on PostgreSQL), lock the relayer's row
@@ -104,13 +124,14 @@ class Store(Protocol):
         nonce order. If `sign` raises, nothing is written. With `only`, just those of
         the given ids (the ones the sender found able to pay) are taken."""
 
-    async def claim_payment_batch(
+    async def claim_payments_one_tx(
         self,
         relayer: str,
         limit: int,
         sign: Callable[[list[Payment], int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step, as `claim_payments`), for ONE tx settling
         many payments: take up to `limit` pending payments of ONE payment asset (the asset
@@ -128,20 +149,27 @@ class Store(Protocol):
         limit: int,
         *,
         expiring_before: int | None = None,
+        chain_id: int | None = None,
     ) -> list[Payment]:
         """Payments in `status`, oldest first (`sent`: by processed_at; others by
         created_at); with `expiring_before`, only those whose authorization's
         valid_before is below it."""
 
-    async def amounts_in_flight(self, payers: Sequence[str]) -> dict[tuple[str, str], int]:
+    async def amounts_in_flight(
+        self, payers: Sequence[str], *, chain_id: int | None = None
+    ) -> dict[tuple[str, str], int]:
         """{(payment_asset, payer): the sum of these payers' payments signed but not yet
         decided (`processing` or `sent`)}: money their balances may still lose."""
 
-    async def sent_payments(self, relayer: str, tx_limit: int) -> list[Payment]:
+    async def sent_payments(
+        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+    ) -> list[Payment]:
         """The relayer's `sent` payments carried by its `tx_limit` oldest (lowest nonce)
         sent transactions — a batch transaction carries many — oldest first."""
 
-    async def sent_mint_items(self, relayer: str, tx_limit: int) -> list[MintItem]:
+    async def sent_mint_items(
+        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
         """The relayer's `sent` mint items of its `tx_limit` oldest sent transactions."""
 
     async def mark_sent(self, tx_hashes: Sequence[str]) -> None:
@@ -192,10 +220,14 @@ class Store(Protocol):
 
     async def get_mint_items(self, payment_id: UUID) -> list[MintItem]: ...
 
-    async def list_mint_items(self, status: MintStatus, limit: int) -> list[MintItem]:
+    async def list_mint_items(
+        self, status: MintStatus, limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
         """Oldest first (by updated_at)."""
 
-    async def pending_mint_items(self, limit: int) -> list[MintItem]:
+    async def pending_mint_items(
+        self, limit: int, *, chain_id: int | None = None
+    ) -> list[MintItem]:
         """Up to `limit` pending items of ONE token (the token of the oldest pending
         item), oldest first. Does not claim them."""
 
@@ -204,6 +236,8 @@ class Store(Protocol):
         relayer: str,
         item_ids: Sequence[UUID],
         sign: Callable[[list[MintItem], int], SignedTx],
+        *,
+        chain_id: int | None = None,
     ) -> list[MintItem]:
         """ONE transaction: of `item_ids`, those still pending (FOR UPDATE SKIP LOCKED),
         all under ONE relayer nonce: call `sign(items, nonce)` once, store tx_hash, nonce,
@@ -219,34 +253,52 @@ class Store(Protocol):
         """attempts += 1; back to `pending` with tx fields cleared, or `failed` with
         `error` once attempts reach `max_attempts`."""
 
-    # -- pipeline: relayer outbox ---------------------------------------------------
+    # -- pipeline: unconfirmed relayer txs (the broadcaster) ------------------------
 
-    async def unconfirmed_txs(self, relayer: str, from_nonce: int) -> list[OutboxTx]:
+    async def unconfirmed_txs(
+        self, relayer: str, from_nonce: int, *, chain_id: int | None = None
+    ) -> list[UnconfirmedTx]:
         """The relayer's persisted txs with nonce >= from_nonce, from payments and mint
         items in ANY status that still carry a raw_tx, plus every still-`processing` one
         whatever its nonce (a nonce consumed by another tx must still reach `sent`, where
         the confirmer decides it); one per nonce, in nonce order; sent = False when the
         rows are `processing`."""
 
-    async def sync_relayer_nonce(self, relayer: str, chain_next_nonce: int) -> int:
+    async def sync_relayer_nonce(
+        self, relayer: str, chain_next_nonce: int, *, chain_id: int | None = None
+    ) -> int:
         """next_nonce = max(stored, chain_next_nonce) (row created if missing); returns it."""
 
-    async def replace_tx(self, relayer: str, nonce: int, old_hash: str, new: SignedTx) -> bool:
+    async def replace_tx(
+        self,
+        relayer: str,
+        nonce: int,
+        old_hash: str,
+        new: SignedTx,
+        *,
+        chain_id: int | None = None,
+    ) -> bool:
         """ONE transaction (the write-ahead step of a fee bump): only if payments or mint
         items in `processing`/`sent` carry (relayer, nonce, old_hash): record the old and
         the new tx in `relayer_txs` and give those rows the new tx_hash and raw_tx.
         Returns whether it replaced anything."""
 
-    async def tx_hashes(self, relayer: str, nonces: Sequence[int]) -> dict[int, list[str]]:
+    async def tx_hashes(
+        self, relayer: str, nonces: Sequence[int], *, chain_id: int | None = None
+    ) -> dict[int, list[str]]:
         """Every tx hash recorded in `relayer_txs` for these nonces of the relayer."""
 
     # -- relayer leases and wake-ups --------------------------------------------------
 
-    async def acquire_relayer_lease(self, relayer: str, holder: str, ttl_s: float) -> bool:
+    async def acquire_relayer_lease(
+        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int | None = None
+    ) -> bool:
         """Take or renew the lease on a relayer key for `ttl_s` seconds: succeeds when
         nobody holds it, `holder` already does, or the holder's lease has expired."""
 
-    async def release_relayer_lease(self, relayer: str, holder: str) -> None:
+    async def release_relayer_lease(
+        self, relayer: str, holder: str, *, chain_id: int | None = None
+    ) -> None:
         """Give the key up (only if `holder` holds it)."""
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:

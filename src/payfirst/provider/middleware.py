@@ -40,7 +40,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
-from payfirst.provider.facilitator import SETTLE_TIMEOUT_S, FacilitatorClient, FacilitatorError
+from payfirst.provider.facilitator_client import (
+    SETTLE_TIMEOUT_S,
+    FacilitatorClient,
+    FacilitatorError,
+)
 from payfirst.x402 import (
     MAX_TIMEOUT_SECONDS,
     PAYMENT_REQUIRED,

@@ -65,31 +65,31 @@ DELETE FROM system_settings WHERE name = $1;
 -- relayers
 
 -- name: get_relayer_nonce
--- A relayer's next nonce, if it has a row.
-SELECT next_nonce FROM relayers WHERE address = $1;
+-- A relayer's next nonce on a chain, if it has a row.
+SELECT next_nonce FROM relayers WHERE address = $1 AND chain_id = $2;
 
 -- name: set_relayer_nonce
--- Set a relayer's next nonce, creating its row if missing.
-INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
-ON CONFLICT (address) DO UPDATE
+-- Set a relayer's next nonce on a chain, creating its row if missing.
+INSERT INTO relayers (address, next_nonce, chain_id) VALUES ($1, $2, $3)
+ON CONFLICT (chain_id, address) DO UPDATE
     SET next_nonce = EXCLUDED.next_nonce, updated_at = now();
 
 -- name: create_relayer
--- Create a relayer's row at nonce 0 unless it has one.
-INSERT INTO relayers (address, next_nonce) VALUES ($1, 0) ON CONFLICT DO NOTHING;
+-- Create a relayer's row on a chain at nonce 0 unless it has one.
+INSERT INTO relayers (address, next_nonce, chain_id) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING;
 
 -- name: lock_relayer
 -- A relayer's next nonce, its row locked until the transaction ends.
-SELECT next_nonce FROM relayers WHERE address = $1 FOR UPDATE;
+SELECT next_nonce FROM relayers WHERE address = $1 AND chain_id = $2 FOR UPDATE;
 
 -- name: set_next_nonce
 -- Move a relayer's next nonce on after signing.
-UPDATE relayers SET next_nonce = $2, updated_at = now() WHERE address = $1;
+UPDATE relayers SET next_nonce = $2, updated_at = now() WHERE address = $1 AND chain_id = $3;
 
 -- name: sync_relayer_nonce
 -- Raise a relayer's next nonce to the chain's (never lower it); the resulting nonce.
-INSERT INTO relayers (address, next_nonce) VALUES ($1, $2)
-ON CONFLICT (address) DO UPDATE
+INSERT INTO relayers (address, next_nonce, chain_id) VALUES ($1, $2, $3)
+ON CONFLICT (chain_id, address) DO UPDATE
     SET next_nonce = greatest(relayers.next_nonce, EXCLUDED.next_nonce),
         updated_at = now()
 RETURNING next_nonce;
@@ -97,17 +97,19 @@ RETURNING next_nonce;
 -- payments: accepting
 
 -- name: queue_payments
--- Queue a coalesced batch of payments in one round trip; one outcome row per payment.
+-- Queue the payments coalesced from one event-loop turn in one round trip; one outcome
+-- row per payment.
 SELECT idx, payment_id, outcome
-  FROM payfirst_queue_payments_v1(
+  FROM payfirst_queue_payments_v2(
       $1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],
-      $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[]);
+      $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[],
+      $13::bigint[]);
 
 -- name: find_payment
 -- The payment of a payer's authorization nonce.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE payer = $1 AND auth_nonce = $2;
 
@@ -115,7 +117,7 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
 -- One payment by id.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE id = $1;
 
@@ -130,12 +132,14 @@ SELECT status, count(*) AS n FROM mint_queue GROUP BY status;
 -- payments: settling
 
 -- name: lock_pending_payments
--- The oldest pending payments (of `only`'s ids when given), locked; rows others hold are skipped.
+-- The oldest pending payments (of `only`'s ids when given, of chain $3 when given: with the
+-- default network's rows, chain_id NULL, when $4), locked; rows others hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
+   AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
  ORDER BY created_at, id
  LIMIT $1
    FOR UPDATE SKIP LOCKED;
@@ -148,9 +152,11 @@ UPDATE payment_queue
  WHERE id = $1;
 
 -- name: lock_batch_asset
--- The asset of the oldest pending payment no other claim holds, that payment locked.
+-- The asset of the oldest pending payment (of chain $2, as lock_pending_payments) no other
+-- claim holds, that payment locked.
 SELECT payment_asset FROM payment_queue
  WHERE status = 'pending' AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
+   AND ($2::bigint IS NULL OR chain_id = $2 OR (chain_id IS NULL AND $3::boolean))
  ORDER BY created_at, id
  LIMIT 1
    FOR UPDATE SKIP LOCKED;
@@ -159,10 +165,11 @@ SELECT payment_asset FROM payment_queue
 -- The oldest pending payments of one asset, locked; rows others hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'pending' AND payment_asset = $2
    AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
+   AND ($4::bigint IS NULL OR chain_id = $4 OR (chain_id IS NULL AND $5::boolean))
  ORDER BY created_at, id
  LIMIT $1
    FOR UPDATE SKIP LOCKED;
@@ -178,9 +185,10 @@ UPDATE payment_queue
 -- Payments in a status, oldest first (optionally only those expiring before a time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = $1 AND ($3::bigint IS NULL OR valid_before < $3)
+   AND ($4::bigint IS NULL OR chain_id = $4 OR (chain_id IS NULL AND $5::boolean))
  ORDER BY created_at, id
  LIMIT $2;
 
@@ -188,9 +196,10 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
 -- Sent payments, longest sent first (optionally only those expiring before a time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'sent' AND ($2::bigint IS NULL OR valid_before < $2)
+   AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
  ORDER BY processed_at, created_at, id
  LIMIT $1;
 
@@ -199,17 +208,19 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
 SELECT payment_asset, payer, sum(amount) AS amount
   FROM payment_queue
  WHERE status IN ('processing', 'sent') AND payer = ANY($1::text[])
+   AND ($2::bigint IS NULL OR chain_id = $2 OR (chain_id IS NULL AND $3::boolean))
  GROUP BY payment_asset, payer;
 
 -- name: sent_payments
--- The sent payments of a relayer's lowest-nonce sent txs (at most $2 txs).
+-- The sent payments of a relayer's lowest-nonce sent txs (at most $2 txs) on chain $3.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result
+       created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
        SELECT tx_hash FROM payment_queue
         WHERE status = 'sent' AND relayer = $1
+          AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
         GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
  ORDER BY processed_at, created_at, id;
 
@@ -276,17 +287,22 @@ SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, t
        error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts
   FROM mint_queue
  WHERE status = $1
+   AND ($3::bigint IS NULL
+        OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
  ORDER BY updated_at, created_at, id
  LIMIT $2;
 
 -- name: pending_mint_items
--- The oldest pending mint items of one token (that of the oldest pending item).
+-- The oldest pending mint items of one token (that of the oldest pending item, of a token
+-- on chain $2 when given).
 SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash,
        error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts
   FROM mint_queue
  WHERE status = 'pending'
    AND token_address = (
        SELECT token_address FROM mint_queue WHERE status = 'pending'
+          AND ($2::bigint IS NULL
+               OR token_address IN (SELECT address FROM tokens WHERE chain_id = $2))
         ORDER BY created_at, id LIMIT 1)
  ORDER BY created_at, id
  LIMIT $1;
@@ -322,6 +338,8 @@ SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, t
  WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
        SELECT tx_hash FROM mint_queue
         WHERE status = 'sent' AND relayer = $1
+          AND ($3::bigint IS NULL
+               OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
         GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
  ORDER BY updated_at, created_at, id;
 
@@ -354,9 +372,12 @@ SELECT DISTINCT ON (nonce)
   FROM (
         SELECT nonce, tx_hash, raw_tx, status FROM payment_queue
          WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
+           AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
         UNION ALL
         SELECT nonce, tx_hash, raw_tx, status FROM mint_queue
          WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
+           AND ($3::bigint IS NULL
+                OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
        ) AS txs
  ORDER BY nonce, tx_hash;
 
@@ -381,13 +402,13 @@ UPDATE mint_queue SET tx_hash = $4, raw_tx = $5, updated_at = now()
 
 -- name: record_relayer_tx
 -- Remember a tx signed for a relayer nonce (any of them may be the one mined).
-INSERT INTO relayer_txs (tx_hash, relayer, nonce, raw_tx)
-VALUES ($1, $2, $3, $4) ON CONFLICT (tx_hash) DO NOTHING;
+INSERT INTO relayer_txs (tx_hash, relayer, nonce, raw_tx, chain_id)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tx_hash) DO NOTHING;
 
 -- name: tx_hashes
 -- Every tx hash signed for these nonces of a relayer, oldest first.
 SELECT nonce, tx_hash FROM relayer_txs
- WHERE relayer = $1 AND nonce = ANY($2::bigint[])
+ WHERE relayer = $1 AND nonce = ANY($2::bigint[]) AND chain_id = $3
  ORDER BY nonce, created_at, tx_hash;
 
 -- operators
@@ -408,9 +429,9 @@ SELECT
 
 -- name: acquire_relayer_lease
 -- Take or renew a relayer's lease unless another holder's is still valid; the holder.
-INSERT INTO relayer_leases (address, holder, expires_at)
-VALUES ($1, $2, now() + make_interval(secs => $3))
-ON CONFLICT (address) DO UPDATE
+INSERT INTO relayer_leases (address, holder, expires_at, chain_id)
+VALUES ($1, $2, now() + make_interval(secs => $3), $4)
+ON CONFLICT (chain_id, address) DO UPDATE
     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
         updated_at = now()
   WHERE relayer_leases.holder = EXCLUDED.holder
@@ -419,4 +440,35 @@ RETURNING holder;
 
 -- name: release_relayer_lease
 -- Give up a relayer's lease if this holder has it.
-DELETE FROM relayer_leases WHERE address = $1 AND holder = $2;
+DELETE FROM relayer_leases WHERE address = $1 AND holder = $2 AND chain_id = $3;
+
+-- default network
+
+-- name: adopt_default_payments
+-- Payments of the default network (chain_id NULL) get its chain id.
+UPDATE payment_queue SET chain_id = $1 WHERE chain_id IS NULL;
+
+-- name: adopt_default_relayers
+-- The default network's relayer nonces (chain 0) move to its chain id (never lowering one).
+INSERT INTO relayers (address, next_nonce, chain_id)
+SELECT address, next_nonce, $1 FROM relayers WHERE chain_id = 0
+ON CONFLICT (chain_id, address) DO UPDATE
+    SET next_nonce = greatest(relayers.next_nonce, EXCLUDED.next_nonce), updated_at = now();
+
+-- name: drop_default_relayers
+-- The chain-0 relayer rows, once moved.
+DELETE FROM relayers WHERE chain_id = 0;
+
+-- name: adopt_default_leases
+-- The default network's relayer leases (chain 0) move to its chain id unless taken there.
+INSERT INTO relayer_leases (address, holder, expires_at, chain_id)
+SELECT address, holder, expires_at, $1 FROM relayer_leases WHERE chain_id = 0
+ON CONFLICT (chain_id, address) DO NOTHING;
+
+-- name: drop_default_leases
+-- The chain-0 relayer leases, once moved.
+DELETE FROM relayer_leases WHERE chain_id = 0;
+
+-- name: adopt_default_relayer_txs
+-- The default network's recorded relayer txs (chain 0) move to its chain id.
+UPDATE relayer_txs SET chain_id = $1 WHERE chain_id = 0;

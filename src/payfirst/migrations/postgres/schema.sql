@@ -52,6 +52,8 @@ CREATE TABLE payment_queue (
     processed_at    timestamptz,
     result          jsonb,
     idempotency_key text,  -- the client's payment id (Idempotency-Key, payment-identifier)
+    -- The chain it settles on; NULL: the default network (the legacy single chain).
+    chain_id        bigint,
     CONSTRAINT payment_queue_status_check CHECK (status IN (
         'pending', 'processing', 'sent', 'completed', 'failed', 'confirmation_failed')),
     CONSTRAINT payment_queue_payer_auth_nonce_key UNIQUE (payer, auth_nonce)
@@ -75,6 +77,11 @@ CREATE INDEX idx_payment_queue_relayer_nonce ON payment_queue (relayer, nonce);
 
 CREATE UNIQUE INDEX payment_queue_payer_idempotency_key
     ON payment_queue (payer, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- A network's worker claims its pending payments (the default network's: chain_id NULL too).
+CREATE INDEX idx_payment_queue_pending_chain
+    ON payment_queue (chain_id, created_at)
+    WHERE status = 'pending';
 
 -- mark_sent: processing payments by tx hash.
 CREATE INDEX idx_payment_queue_processing_tx
@@ -122,34 +129,47 @@ CREATE TABLE system_settings (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Relayer state is per network: one key relays on several chains with independent nonces.
+-- chain_id 0: the default network (the legacy single chain), until its worker re-keys the
+-- rows to the chain id it reads (PostgresStore.adopt_default_chain).
 CREATE TABLE relayers (
-    address     text PRIMARY KEY,
+    address     text NOT NULL,
     next_nonce  bigint NOT NULL CHECK (next_nonce >= 0),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    chain_id    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (chain_id, address)
 );
 
 -- Relayer leases: a worker holds a relayer key by a lease it renews; a dead worker's
 -- lease expires and another worker takes the key over.
 CREATE TABLE relayer_leases (
-    address     text PRIMARY KEY,
+    address     text NOT NULL,
     holder      text NOT NULL,
     expires_at  timestamptz NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    chain_id    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (chain_id, address)
 );
 
 -- Every tx payfirst signed for a relayer nonce once it signed more than one for it (a
 -- fee-bumped replacement: same nonce, higher fees). The rows of payment_queue and
 -- mint_queue carry the newest; any of these may be the one mined, so the confirmer reads
--- the receipts of all of them.
+-- the receipts of all of them. (tx_hash is the key across chains: a signed tx commits to
+-- its chain id.)
 CREATE TABLE relayer_txs (
     tx_hash     text PRIMARY KEY,
     relayer     text NOT NULL,
     nonce       bigint NOT NULL,
     raw_tx      text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    chain_id    bigint NOT NULL DEFAULT 0
 );
 
-CREATE INDEX idx_relayer_txs_relayer_nonce ON relayer_txs (relayer, nonce);
+CREATE INDEX idx_relayer_txs_chain_relayer_nonce ON relayer_txs (chain_id, relayer, nonce);
+
+-- payfirst_queue_payment(s)_v1 are superseded by their _v2 (0009, below), which record the
+-- payment's chain; kept for the previous release's processes during a rolling deploy
+-- (their rows get chain_id NULL: the default network). A later release drops them.
 
 -- The accept path's whole transaction as one function, so queueing a payment costs one
 -- round trip: insert (a concurrent identical insert waits on the unique keys), then for a
@@ -236,6 +256,97 @@ BEGIN
                   p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
                   p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
                   p_metadata[i], p_valid_befores[i], p_idempotency_keys[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
+
+-- payfirst_queue_payment_v1 with the payment's chain id (a mint's defaults to its token's).
+-- An authorization already queued is the same purchase only on the same chain (a row of
+-- unknown chain, queued by the previous release, matches any).
+CREATE FUNCTION payfirst_queue_payment_v2(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text, p_chain_id bigint
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_chain_id bigint := p_chain_id;
+    v_existing payment_queue%ROWTYPE;
+BEGIN
+    IF v_chain_id IS NULL AND p_payment_type = 'mint' THEN
+        SELECT t.chain_id INTO v_chain_id FROM tokens t WHERE t.address = p_token_address;
+    END IF;
+
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key, chain_id
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, 'pending', p_idempotency_key,
+        v_chain_id
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            -- Not the authorization: the payer's idempotency key is taken by another one.
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity
+              AND (v_existing.chain_id IS NULL OR v_chain_id IS NULL
+                   OR v_existing.chain_id = v_chain_id) THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT v_id, 'created'::text;
+END;
+$$;
+
+CREATE FUNCTION payfirst_queue_payments_v2(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[], p_chain_ids bigint[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment_v2(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i], p_chain_ids[i]
               ) AS q;
     END LOOP;
 END;

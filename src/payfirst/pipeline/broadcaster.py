@@ -1,5 +1,6 @@
-"""The relayer's outbox: every transaction payfirst signed and persisted, broadcast in
-nonce order until the chain has consumed its nonce.
+"""The relayer's broadcaster: sends every transaction payfirst signed and persisted, in
+nonce order, until the chain has consumed its nonce; resyncs the nonce; bumps the fees
+of a stuck one.
 
 A signed transaction is never dropped, even when its payment has already ended: an
 unmined transaction that vanished from the node's pool would leave a nonce gap and
@@ -13,13 +14,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient, RpcError
 from payfirst.pipeline import faults
 from payfirst.pipeline.decide import bumped_fee
 from payfirst.pipeline.relayer import Fees, Relayer, fees_for, tx_fees
+from payfirst.ports.chain import Chain, ChainRejected, ChainUnavailable
 from payfirst.ports.store import Store
 
-log = logging.getLogger("payfirst.outbox")
+log = logging.getLogger("payfirst.broadcaster")
 
 # Errors meaning the node already has the tx, or its nonce is used (mined, or consumed by
 # another tx): either way there is nothing more to send, the confirmer decides the rest.
@@ -27,16 +28,21 @@ _ALREADY_THERE = ("already known", "known transaction", "nonce too low", "alread
 
 
 @dataclass(frozen=True, slots=True)
-class FlushResult:
+class BroadcastResult:
     accepted: int
     failed: int
 
 
-class Outbox:
-    def __init__(self, store: Store, rpc: RpcClient, relayer: Relayer) -> None:
+class Broadcaster:
+    def __init__(
+        self, store: Store, chain: Chain, relayer: Relayer, *, chain_id: int | None = None
+    ) -> None:
         self.store = store
-        self.rpc = rpc
+        self.chain = chain
         self.relayer = relayer
+        # The network whose payments and relayer state this pipeline works on, passed to
+        # every store call; None: the store's default network (a single-chain setup).
+        self.chain_id = chain_id
         # Claims and broadcasts of one relayer take turns inside this process, so
         # transactions leave in nonce order.
         self.lock = asyncio.Lock()
@@ -48,32 +54,32 @@ class Outbox:
         """Never sign a nonce the chain already knows used: the relayer key may have been
         used elsewhere. Returns the next nonce. Call with `lock` held."""
         address = self.relayer.address
-        chain_next = await self.rpc.get_transaction_count(address, "pending")
-        return await self.store.sync_relayer_nonce(address, chain_next)
+        chain_next = await self.chain.get_transaction_count(address, "pending")
+        return await self.store.sync_relayer_nonce(address, chain_next, chain_id=self.chain_id)
 
-    async def flush(self, *, resend_sent: bool) -> FlushResult:
+    async def broadcast_unconfirmed(self, *, resend_sent: bool) -> BroadcastResult:
         """Broadcast the relayer's unconsumed transactions in nonce order: those not yet
         marked sent, and with `resend_sent` also the sent ones still unmined. Marks the
         ones the node took as sent. Call with `lock` held."""
-        chain_nonce = await self.rpc.get_transaction_count(self.relayer.address, "latest")
-        txs = await self.store.unconfirmed_txs(self.relayer.address, chain_nonce)
+        chain_nonce = await self.chain.get_transaction_count(self.relayer.address, "latest")
+        txs = await self.store.unconfirmed_txs(
+            self.relayer.address, chain_nonce, chain_id=self.chain_id
+        )
         if not resend_sent:
             # The head of the line (the next nonce the chain expects) goes out again too:
             # a node that lost it would otherwise hold every later tx back until the
             # confirmer's re-send. Sending known bytes again is harmless.
             txs = [tx for tx in txs if not tx.sent or tx.nonce == chain_nonce]
         if not any(not tx.sent for tx in txs) and not resend_sent:
-            return FlushResult(0, 0)
+            return BroadcastResult(0, 0)
         if not txs:
-            return FlushResult(0, 0)
-        results = await self.rpc.batch(
-            [("eth_sendRawTransaction", [tx.raw_tx]) for tx in txs], return_errors=True
-        )
+            return BroadcastResult(0, 0)
+        results = await self.chain.send_raw_transactions([tx.raw_tx for tx in txs])
         faults.crash_point(faults.AFTER_BROADCAST)
         accepted: list[str] = []
         failed = 0
         for tx, result in zip(txs, results, strict=True):
-            if isinstance(result, RpcError) and not _already_there(result):
+            if isinstance(result, ChainRejected) and not _already_there(result):
                 failed += 1
                 log.warning(
                     "broadcast refused: nonce %d tx %s: %s (will retry)",
@@ -86,7 +92,7 @@ class Outbox:
                 accepted.append(tx.tx_hash)
                 log.info(
                     "📤 sent tx (relayer %s nonce %d, tx %s)"
-                    if not isinstance(result, RpcError)
+                    if not isinstance(result, ChainRejected)
                     else "📤 tx already with the node (relayer %s nonce %d, tx %s)",
                     self.relayer.address,
                     tx.nonce,
@@ -94,7 +100,7 @@ class Outbox:
                 )
         if accepted:
             await self.store.mark_sent(accepted)
-        return FlushResult(len(accepted), failed)
+        return BroadcastResult(len(accepted), failed)
 
     async def bump_stuck(
         self, after_s: float, max_fee_per_gas: int, *, stuck_after_s: float | None = None
@@ -108,11 +114,13 @@ class Outbox:
         The replacement is persisted (the old tx stays on record: either may be mined)
         BEFORE it is broadcast. Returns its hash. Call with `lock` held."""
         address = self.relayer.address
-        chain_nonce = await self.rpc.get_transaction_count(address, "latest")
+        chain_nonce = await self.chain.get_transaction_count(address, "latest")
         head = next(
             (
                 tx
-                for tx in await self.store.unconfirmed_txs(address, chain_nonce)
+                for tx in await self.store.unconfirmed_txs(
+                    address, chain_nonce, chain_id=self.chain_id
+                )
                 if tx.nonce == chain_nonce and tx.sent
             ),
             None,
@@ -129,7 +137,7 @@ class Outbox:
         if waited < after_s and not stuck:
             return None
         old = tx_fees(head.raw_tx)
-        market = fees_for(await self.rpc.latest_base_fee())
+        market = fees_for(await self.chain.latest_base_fee())
         if (
             old.max_fee_per_gas >= market.max_fee_per_gas
             and old.max_priority_fee_per_gas >= market.max_priority_fee_per_gas
@@ -153,7 +161,9 @@ class Outbox:
                 )
             return None
         replacement = self.relayer.replace_fees(head.raw_tx, fees)
-        if not await self.store.replace_tx(address, head.nonce, head.tx_hash, replacement):
+        if not await self.store.replace_tx(
+            address, head.nonce, head.tx_hash, replacement, chain_id=self.chain_id
+        ):
             return None  # decided meanwhile
         self._head = ((head.nonce, replacement.hash), now)
         log.warning(
@@ -170,23 +180,23 @@ class Outbox:
             fees.max_priority_fee_per_gas,
         )
         try:
-            await self.rpc.send_raw_transaction(replacement.raw)
-        except RpcError as exc:
+            await self.chain.send_raw_transaction(replacement.raw)
+        except ChainRejected as exc:
             if not _already_there(exc):
                 log.warning(
                     "replacement %s refused (will re-send): %s", replacement.hash, exc.message
                 )
         return replacement.hash
 
-    async def flush_quietly(self, *, resend_sent: bool) -> FlushResult | None:
-        """`flush`, logging instead of raising when the node cannot be reached."""
+    async def broadcast_unconfirmed_quietly(self, *, resend_sent: bool) -> BroadcastResult | None:
+        """`broadcast_unconfirmed`, logging instead of raising when the node cannot be reached."""
         try:
-            return await self.flush(resend_sent=resend_sent)
+            return await self.broadcast_unconfirmed(resend_sent=resend_sent)
         except ChainUnavailable as exc:
             log.warning("chain unreachable, broadcast postponed: %s", exc)
             return None
 
 
-def _already_there(error: RpcError) -> bool:
+def _already_there(error: ChainRejected) -> bool:
     message = error.message.lower()
     return any(phrase in message for phrase in _ALREADY_THERE)

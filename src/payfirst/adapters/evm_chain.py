@@ -1,0 +1,203 @@
+"""The Chain port over EVM JSON-RPC: `EvmChain` turns the node's raw answers into the
+port's typed records. Every many-item method is one JSON-RPC batch (contract reads: RPC
+batches of READS_PER_RPC_BATCH, sent concurrently, since providers cap their size)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from payfirst.adapters.chain_rpc import RpcClient, RpcError
+from payfirst.evm import calls
+from payfirst.evm.abi import decode_result
+from payfirst.ports.chain import (
+    AUTHORIZATION_USED_TOPIC,
+    AuthorizationRef,
+    Block,
+    BlockId,
+    ChainRejected,
+    ChainUnavailable,
+    Log,
+    Receipt,
+)
+
+log = logging.getLogger("payfirst.chain")
+
+# Contract reads per JSON-RPC batch (providers cap batch sizes).
+READS_PER_RPC_BATCH = 100
+
+T = TypeVar("T")
+_Call = tuple[str, list[Any]]
+
+
+class EvmChain:
+    """The Chain port on one `RpcClient` (which the caller owns and closes)."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    @property
+    def answered_at(self) -> float:
+        return self.rpc.answered_at
+
+    async def chain_id(self) -> int:
+        return await self.rpc.chain_id()
+
+    async def block_number(self) -> int:
+        return await self.rpc.block_number()
+
+    async def get_block(self, block: BlockId = "latest") -> Block | None:
+        return _block(await self.rpc.get_block(block))
+
+    async def get_blocks(self, numbers: Sequence[int]) -> list[Block | None]:
+        answers = await self.rpc.call_many(
+            [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        )
+        return [_block(a) for a in answers]
+
+    async def latest_base_fee(self) -> int:
+        return await self.rpc.latest_base_fee()
+
+    async def get_transaction_count(self, address: str, block: BlockId = "pending") -> int:
+        return await self.rpc.get_transaction_count(address, block)
+
+    async def get_transaction_counts(self, addresses: Sequence[str], block: BlockId) -> list[int]:
+        answers = await self.rpc.call_many(
+            [("eth_getTransactionCount", [a, _tag(block)]) for a in addresses]
+        )
+        return [_quantity(a) for a in answers]
+
+    async def get_receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
+        answers = await self.rpc.call_many([("eth_getTransactionReceipt", [h]) for h in tx_hashes])
+        return [_receipt(a) if isinstance(a, dict) else None for a in answers]
+
+    async def authorization_states(
+        self, authorizations: Sequence[AuthorizationRef], block: BlockId
+    ) -> list[bool | None]:
+        return await self._reads(
+            [
+                _eth_call(a.asset, calls.authorization_state(a.authorizer, a.nonce), block)
+                for a in authorizations
+            ],
+            lambda raw: bool(decode_result(["bool"], raw)[0]),
+        )
+
+    async def balances(
+        self, holdings: Sequence[tuple[str, str]], block: BlockId
+    ) -> list[int | None]:
+        return await self._reads(
+            [_eth_call(asset, calls.balance_of(holder), block) for asset, holder in holdings],
+            lambda raw: int(decode_result(["uint256"], raw)[0]),
+        )
+
+    async def has_minted(self, mints: Sequence[tuple[str, str]], block: BlockId) -> list[bool]:
+        answers = await self.rpc.call_many(
+            [_eth_call(token, calls.has_minted(mint_id), block) for token, mint_id in mints]
+        )
+        return [bool(decode_result(["bool"], a)[0]) for a in answers]
+
+    async def authorization_logs(
+        self, authorization: AuthorizationRef, from_block: int, to_block: int
+    ) -> list[Log]:
+        logs = await self.rpc.call(
+            "eth_getLogs",
+            {
+                "address": authorization.asset,
+                "fromBlock": hex(from_block),
+                "toBlock": hex(to_block),
+                "topics": [
+                    AUTHORIZATION_USED_TOPIC,
+                    "0x" + authorization.authorizer[2:].lower().rjust(64, "0"),
+                    authorization.nonce,
+                ],
+            },
+        )
+        return [_log(entry) for entry in logs or []]
+
+    async def send_raw_transaction(self, raw_tx: str) -> str:
+        return await self.rpc.send_raw_transaction(raw_tx)
+
+    async def send_raw_transactions(self, raw_txs: Sequence[str]) -> list[str | ChainRejected]:
+        answers = await self.rpc.call_many(
+            [("eth_sendRawTransaction", [raw]) for raw in raw_txs], return_errors=True
+        )
+        return [a if isinstance(a, RpcError) else str(a).lower() for a in answers]
+
+    async def _reads(self, reads: list[_Call], decode: Callable[[str], T]) -> list[T | None]:
+        """`eth_call`s decoded in call order; an item the node refused or answered with
+        unreadable data is None, and so is every item of an RPC batch it refused as a whole."""
+
+        async def chunk(part: list[_Call]) -> list[T | None]:
+            try:
+                answers = await self.rpc.call_many(part, return_errors=True)
+            except RpcError as exc:
+                log.warning("contract reads refused (%s): their answers are unknown", exc)
+                return [None] * len(part)
+            return [_decoded(decode, a) for a in answers]
+
+        size = READS_PER_RPC_BATCH
+        parts = await asyncio.gather(
+            *(chunk(reads[i : i + size]) for i in range(0, len(reads), size))
+        )
+        return [answer for part in parts for answer in part]
+
+
+def _decoded(decode: Callable[[str], T], answer: Any) -> T | None:
+    if not isinstance(answer, str):
+        return None
+    try:
+        return decode(answer)
+    except Exception:  # an empty or short answer (no contract there): unknown
+        return None
+
+
+def _eth_call(to: str, data: str, block: BlockId) -> _Call:
+    return ("eth_call", [{"to": to, "data": data}, _tag(block)])
+
+
+def _tag(block: BlockId) -> str:
+    return hex(block) if isinstance(block, int) else block
+
+
+def _quantity(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ChainUnavailable(f"expected a hex quantity, got {value!r}")
+    return int(value, 16)
+
+
+def _block(raw: Any) -> Block | None:
+    if not isinstance(raw, dict):
+        return None
+    base_fee = raw.get("baseFeePerGas")
+    return Block(
+        number=_quantity(raw.get("number")),
+        timestamp=_quantity(raw.get("timestamp")),
+        hash=str(raw.get("hash")).lower(),
+        base_fee=_quantity(base_fee) if base_fee is not None else 0,
+        gas_limit=_quantity(raw.get("gasLimit")),
+    )
+
+
+def _log(raw: dict[str, Any]) -> Log:
+    return Log(
+        address=str(raw.get("address")),
+        topics=tuple(str(t) for t in raw.get("topics") or []),
+        data=str(raw.get("data") or "0x"),
+        block_number=_quantity(raw.get("blockNumber")),
+        tx_hash=str(raw.get("transactionHash")).lower(),
+        removed=bool(raw.get("removed")),
+    )
+
+
+def _receipt(raw: dict[str, Any]) -> Receipt:
+    to = raw.get("to")
+    return Receipt(
+        tx_hash=str(raw.get("transactionHash")).lower(),
+        block_number=_quantity(raw.get("blockNumber")),
+        block_hash=str(raw.get("blockHash")).lower(),
+        success=_quantity(raw.get("status")) == 1,
+        to=str(to) if to else None,
+        logs=tuple(_log(entry) for entry in raw.get("logs") or []),
+    )

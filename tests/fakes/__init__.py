@@ -1,0 +1,1 @@
+"""In-memory implementations of payfirst's ports, for unit tests."""
