@@ -217,7 +217,7 @@ async def test_same_nonce_different_authorization_is_rejected(store: Store) -> N
     [
         pytest.param({"payment_type": PaymentType.SETTLE}, id="mint-then-settle"),
         pytest.param({"quantity": 2}, id="other-quantity"),
-        pytest.param({"token_address": "0x" + "11" * 20}, id="other-token"),
+        pytest.param({"pay_to": "0x" + "11" * 20}, id="other-token"),
         pytest.param({"payment_asset": "0x" + "22" * 20}, id="other-asset"),
     ],
 )
