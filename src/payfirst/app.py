@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient, RpcError
+from payfirst.adapters.chain_rpc import ChainUnavailable, FailoverRpcClient, RpcClient, RpcError
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
 from payfirst.adapters.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_factory import open_store
-from payfirst.api import facilitator, health, mint, payments, tokens
+from payfirst.api import accounts, facilitator, health, mint, payments, tokens
 from payfirst.api.http_limits import UNAVAILABLE_ERRORS, Guard, HttpLimits
 from payfirst.api.openapi import openapi_document
 from payfirst.api.services import Services
@@ -70,6 +70,15 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
         Route("/supported", facilitator.supported, methods=["GET"]),
         Route("/verify", facilitator.verify, methods=["POST"]),
         Route("/settle", facilitator.settle, methods=["POST"]),
+        # Accounts and API keys: admin routes, each needing a key (payfirst.api.auth).
+        Route("/v1/me", accounts.me, methods=["GET"]),
+        Route("/v1/accounts", accounts.create_account, methods=["POST"]),
+        Route("/v1/accounts", accounts.list_accounts, methods=["GET"]),
+        Route("/v1/accounts/{account_id}", accounts.get_account, methods=["GET"]),
+        Route("/v1/accounts/{account_id}/revoke", accounts.revoke_account, methods=["POST"]),
+        Route("/v1/keys", accounts.create_key, methods=["POST"]),
+        Route("/v1/keys", accounts.list_keys, methods=["GET"]),
+        Route("/v1/keys/{key_id}/revoke", accounts.revoke_key, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(
@@ -241,8 +250,10 @@ async def open_networks(
     config: Config, store: Store, legacy_rpc_url: str | None, deployment: Deployment | None
 ) -> list[NetworkRuntime]:
     """The served networks of the registry (`payfirst.networks_config`), each on an RPC
-    client whose chain id was checked. The legacy chain (`legacy_rpc_url`) comes first,
-    and the store adopts it as its default network (its rows of no recorded chain)."""
+    client over all its RPC URLs (the next one when one cannot be reached:
+    `FailoverRpcClient`), every URL's chain id checked. The legacy chain (`legacy_rpc_url`)
+    comes first, and the store adopts it as its default network (its rows of no recorded
+    chain)."""
     clients: list[RpcClient] = []  # closed again if start-up fails
     try:
         legacy: RpcClient | None = None
@@ -273,13 +284,9 @@ async def open_networks(
             if legacy is not None and network.chain_id == legacy_chain_id:
                 rpc = legacy
             else:
-                rpc = RpcClient(network.rpc_urls[0])
+                rpc = FailoverRpcClient(network.rpc_urls)
                 clients.append(rpc)
-                if await _read_chain_id(rpc) != network.chain_id:
-                    raise ConfigError(
-                        f"network {network.caip2}: the RPC at {redact(rpc.url)} serves "
-                        "another chain"
-                    )
+                await _check_chain_ids(rpc, network)
             relayers = [Relayer.from_key(k, network.chain_id) for k in network.relayer_keys]
             opened.append(NetworkRuntime(network, rpc, relayers, network.settler_address))
         if legacy_chain_id is not None:
@@ -298,6 +305,25 @@ async def _read_chain_id(rpc: RpcClient) -> int:
         raise Unreachable(
             f"the chain RPC at {redact(rpc.url)} is unreachable: {_why(exc)}"
         ) from None
+
+
+async def _check_chain_ids(rpc: FailoverRpcClient, network: Network) -> None:
+    """Every RPC URL of `network` serves its chain, the fallbacks too (one serving another
+    chain would otherwise show up only in an outage, with that chain's nonces and
+    balances). A URL that cannot be reached stops the start like a single one would."""
+    for url in rpc.urls:
+        try:
+            chain_id = await rpc.chain_id_at(url)
+        except (ChainUnavailable, RpcError) as exc:
+            raise Unreachable(
+                f"network {network.caip2}: the chain RPC at {redact(url)} is unreachable: "
+                f"{_why(exc)}"
+            ) from None
+        if chain_id != network.chain_id:
+            raise ConfigError(
+                f"network {network.caip2}: the RPC at {redact(url)} serves another chain "
+                f"({chain_id})"
+            )
 
 
 def _previous_deployment() -> Deployment | None:

@@ -1,5 +1,5 @@
 """payfirst command line: serve | api | worker | migrate | stats | settings | reset-stuck |
-demo."""
+ledger | accounts | keys | demo."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from uuid import UUID
 
 from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
@@ -27,7 +28,8 @@ from payfirst.app import (
     redact,
 )
 from payfirst.config import Config, load_config
-from payfirst.domain.errors import ConfigError
+from payfirst.domain.accounts import Account, Role
+from payfirst.domain.errors import ConfigError, PaymentRejected
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.broadcaster import Broadcaster
@@ -41,6 +43,20 @@ from payfirst.server import (
     restore_default_sigint,
     watch_server,
 )
+from payfirst.usecases.accounts import (
+    MAX_PAGE,
+    Accounts,
+    IssuedKey,
+    check_expires_in,
+    check_fee_bps,
+    check_id,
+    check_key_name,
+    check_name,
+    check_payout_address,
+    check_role,
+)
+from payfirst.usecases.api_keys import KeyMode
+from payfirst.usecases.ledger_check import CheckedNetwork, LedgerReport, check_ledger
 
 log = logging.getLogger("payfirst")
 
@@ -85,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("value", metavar="VALUE")
     unset = settings_commands.add_parser("unset", help="back to the default")
     unset.add_argument("name", choices=list(SPECS), metavar="NAME")
+    _add_ledger_parser(commands)
+    _add_accounts_parsers(commands)
     demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
     demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
     demo.add_argument("--rpc", default=None, help="chain RPC (default from var/devchain.json)")
@@ -116,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             url = args.url or f"http://{config.host}:{config.port}"
             return asyncio.run(run_demo(url, args.rpc, args.payers, args.mints, args.x402_version))
+        if args.command == "ledger":
+            return asyncio.run(ledger_command(config, args))
+        if args.command in ("accounts", "keys"):
+            return asyncio.run(accounts_command(config, args))
         if args.command == "api":
             _run_api(config)
         else:
@@ -317,6 +339,7 @@ async def serve(
     started = True
     pipelines: list[Worker] = []
     try:
+        operator_key = await _dev_operator_key(runtime) if api else None
         if worker:
             # One worker per served network, all on the one store.
             for network, pipeline in zip(runtime.networks, runtime.workers(), strict=True):
@@ -360,7 +383,7 @@ async def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
         if server.started:
-            _print_ready(config, runtime)
+            _print_ready(config, runtime, operator_key)
         await serving
     finally:
         for pipeline in pipelines:
@@ -370,7 +393,15 @@ async def serve(
         log.info("stopped")
 
 
-def _print_ready(config: Config, runtime: Runtime) -> None:
+async def _dev_operator_key(runtime: Runtime) -> IssuedKey | None:
+    """A dev instance (the embedded database, never PAYFIRST_DATABASE_URL's): with no
+    operator account yet, one is created and its key returned, to be printed once."""
+    if runtime.database is None or runtime.config.database_url is not None:
+        return None
+    return await Accounts(runtime.store).ensure_operator(KeyMode.TEST)
+
+
+def _print_ready(config: Config, runtime: Runtime, operator_key: IssuedKey | None = None) -> None:
     url = f"http://{config.host}:{config.port}"
     lines = [
         f"payfirst ready: {url}",
@@ -391,15 +422,217 @@ def _print_ready(config: Config, runtime: Runtime) -> None:
             f"    curl -s {url}/api/tokens/{deployment.token}",
             "    .venv/bin/payfirst demo --payers 20 --mints 100",
         ]
+    if operator_key is not None:
+        lines += [
+            f"  operator key:   {operator_key.text}",
+            "                  (shown this once: keep it; `payfirst keys create` makes more)",
+        ]
+    elif runtime.database is not None:
+        lines.append(
+            "  operator key:   an operator account exists; a new key: "
+            "`payfirst accounts list`, then `payfirst keys create --account ID`"
+        )
     lines.append("  Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 
 
+# -- accounts and API keys --------------------------------------------------------------
+
+
+def _add_accounts_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    accounts = commands.add_parser(
+        "accounts", help="accounts of the admin API: create, list, revoke"
+    )
+    accounts_commands = accounts.add_subparsers(dest="accounts_command", required=True)
+    create = accounts_commands.add_parser(
+        "create", help="a new account and its first API key (printed once)"
+    )
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", required=True)
+    create.add_argument("--fee-bps", type=int, default=None, help="a provider's fee, 0..10000")
+    create.add_argument("--payout-address", default=None, help="a provider's payout address")
+    accounts_commands.add_parser("list", help="every account, oldest first")
+    revoke = accounts_commands.add_parser("revoke", help="revoke an account and so its keys")
+    revoke.add_argument("account_id", metavar="ID")
+    keys = commands.add_parser("keys", help="API keys: create, revoke")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_create = keys_commands.add_parser("create", help="a new API key (printed once)")
+    key_create.add_argument("--account", required=True, metavar="ID")
+    key_create.add_argument("--name", default=None)
+    key_create.add_argument(
+        "--expires-in", type=_duration, default=None, help="e.g. 12h, 30d (default: never)"
+    )
+    key_revoke = keys_commands.add_parser("revoke", help="revoke an API key by prefix or id")
+    key_revoke.add_argument("key", metavar="PREFIX_OR_ID")
+
+
+async def accounts_command(config: Config, args: argparse.Namespace) -> int:
+    """`payfirst accounts create|list|revoke` and `payfirst keys create|revoke`; the exit
+    status (2: a value refused, nothing written). Keys of the embedded database (a dev
+    instance) are test keys (pf_test_)."""
+    mode = KeyMode.TEST if config.database_url is None else KeyMode.LIVE
+    store = await open_database(config)
+    try:
+        print(await _accounts_action(Accounts(store), args, mode))
+    except PaymentRejected as exc:
+        print(f"payfirst: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0
+
+
+async def _accounts_action(service: Accounts, args: argparse.Namespace, mode: KeyMode) -> str:
+    if args.command == "keys" and args.keys_command == "create":
+        issued = await service.issue_key(
+            check_id(args.account, "the account id"),
+            name=check_key_name(args.name),
+            expires_in=check_expires_in(args.expires_in),
+            mode=mode,
+        )
+        return _shown_once(issued)
+    if args.command == "keys":
+        key_id = _uuid_or_none(args.key)
+        if key_id is None:
+            key_id = (await service.key_by_prefix(args.key)).id
+        revoked = await service.revoke_key(key_id)
+        return f"key {revoked.prefix} revoked"
+    if args.accounts_command == "create":
+        account, issued = await service.create_account(
+            check_role(args.role),
+            check_name(args.name),
+            fee_bps=check_fee_bps(args.fee_bps),
+            payout_address=check_payout_address(args.payout_address),
+            mode=mode,
+        )
+        return f"account {account.id} ({account.role}, {account.name})\n{_shown_once(issued)}"
+    if args.accounts_command == "revoke":
+        account = await service.revoke_account(check_id(args.account_id, "the account id"))
+        return f"account {account.id} revoked"
+    return accounts_table(await _all_accounts(service))
+
+
+async def _all_accounts(service: Accounts) -> list[Account]:
+    found: list[Account] = []
+    while True:
+        page = await service.accounts(MAX_PAGE, found[-1].id if found else None)
+        found += page.items
+        if not page.has_more:
+            return found
+
+
+def accounts_table(accounts: list[Account]) -> str:
+    rows = [("ID", "ROLE", "CREATED", "REVOKED", "NAME")] + [
+        (
+            str(a.id),
+            a.role.value,
+            a.created_at.isoformat(timespec="seconds"),
+            a.revoked_at.isoformat(timespec="seconds") if a.revoked_at else "-",
+            a.name,
+        )
+        for a in accounts
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  "
+        + row[4]
+        for row in rows
+    )
+
+
+def _shown_once(issued: IssuedKey) -> str:
+    expires = issued.key.expires_at
+    until = f", expires {expires.isoformat(timespec='seconds')}" if expires else ""
+    return f"API key {issued.key.prefix}{until} (shown once, keep it now):\n{issued.text}"
+
+
+def _uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+# -- ledger ---------------------------------------------------------------------------
+
+
+def _add_ledger_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ledger = commands.add_parser("ledger", help="the double-entry ledger: check it, reverse")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_commands.add_parser(
+        "check",
+        help="check the ledger's invariants against the chain (exit 1 on any violation)",
+    )
+    reverse = ledger_commands.add_parser(
+        "reverse",
+        help="reverse a completed payment's ledger entries (one the check found not on chain)",
+    )
+    reverse.add_argument("payment_id", type=UUID, metavar="PAYMENT_ID")
+    reverse.add_argument("--reason", required=True, help="why, kept with the reversal")
+
+
+async def ledger_command(config: Config, args: argparse.Namespace) -> int:
+    """`payfirst ledger check|reverse`; the exit status."""
+    if args.ledger_command == "reverse":
+        store = await open_database(config)
+        try:
+            reversed_ = await store.reverse_payment(args.payment_id, args.reason)
+        finally:
+            await store.close()
+        if not reversed_:
+            print(f"{args.payment_id}: no ledger transaction to reverse (or already reversed)")
+            return 1
+        print(f"{args.payment_id}: reversed")
+        return 0
+    runtime = await open_runtime(config, start_devchain=False)
+    try:
+        tokens = await runtime.store.list_tokens()
+        networks = [
+            CheckedNetwork(
+                chain_id=n.chain_id,
+                chain=n.chain,
+                treasury=n.network.treasury_address,
+                assets=tuple(
+                    sorted(
+                        {a.address for a in n.network.assets}
+                        | {t.payment_asset for t in tokens if t.chain_id == n.chain_id}
+                    )
+                ),
+            )
+            for n in runtime.networks
+        ]
+        report = await check_ledger(runtime.store, networks)
+    finally:
+        await runtime.close()
+    print(ledger_table(report))
+    return 0 if report.ok else 1
+
+
+def ledger_table(report: LedgerReport) -> str:
+    """The findings as a table, then a one-line verdict."""
+    rows = [("CHECK", "SUBJECT", "RESULT", "DETAIL")] + [
+        (f.check, f.subject, "VIOLATION" if f.violation else "ok", f.detail)
+        for f in report.findings
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]
+    count = len(report.violations)
+    verdict = "ledger OK" if report.ok else f"ledger check FAILED: {count} violations"
+    lines.append(f"{verdict} ({report.payments_checked} payments checked)")
+    return "\n".join(lines)
+
+
 def _duration(text: str) -> int:
-    match = re.fullmatch(r"(\d+)([smh]?)", text.strip())
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 5m, 1h)")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 5m, 1h, 30d)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 if __name__ == "__main__":

@@ -67,6 +67,13 @@ class Config:
     # PAYFIRST_NETWORKS_FILE: a TOML file of networks (payfirst.networks_config); None: the
     # single chain of PAYFIRST_RPC_URL (or the dev chain) only.
     networks_file: Path | None = None
+    # PAYFIRST_TREASURY_ADDRESS: the platform's treasury on the legacy single chain (a
+    # networks file gives each network its own `treasury_address`); None: none.
+    treasury_address: str | None = None
+    # PAYFIRST_PLATFORM_FEE_BPS: the platform's fee, in basis points of a payment collected
+    # for a provider, unless the provider has its own; fixed on the payment when it is
+    # accepted. 0 by default: the operator decides what the platform takes.
+    platform_fee_bps: int = 0
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -97,6 +104,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         keep_alive_s=_int(env, "PAYFIRST_KEEP_ALIVE_S", 5, 1, 600),
         max_connections=_int(env, "PAYFIRST_MAX_CONNECTIONS", 2048, 1, 1_000_000),
         networks_file=_networks_file(env),
+        treasury_address=_address(env, "PAYFIRST_TREASURY_ADDRESS"),
+        platform_fee_bps=_int(env, "PAYFIRST_PLATFORM_FEE_BPS", 0, 0, 10_000),
     )
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, send_transaction
 from payfirst.app import DEVCHAIN_FILE
 from payfirst.client.signing import Payer
+from payfirst.evm import abi, calls
 from payfirst.x402 import PaymentRequiredV2, PaymentRequirementsV1, decode_header
 
 POLL_WAIT_S = 30
@@ -93,7 +93,7 @@ async def _fund(rpc: RpcClient, usdc: str, buyers: list[Payer], amount: int) -> 
         sender = Payer(key).address
         nonce = await rpc.get_transaction_count(sender, "pending")
         for offset, buyer in enumerate(mine):
-            data = contracts.encode_call("transfer(address,uint256)", [buyer.address, amount])
+            data = abi.encode_call("transfer(address,uint256)", [buyer.address, amount])
             hashes.append(
                 await send_transaction(
                     rpc, key, usdc, data, nonce=nonce + offset, gas=100_000, chain_id=chain_id
@@ -144,8 +144,8 @@ async def _buy_one(http: httpx.AsyncClient, token: str, payer: Payer, version: i
 async def _token_balance(rpc: RpcClient, token: str, buyers: list[Payer]) -> int:
     total = 0
     for buyer in buyers:
-        raw = await rpc.eth_call(token, contracts.balance_of(buyer.address))
-        total += int(contracts.decode_result(["uint256"], raw)[0])
+        raw = await rpc.eth_call(token, calls.balance_of(buyer.address))
+        total += int(abi.decode_result(["uint256"], raw)[0])
     return total
 
 

@@ -1,6 +1,7 @@
 """The network registry of one instance: the known networks (Base, Base Sepolia), merged
 with the TOML file PAYFIRST_NETWORKS_FILE names and with the legacy single-chain settings
-(PAYFIRST_RPC_URL, PAYFIRST_RELAYER_KEY(S|_FILE), PAYFIRST_SETTLER_ADDRESS).
+(PAYFIRST_RPC_URL, PAYFIRST_RELAYER_KEY(S|_FILE), PAYFIRST_SETTLER_ADDRESS,
+PAYFIRST_TREASURY_ADDRESS).
 
 The file (see networks.example.toml):
 
@@ -10,6 +11,7 @@ The file (see networks.example.toml):
     relayer_keys_env = "PAYFIRST_BASE_SEPOLIA_RELAYER_KEYS"  # or relayer_key_file = "..."
     confirmation_depth = 3               # optional; default: the runtime setting
     settler_address = "0x..."            # optional
+    treasury_address = "0x..."           # optional: the platform's treasury (ledger)
     [[network.asset]]                    # optional for a known network
     address = "0x..."
     name = "USDC"                        # its EIP-712 domain name
@@ -18,7 +20,7 @@ The file (see networks.example.toml):
     symbol = "USDC"                      # optional; default: name
 
 Keys are never in the file. A file entry for a known network adds to it (its RPC URLs, keys,
-depth, settler, and assets beside the known ones; an asset at a known address replaces it);
+depth, settler, treasury, and assets beside the known ones; an asset at a known address replaces it);
 any other id defines a new network. Every problem is a ConfigError naming the network.
 """
 
@@ -54,6 +56,7 @@ _NETWORK_KEYS = frozenset(
         "relayer_key_file",
         "confirmation_depth",
         "settler_address",
+        "treasury_address",
         "asset",
     }
 )
@@ -80,7 +83,11 @@ def build_registry(
         if rpc_url is None:
             raise ConfigError("the legacy chain needs PAYFIRST_RPC_URL (or the dev chain's URL)")
         entry = legacy_network(
-            legacy_chain_id, rpc_url, config.relayer_keys, config.settler_address
+            legacy_chain_id,
+            rpc_url,
+            config.relayer_keys,
+            config.settler_address,
+            treasury_address=config.treasury_address,
         )
         networks = _merge_legacy(networks, entry)
     return NetworkRegistry(networks)
@@ -91,6 +98,8 @@ def legacy_network(
     rpc_url: str,
     relayer_keys: Sequence[str],
     settler_address: str | None,
+    *,
+    treasury_address: str | None = None,
 ) -> Network:
     """The single chain of the legacy settings as a network entry (no assets of its own:
     a known chain keeps its known ones, a dev chain's come from its tokens)."""
@@ -101,6 +110,7 @@ def legacy_network(
         rpc_urls=(_check_url(rpc_url, "PAYFIRST_RPC_URL"),),
         relayer_keys=tuple(relayer_keys),
         settler_address=settler_address,
+        treasury_address=treasury_address,
     )
 
 
@@ -118,6 +128,7 @@ def _merge_legacy(networks: list[Network], entry: Network) -> list[Network]:
             rpc_urls=entry.rpc_urls,
             relayer_keys=entry.relayer_keys,
             settler_address=entry.settler_address or network.settler_address,
+            treasury_address=entry.treasury_address or network.treasury_address,
         )
         return networks
     return [*networks, entry]
@@ -142,6 +153,7 @@ def merge_networks(known: Sequence[Network], entries: Sequence[Network]) -> list
             assets=tuple(a for a in base.assets if a.address not in replaced) + entry.assets,
             confirmation_depth=entry.confirmation_depth,
             settler_address=entry.settler_address,
+            treasury_address=entry.treasury_address,
         )
     return merged
 
@@ -195,6 +207,9 @@ def _network(raw: Any, number: int, env: Mapping[str, str]) -> Network:
     settler = raw.get("settler_address")
     if settler is not None and not isinstance(settler, str):
         raise ConfigError(f"{where}: settler_address must be a string")
+    treasury = raw.get("treasury_address")
+    if treasury is not None and not isinstance(treasury, str):
+        raise ConfigError(f"{where}: treasury_address must be a string")
     return Network(
         caip2=caip2,
         chain_id=chain_id,
@@ -206,6 +221,9 @@ def _network(raw: Any, number: int, env: Mapping[str, str]) -> Network:
         settler_address=None
         if settler is None
         else check_address(settler, f"{where} settler_address"),
+        treasury_address=None
+        if treasury is None
+        else check_address(treasury, f"{where} treasury_address"),
     )
 
 

@@ -15,7 +15,6 @@ import httpx
 import pytest_asyncio
 from eth_utils.crypto import keccak
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
 from payfirst.adapters.evm_chain import EvmChain
@@ -24,6 +23,7 @@ from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
 from payfirst.domain.statuses import MintStatus, PaymentStatus
+from payfirst.evm import abi, calls
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.relayer_loops import RelayerLoops
@@ -144,8 +144,8 @@ class Harness:
 
 
 async def erc20_balance(rpc: RpcClient, token: str, address: str) -> int:
-    raw = await rpc.eth_call(token, contracts.balance_of(address))
-    return int(contracts.decode_result(["uint256"], raw)[0])
+    raw = await rpc.eth_call(token, calls.balance_of(address))
+    return int(abi.decode_result(["uint256"], raw)[0])
 
 
 async def check_invariants(store: Store, rpc: RpcClient) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from payfirst.adapters.contracts import selector
+from payfirst.evm.abi import selector
 from payfirst.x402 import PaymentPayloadV2, PaymentRequiredV2, decode_header, encode_header, wire
 from tests.e2e.harness import Harness
 from tests.fixtures.store import fetch_raw

@@ -9,10 +9,10 @@ from uuid import UUID
 
 import pytest
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcError
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.evm import abi
 from tests.e2e.harness import Harness
 from tests.fixtures.store import execute_raw, fetch_raw
 
@@ -73,7 +73,7 @@ async def test_many_payments_settle_in_a_few_txs(harness: Harness) -> None:
     assert len(hashes) == 1  # 27 payments fit one batch (payment_batch_size 50)
     receipt = await harness.rpc.get_transaction_receipt(hashes[0])
     assert receipt is not None
-    assert contracts.checksum(receipt["to"]) == d.settler
+    assert abi.checksum(receipt["to"]) == d.settler
     for i in range(1, 10):  # 3 payments of 2 mints each
         assert await harness.usdc_balance(harness.payer(i).address) == before[i] - 6 * (
             d.price_per_mint
@@ -112,9 +112,7 @@ async def test_a_bad_item_fails_alone_and_the_rest_settle(harness: Harness) -> N
     try:
         await harness.worker.start()
         await _until_all_sent(harness, [*good_ids, poor_id])
-        drain = contracts.encode_call(
-            "transfer(address,uint256)", [harness.payer(8).address, balance]
-        )
+        drain = abi.encode_call("transfer(address,uint256)", [harness.payer(8).address, balance])
         # A higher tip than the relayer's: mined ahead of the batch in the next block.
         await send_transaction(
             harness.rpc, ANVIL_KEYS[5], d.usdc, drain, gas=100_000, priority_fee=50 * 10**9
@@ -198,7 +196,7 @@ async def test_batching_off_sends_one_tx_per_payment(harness: Harness) -> None:
     for tx_hash in hashes:
         receipt = await harness.rpc.get_transaction_receipt(tx_hash)
         assert receipt is not None
-        assert contracts.checksum(receipt["to"]) == harness.deployment.usdc
+        assert abi.checksum(receipt["to"]) == harness.deployment.usdc
 
 
 async def test_gas_per_payment_batched_vs_one_by_one(harness: Harness) -> None:

@@ -33,12 +33,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
+from payfirst.evm import abi, calls
 from payfirst.pipeline import faults
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.relayer_loops import RelayerLoops
@@ -179,8 +179,8 @@ async def mint_item_count(h: Harness) -> int:
 
 
 async def authorization_used(h: Harness, payer: str, nonce: str) -> bool:
-    raw = await h.rpc.eth_call(h.deployment.usdc, contracts.authorization_state(payer, nonce))
-    return bool(contracts.decode_result(["bool"], raw)[0])
+    raw = await h.rpc.eth_call(h.deployment.usdc, calls.authorization_state(payer, nonce))
+    return bool(abi.decode_result(["bool"], raw)[0])
 
 
 async def wait_for_exit(process: asyncio.subprocess.Process, log_path: Path) -> int:

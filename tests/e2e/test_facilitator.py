@@ -7,12 +7,12 @@ import time
 
 import httpx
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
+from payfirst.evm import abi
 from payfirst.x402 import (
     PaymentPayloadV1,
     PaymentRequirementsV1,
@@ -174,7 +174,7 @@ async def test_settle_of_a_failed_payment_reports_the_failure(harness: Harness) 
         assert (await http.post("/settle", json=body)).json()["errorReason"] == "settlement_pending"
         # The payer spends everything before the settlement goes out.
         balance = await harness.usdc_balance(payer.address)
-        data = contracts.encode_call("transfer(address,uint256)", [SELLER, balance])
+        data = abi.encode_call("transfer(address,uint256)", [SELLER, balance])
         tx = await send_transaction(
             harness.rpc, ANVIL_KEYS[5], harness.deployment.usdc, data, gas=100_000
         )

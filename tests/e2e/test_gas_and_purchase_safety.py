@@ -12,13 +12,13 @@ from uuid import UUID
 import httpx
 import pytest
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.client.signing import Payer
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.evm import abi, calls
 from payfirst.x402 import PaymentPayloadV2, wire
 from tests.e2e.harness import SELLER, SETTLE_PAY_TO, Harness, request_v2, requirements_v2
 from tests.fixtures.store import fetch_raw
@@ -140,7 +140,7 @@ async def test_balance_is_counted_across_a_payers_queued_payments(harness: Harne
     of its own (whichever the sender saw second)."""
     d = harness.deployment
     payer = fresh_payer()
-    funding = contracts.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
+    funding = abi.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
     tx = await send_transaction(harness.rpc, ANVIL_KEYS[6], d.usdc, funding, gas=100_000)
     await harness.rpc.wait_for_receipt(tx)
     await harness.worker.stop()  # both queued before the sender looks
@@ -202,7 +202,7 @@ async def test_an_authorization_someone_else_submitted_completes_the_payment(
     mints, never failed insufficient_funds."""
     d = harness.deployment
     payer = fresh_payer()
-    funding = contracts.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
+    funding = abi.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
     await harness.rpc.wait_for_receipt(
         await send_transaction(harness.rpc, ANVIL_KEYS[6], d.usdc, funding, gas=100_000)
     )
@@ -212,7 +212,7 @@ async def test_an_authorization_someone_else_submitted_completes_the_payment(
     payment_id = UUID(answer.json()["paymentQueueId"])
     payment = await harness.store.get_payment(payment_id)
     assert payment is not None
-    front_run = contracts.transfer_with_authorization_vrs(payment.authorization)
+    front_run = calls.transfer_with_authorization_vrs(payment.authorization)
     await harness.rpc.wait_for_receipt(
         await send_transaction(harness.rpc, ANVIL_KEYS[8], d.usdc, front_run, gas=200_000)
     )
@@ -232,7 +232,7 @@ async def test_a_payment_the_balance_covers_only_if_one_in_flight_fails_waits(
     mined, is neither sent (it would revert) nor failed until the first is decided."""
     d = harness.deployment
     payer = fresh_payer()
-    funding = contracts.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
+    funding = abi.encode_call("transfer(address,uint256)", [payer.address, d.price_per_mint])
     await harness.rpc.wait_for_receipt(
         await send_transaction(harness.rpc, ANVIL_KEYS[6], d.usdc, funding, gas=100_000)
     )

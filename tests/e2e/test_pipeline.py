@@ -11,9 +11,9 @@ from x402 import x402ClientSync
 from x402.http import x402HTTPClientSync
 from x402.mechanisms.evm.exact import ExactEvmScheme
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.evm import abi
 from payfirst.pipeline.mint_ids import mint_ids
 from tests.e2e.harness import Harness
 from tests.fixtures.store import fetch_raw
@@ -129,7 +129,7 @@ async def test_payer_who_spends_the_usdc_first_gets_nothing(harness: Harness) ->
         harness.rpc,
         ANVIL_KEYS[5],
         d.usdc,
-        contracts.encode_call("transfer(address,uint256)", [harness.payer(6).address, balance]),
+        abi.encode_call("transfer(address,uint256)", [harness.payer(6).address, balance]),
         gas=100_000,
     )
     await harness.rpc.wait_for_receipt(tx)

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payfirst.adapters import contracts
 from payfirst.client import PaidResponse, PayingClient
+from payfirst.evm import abi, calls
 from payfirst.provider import EXPOSED_HEADERS, PaymentMiddleware, Price
 from payfirst.x402 import (
     PaymentPayloadV2,
@@ -87,9 +87,9 @@ async def balances(harness: Harness, payer: str) -> tuple[int, int]:
 
 async def authorization_used(harness: Harness, payer: str, nonce: str) -> bool:
     raw = await harness.rpc.eth_call(
-        harness.deployment.usdc, contracts.authorization_state(payer, nonce)
+        harness.deployment.usdc, calls.authorization_state(payer, nonce)
     )
-    return bool(contracts.decode_result(["bool"], raw)[0])
+    return bool(abi.decode_result(["bool"], raw)[0])
 
 
 def refused_without_content(answer: httpx.Response | PaidResponse) -> None:

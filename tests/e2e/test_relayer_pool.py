@@ -9,9 +9,9 @@ import time
 
 from eth_account import Account
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
 from payfirst.adapters.evm_chain import EvmChain
+from payfirst.evm import calls
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.worker import Worker
 from tests.e2e.harness import Harness, check_invariants
@@ -27,7 +27,7 @@ async def fresh_relayers(h: Harness, count: int) -> list[Relayer]:
         key = "0x" + os.urandom(32).hex()
         address = Account.from_key(key).address
         await h.rpc.call("anvil_setBalance", address, hex(10**20))
-        grant = contracts.grant_role(contracts.MINTER_ROLE, address)
+        grant = calls.grant_role(calls.MINTER_ROLE, address)
         tx = await send_transaction(h.rpc, ANVIL_KEYS[0], h.deployment.token, grant, gas=200_000)
         await h.rpc.wait_for_receipt(tx)
         relayers.append(Relayer.from_key(key, h.deployment.chain_id))

@@ -19,13 +19,13 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.api.services import Services
 from payfirst.app import build_app
+from payfirst.evm import calls
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.relayer_loops import RelayerLoops
 from tests.e2e.harness import Harness, assert_delivered_exactly_once
@@ -41,7 +41,7 @@ FAST_SETTINGS = {
 BEFORE_OUTAGE = [(1, 1), (2, 2), (3, 3), (1, 2), (2, 3), (3, 1)]  # (payer index, quantity)
 DURING_OUTAGE = [(4, 1), (5, 2), (6, 3), (4, 3), (5, 1), (6, 2)]
 # The batchMint selector as it appears, hex-encoded, inside a raw transaction.
-BATCH_MINT_MARKER = contracts.batch_mint([], [])[2:10].encode()
+BATCH_MINT_MARKER = calls.batch_mint([], [])[2:10].encode()
 
 
 @dataclass

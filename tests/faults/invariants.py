@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from payfirst.adapters import contracts
+from payfirst.evm import abi, calls
 from payfirst.pipeline.mint_ids import mint_ids
 from tests.e2e.harness import MINTED_TOPIC, Harness, check_invariants, erc20_balance
 from tests.fixtures.store import fetch_raw
@@ -37,8 +37,8 @@ async def snapshot(h: Harness, addresses: list[str]) -> Ledger:
 
 
 async def authorization_used(h: Harness, asset: str, payer: str, nonce: str) -> bool:
-    raw = await h.rpc.eth_call(asset, contracts.authorization_state(payer, nonce))
-    return bool(contracts.decode_result(["bool"], raw)[0])
+    raw = await h.rpc.eth_call(asset, calls.authorization_state(payer, nonce))
+    return bool(abi.decode_result(["bool"], raw)[0])
 
 
 async def assert_chain_matches(

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from eth_account import Account
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS
+from payfirst.evm import abi, calls, signing
 from tests.e2e.tcp_proxy import TcpProxy, stable_port
 from tests.faults.conftest import FaultEnv, wait_for
 from tests.faults.invariants import Ledger, assert_chain_matches, snapshot
@@ -63,17 +63,15 @@ async def _drain_in_reorg(env: FaultEnv, victim_key: str, sink: str, depth: int)
     victim = Account.from_key(victim_key).address
     fork = await rpc.block_number() - depth
     balance = int(
-        contracts.decode_result(
-            ["uint256"], await rpc.eth_call(usdc, contracts.balance_of(victim), fork)
-        )[0]
+        abi.decode_result(["uint256"], await rpc.eth_call(usdc, calls.balance_of(victim), fork))[0]
     )
-    drain = contracts.sign_transaction(
+    drain = signing.sign_transaction(
         victim_key,
         {
             "chainId": env.deployment.chain_id,
             "nonce": await rpc.get_transaction_count(victim, fork),
             "to": usdc,
-            "data": contracts.encode_call("transfer(address,uint256)", [sink, balance]),
+            "data": abi.encode_call("transfer(address,uint256)", [sink, balance]),
             "gas": 100_000,
             "maxFeePerGas": 200 * GWEI,
             "maxPriorityFeePerGas": GWEI,
@@ -93,7 +91,7 @@ async def test_reorgs_under_load_deliver_nothing_unpaid(fault_env: FaultEnv) -> 
     await env.start_worker(batched=True)
     h = env.harness
     victims = {7: "0x" + "7" * 40, 8: "0x" + "8" * 40}
-    sinks = [contracts.checksum(s) for s in victims.values()]
+    sinks = [abi.checksum(s) for s in victims.values()]
     before = await snapshot(h, [h.payer(i).address for i in PAYERS] + sinks)
     rng = random.Random(5)
     reorgs = 0

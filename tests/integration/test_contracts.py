@@ -10,10 +10,10 @@ import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import RpcClient, RpcError
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain, send_transaction
 from payfirst.domain.models import Authorization
+from payfirst.evm import abi, calls
 from tests.fixtures.eip712 import EIP712_DOMAIN_TYPE, TRANSFER_WITH_AUTHORIZATION_TYPE
 
 AUTHORIZATION_USED = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
@@ -102,30 +102,30 @@ async def revert_data(rpc: RpcClient, to: str, data: str, sender: str) -> str:
 
 
 async def read_uint(rpc: RpcClient, to: str, data: str) -> int:
-    (value,) = contracts.decode_result(["uint256"], await rpc.eth_call(to, data))
+    (value,) = abi.decode_result(["uint256"], await rpc.eth_call(to, data))
     return int(value)
 
 
 async def read_bool(rpc: RpcClient, to: str, data: str) -> bool:
-    (value,) = contracts.decode_result(["bool"], await rpc.eth_call(to, data))
+    (value,) = abi.decode_result(["bool"], await rpc.eth_call(to, data))
     return bool(value)
 
 
 async def balance(rpc: RpcClient, asset: str, holder: str) -> int:
-    return await read_uint(rpc, asset, contracts.balance_of(holder))
+    return await read_uint(rpc, asset, calls.balance_of(holder))
 
 
 # -- DemoUSDC ------------------------------------------------------------------------
 
 
 async def test_usdc_metadata(devchain: Deployment, rpc: RpcClient) -> None:
-    (decimals,) = contracts.decode_result(
-        ["uint8"], await rpc.eth_call(devchain.usdc, contracts.encode_call("decimals()", []))
+    (decimals,) = abi.decode_result(
+        ["uint8"], await rpc.eth_call(devchain.usdc, abi.encode_call("decimals()", []))
     )
     assert decimals == 6
-    domain = contracts.decode_result(
+    domain = abi.decode_result(
         ["bytes1", "string", "string", "uint256", "address", "bytes32", "uint256[]"],
-        await rpc.eth_call(devchain.usdc, contracts.encode_call("eip712Domain()", [])),
+        await rpc.eth_call(devchain.usdc, abi.encode_call("eip712Domain()", [])),
     )
     assert domain[1:5] == ("USDC", "2", devchain.chain_id, devchain.usdc.lower())
 
@@ -139,15 +139,15 @@ async def test_transfer_with_authorization_moves_usdc(
     auth = sign_authorization(
         payer.key, devchain, to=devchain.token, value=3_000_000, valid_after=0, valid_before=t + 600
     )
-    state_call = contracts.authorization_state(payer.address, auth.nonce)
+    state_call = calls.authorization_state(payer.address, auth.nonce)
     assert await read_bool(rpc, devchain.usdc, state_call) is False
     payer_before = await balance(rpc, devchain.usdc, payer.address)
     token_before = await balance(rpc, devchain.usdc, devchain.token)
 
     data = (
-        contracts.transfer_with_authorization_vrs(auth)
+        calls.transfer_with_authorization_vrs(auth)
         if form == "vrs"
-        else contracts.transfer_with_authorization_bytes(auth)
+        else calls.transfer_with_authorization_bytes(auth)
     )
     receipt = await transact(rpc, devchain.relayer_key, devchain.usdc, data)
 
@@ -173,9 +173,9 @@ async def test_signature_with_v_0_or_1_is_normalised(devchain: Deployment, rpc: 
             {**auth.to_json(), "signature": "0x" + (raw[:64] + bytes([raw[64] - 27])).hex()}
         )
         data = (
-            contracts.transfer_with_authorization_vrs(low_v)
+            calls.transfer_with_authorization_vrs(low_v)
             if form == "vrs"
-            else contracts.transfer_with_authorization_bytes(low_v)
+            else calls.transfer_with_authorization_bytes(low_v)
         )
         receipt = await transact(rpc, devchain.relayer_key, devchain.usdc, data)
         assert int(receipt["status"], 16) == 1, form
@@ -188,14 +188,14 @@ async def test_replayed_nonce_reverts(devchain: Deployment, rpc: RpcClient) -> N
         payer.key, devchain, to=devchain.token, value=1_000_000, valid_after=0, valid_before=t + 600
     )
     first = await transact(
-        rpc, devchain.relayer_key, devchain.usdc, contracts.transfer_with_authorization_vrs(auth)
+        rpc, devchain.relayer_key, devchain.usdc, calls.transfer_with_authorization_vrs(auth)
     )
     assert int(first["status"], 16) == 1
     payer_before = await balance(rpc, devchain.usdc, payer.address)
 
     for data in (
-        contracts.transfer_with_authorization_vrs(auth),
-        contracts.transfer_with_authorization_bytes(auth),
+        calls.transfer_with_authorization_vrs(auth),
+        calls.transfer_with_authorization_bytes(auth),
     ):
         reverted = await revert_data(rpc, devchain.usdc, data, devchain.relayer_address)
         assert reverted.startswith(error_selector("ERC3009UsedAuthorization(address,bytes32)"))
@@ -220,8 +220,8 @@ async def test_authorization_outside_its_window_reverts(
         valid_before=valid_before,
     )
     for data in (
-        contracts.transfer_with_authorization_vrs(auth),
-        contracts.transfer_with_authorization_bytes(auth),
+        calls.transfer_with_authorization_vrs(auth),
+        calls.transfer_with_authorization_bytes(auth),
     ):
         reverted = await revert_data(rpc, devchain.usdc, data, devchain.relayer_address)
         assert reverted.startswith(
@@ -229,7 +229,7 @@ async def test_authorization_outside_its_window_reverts(
         )
         receipt = await transact(rpc, devchain.relayer_key, devchain.usdc, data)
         assert int(receipt["status"], 16) == 0
-    state = contracts.authorization_state(payer.address, auth.nonce)
+    state = calls.authorization_state(payer.address, auth.nonce)
     assert await read_bool(rpc, devchain.usdc, state) is False
 
 
@@ -247,8 +247,8 @@ async def test_wrong_signer_reverts(devchain: Deployment, rpc: RpcClient) -> Non
     )
     victim_before = await balance(rpc, devchain.usdc, victim.address)
     for data in (
-        contracts.transfer_with_authorization_vrs(auth),
-        contracts.transfer_with_authorization_bytes(auth),
+        calls.transfer_with_authorization_vrs(auth),
+        calls.transfer_with_authorization_bytes(auth),
     ):
         reverted = await revert_data(rpc, devchain.usdc, data, devchain.relayer_address)
         assert reverted == error_selector("ERC3009InvalidSignature()")
@@ -268,7 +268,7 @@ async def test_authorization_for_another_domain_reverts(
         payer.key, wrong, to=devchain.token, value=1, valid_after=0, valid_before=t + 600
     )
     reverted = await revert_data(
-        rpc, devchain.usdc, contracts.transfer_with_authorization_vrs(auth), payer.address
+        rpc, devchain.usdc, calls.transfer_with_authorization_vrs(auth), payer.address
     )
     assert reverted == error_selector("ERC3009InvalidSignature()")
 
@@ -276,7 +276,7 @@ async def test_authorization_for_another_domain_reverts(
 async def test_only_owner_mints_usdc(devchain: Deployment, rpc: RpcClient) -> None:
     payer = devchain.payers[0]
     reverted = await revert_data(
-        rpc, devchain.usdc, contracts.mint_usdc(payer.address, 1), payer.address
+        rpc, devchain.usdc, calls.mint_usdc(payer.address, 1), payer.address
     )
     assert reverted.startswith(error_selector("OwnableUnauthorizedAccount(address)"))
 
@@ -286,39 +286,39 @@ async def test_only_owner_mints_usdc(devchain: Deployment, rpc: RpcClient) -> No
 
 async def test_token_parameters(devchain: Deployment, rpc: RpcClient) -> None:
     token = devchain.token
-    assert await read_uint(rpc, token, contracts.encode_call("MINT_AMOUNT()", [])) == (
+    assert await read_uint(rpc, token, abi.encode_call("MINT_AMOUNT()", [])) == (
         devchain.mint_amount
     )
-    assert await read_uint(rpc, token, contracts.encode_call("MAX_MINT_COUNT()", [])) == (
+    assert await read_uint(rpc, token, abi.encode_call("MAX_MINT_COUNT()", [])) == (
         devchain.max_mint_count
     )
-    assert await read_uint(rpc, token, contracts.encode_call("PRICE_PER_MINT()", [])) == (
+    assert await read_uint(rpc, token, abi.encode_call("PRICE_PER_MINT()", [])) == (
         devchain.price_per_mint
     )
-    (asset,) = contracts.decode_result(
-        ["address"], await rpc.eth_call(token, contracts.encode_call("PAYMENT_TOKEN()", []))
+    (asset,) = abi.decode_result(
+        ["address"], await rpc.eth_call(token, abi.encode_call("PAYMENT_TOKEN()", []))
     )
     assert asset == devchain.usdc.lower()
-    (minter_role,) = contracts.decode_result(
-        ["bytes32"], await rpc.eth_call(token, contracts.encode_call("MINTER_ROLE()", []))
+    (minter_role,) = abi.decode_result(
+        ["bytes32"], await rpc.eth_call(token, abi.encode_call("MINTER_ROLE()", []))
     )
-    assert minter_role == contracts.MINTER_ROLE
+    assert minter_role == calls.MINTER_ROLE
 
 
 async def test_mint_once_per_id(devchain: Deployment, rpc: RpcClient) -> None:
     payer = devchain.payers[2]
     mint_id = fresh_id()
-    count_call = contracts.encode_call("mintCount()", [])
+    count_call = abi.encode_call("mintCount()", [])
     count_before = await read_uint(rpc, devchain.token, count_call)
     tokens_before = await balance(rpc, devchain.token, payer.address)
-    assert await read_bool(rpc, devchain.token, contracts.has_minted(mint_id)) is False
+    assert await read_bool(rpc, devchain.token, calls.has_minted(mint_id)) is False
 
     receipt = await transact(
-        rpc, devchain.relayer_key, devchain.token, contracts.mint(payer.address, mint_id)
+        rpc, devchain.relayer_key, devchain.token, calls.mint(payer.address, mint_id)
     )
 
     assert int(receipt["status"], 16) == 1
-    assert await read_bool(rpc, devchain.token, contracts.has_minted(mint_id)) is True
+    assert await read_bool(rpc, devchain.token, calls.has_minted(mint_id)) is True
     assert await balance(rpc, devchain.token, payer.address) == tokens_before + devchain.mint_amount
     assert await read_uint(rpc, devchain.token, count_call) == count_before + 1
     minted = [log for log in receipt["logs"] if log["topics"][0] == MINTED]
@@ -326,7 +326,7 @@ async def test_mint_once_per_id(devchain: Deployment, rpc: RpcClient) -> None:
     assert minted[0]["topics"][1:] == [mint_id, topic_address(payer.address)]
     assert int(minted[0]["data"], 16) == devchain.mint_amount
 
-    again = contracts.mint(payer.address, mint_id)
+    again = calls.mint(payer.address, mint_id)
     reverted = await revert_data(rpc, devchain.token, again, devchain.relayer_address)
     assert reverted == error_selector("AlreadyMinted(bytes32)") + mint_id[2:]
     receipt = await transact(rpc, devchain.relayer_key, devchain.token, again)
@@ -340,29 +340,29 @@ async def test_batch_mint(devchain: Deployment, rpc: RpcClient) -> None:
     before = [await balance(rpc, devchain.token, p) for p in payers]
 
     receipt = await transact(
-        rpc, devchain.relayer_key, devchain.token, contracts.batch_mint(payers, ids)
+        rpc, devchain.relayer_key, devchain.token, calls.batch_mint(payers, ids)
     )
 
     assert int(receipt["status"], 16) == 1
     for payer, mint_id, was in zip(payers, ids, before, strict=True):
-        assert await read_bool(rpc, devchain.token, contracts.has_minted(mint_id)) is True
+        assert await read_bool(rpc, devchain.token, calls.has_minted(mint_id)) is True
         assert await balance(rpc, devchain.token, payer) == was + devchain.mint_amount
     assert sum(1 for log in receipt["logs"] if log["topics"][0] == MINTED) == 3
 
     # One already-minted id reverts the whole batch: nothing of it is minted.
     new_id = fresh_id()
-    replay = contracts.batch_mint([payers[0], payers[1]], [new_id, ids[1]])
+    replay = calls.batch_mint([payers[0], payers[1]], [new_id, ids[1]])
     reverted = await revert_data(rpc, devchain.token, replay, devchain.relayer_address)
     assert reverted == error_selector("AlreadyMinted(bytes32)") + ids[1][2:]
-    assert await read_bool(rpc, devchain.token, contracts.has_minted(new_id)) is False
+    assert await read_bool(rpc, devchain.token, calls.has_minted(new_id)) is False
 
-    mismatched = contracts.encode_call(
+    mismatched = abi.encode_call(
         "batchMint(address[],bytes32[])", [payers, [bytes.fromhex(new_id[2:])]]
     )
     reverted = await revert_data(rpc, devchain.token, mismatched, devchain.relayer_address)
     assert reverted == error_selector("LengthMismatch()")
     with pytest.raises(ValueError, match="mint ids"):
-        contracts.batch_mint(payers, [new_id])
+        calls.batch_mint(payers, [new_id])
 
 
 async def test_max_mint_count_enforced(
@@ -373,34 +373,34 @@ async def test_max_mint_count_enforced(
     ids = [fresh_id() for _ in range(4)]
 
     first = await transact(
-        rpc, devchain.relayer_key, token, contracts.batch_mint([payer, payer], ids[:2])
+        rpc, devchain.relayer_key, token, calls.batch_mint([payer, payer], ids[:2])
     )
     assert int(first["status"], 16) == 1
     # A batch that would cross the cap reverts as a whole.
-    over = contracts.batch_mint([payer, payer], ids[2:])
+    over = calls.batch_mint([payer, payer], ids[2:])
     reverted = await revert_data(rpc, token, over, devchain.relayer_address)
     assert reverted == error_selector("MaxMintCountReached()")
 
-    third = await transact(rpc, devchain.relayer_key, token, contracts.mint(payer, ids[2]))
+    third = await transact(rpc, devchain.relayer_key, token, calls.mint(payer, ids[2]))
     assert int(third["status"], 16) == 1
-    fourth = contracts.mint(payer, ids[3])
+    fourth = calls.mint(payer, ids[3])
     reverted = await revert_data(rpc, token, fourth, devchain.relayer_address)
     assert reverted == error_selector("MaxMintCountReached()")
     receipt = await transact(rpc, devchain.relayer_key, token, fourth)
     assert int(receipt["status"], 16) == 0
-    assert await read_uint(rpc, token, contracts.encode_call("mintCount()", [])) == 3
+    assert await read_uint(rpc, token, abi.encode_call("mintCount()", [])) == 3
     assert await balance(rpc, token, payer) == 3 * devchain.mint_amount
 
 
 async def test_only_minter_role_mints(devchain: Deployment, rpc: RpcClient) -> None:
     outsider = devchain.payers[4]
     assert not await read_bool(
-        rpc, devchain.token, contracts.has_role(contracts.MINTER_ROLE, outsider.address)
+        rpc, devchain.token, calls.has_role(calls.MINTER_ROLE, outsider.address)
     )
     mint_id = fresh_id()
     for data in (
-        contracts.mint(outsider.address, mint_id),
-        contracts.batch_mint([outsider.address], [mint_id]),
+        calls.mint(outsider.address, mint_id),
+        calls.batch_mint([outsider.address], [mint_id]),
     ):
         reverted = await revert_data(rpc, devchain.token, data, outsider.address)
         assert reverted.startswith(
@@ -408,7 +408,7 @@ async def test_only_minter_role_mints(devchain: Deployment, rpc: RpcClient) -> N
         )
         receipt = await transact(rpc, outsider.key, devchain.token, data)
         assert int(receipt["status"], 16) == 0
-    assert await read_bool(rpc, devchain.token, contracts.has_minted(mint_id)) is False
+    assert await read_bool(rpc, devchain.token, calls.has_minted(mint_id)) is False
 
 
 async def test_admin_withdraws_payments(devchain: Deployment, rpc: RpcClient) -> None:
@@ -418,11 +418,11 @@ async def test_admin_withdraws_payments(devchain: Deployment, rpc: RpcClient) ->
         payer.key, devchain, to=devchain.token, value=2_000_000, valid_after=0, valid_before=t + 60
     )
     paid = await transact(
-        rpc, devchain.relayer_key, devchain.usdc, contracts.transfer_with_authorization_vrs(auth)
+        rpc, devchain.relayer_key, devchain.usdc, calls.transfer_with_authorization_vrs(auth)
     )
     assert int(paid["status"], 16) == 1
     treasury = Account.from_key(ANVIL_KEYS[0]).address
-    withdraw = contracts.encode_call(
+    withdraw = abi.encode_call(
         "withdraw(address,address,uint256)", [devchain.usdc, treasury, 2_000_000]
     )
     reverted = await revert_data(rpc, devchain.token, withdraw, payer.address)

@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient, RpcError
 from payfirst.adapters.devchain import (
     ANVIL_KEYS,
@@ -18,18 +17,19 @@ from payfirst.adapters.devchain import (
     free_port,
 )
 from payfirst.domain.models import Token
+from payfirst.evm import abi, calls
 
 
 async def usdc_balance(rpc: RpcClient, deployment: Deployment, holder: str) -> int:
-    (value,) = contracts.decode_result(
-        ["uint256"], await rpc.eth_call(deployment.usdc, contracts.balance_of(holder))
+    (value,) = abi.decode_result(
+        ["uint256"], await rpc.eth_call(deployment.usdc, calls.balance_of(holder))
     )
     return int(value)
 
 
 async def is_minter(rpc: RpcClient, token: str, account: str) -> bool:
-    (value,) = contracts.decode_result(
-        ["bool"], await rpc.eth_call(token, contracts.has_role(contracts.MINTER_ROLE, account))
+    (value,) = abi.decode_result(
+        ["bool"], await rpc.eth_call(token, calls.has_role(calls.MINTER_ROLE, account))
     )
     return bool(value)
 
@@ -157,14 +157,14 @@ async def test_rpc_call_many_keeps_call_order(devchain: Deployment, rpc: RpcClie
 
 
 async def test_rpc_call_many_errors_per_item(devchain: Deployment, rpc: RpcClient) -> None:
-    calls: list[tuple[str, list[object]]] = [
+    requests: list[tuple[str, list[object]]] = [
         ("eth_chainId", []),
         ("eth_noSuchMethod", []),
         ("eth_blockNumber", []),
     ]
     with pytest.raises(RpcError):
-        await rpc.call_many(calls)
-    first, error, third = await rpc.call_many(calls, return_errors=True)
+        await rpc.call_many(requests)
+    first, error, third = await rpc.call_many(requests, return_errors=True)
     assert int(first, 16) == 31337
     assert isinstance(error, RpcError)
     assert error.code != 0

@@ -168,6 +168,10 @@ async def test_schema_sql_equals_every_migration_applied(fresh_schema: SchemaFac
         ("payment_queued_notify", "payment_queue"),
         ("payment_changed_notify", "payment_queue"),
         ("mint_changed_notify", "mint_queue"),
+        ("ledger_entries_append_only", "ledger_entries"),
+        ("ledger_transactions_append_only", "ledger_transactions"),
+        ("ledger_accounts_append_only", "ledger_accounts"),
+        ("ledger_entries_checked", "ledger_entries"),
     }
 
 

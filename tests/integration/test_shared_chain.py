@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from payfirst.adapters import contracts
 from payfirst.adapters.devchain import ANVIL_KEYS, send_transaction
+from payfirst.evm import calls
 from tests.fixtures.chain import SharedChain, TrackedRpc
 
 GWEI = 10**9
@@ -17,16 +17,16 @@ async def test_checkin_puts_the_chain_back_as_deployed(shared_chain: SharedChain
     rpc = TrackedRpc(d.rpc_url)
     try:
         nonce = await rpc.get_transaction_count(d.relayer_address, "latest")
-        balance = await rpc.eth_call(d.usdc, contracts.balance_of(payer))
+        balance = await rpc.eth_call(d.usdc, calls.balance_of(payer))
         await chain.fund([payer], 5)
         # A tx that cannot be mined (a nonce gap) stays in the pool; so would a base fee
         # pinned for the next block, and the clock moved forward.
         await send_transaction(
-            rpc, ANVIL_KEYS[0], d.usdc, contracts.mint_usdc(payer, 1), nonce=nonce + 5, gas=10**5
+            rpc, ANVIL_KEYS[0], d.usdc, calls.mint_usdc(payer, 1), nonce=nonce + 5, gas=10**5
         )
         await rpc.call("anvil_setNextBlockBaseFeePerGas", hex(100 * GWEI))
         await rpc.call("evm_increaseTime", 3600)
-        assert await rpc.eth_call(d.usdc, contracts.balance_of(payer)) != balance
+        assert await rpc.eth_call(d.usdc, calls.balance_of(payer)) != balance
     finally:
         await rpc.aclose()
     await shared_chain.checkin(rpc)
@@ -36,7 +36,7 @@ async def test_checkin_puts_the_chain_back_as_deployed(shared_chain: SharedChain
     rpc = TrackedRpc(d.rpc_url)
     try:
         assert await rpc.get_transaction_count(d.relayer_address, "pending") == nonce
-        assert await rpc.eth_call(d.usdc, contracts.balance_of(payer)) == balance
+        assert await rpc.eth_call(d.usdc, calls.balance_of(payer)) == balance
         assert await rpc.call("txpool_status") == {"pending": "0x0", "queued": "0x0"}
         await rpc.call("evm_mine")
         block = await rpc.call("eth_getBlockByNumber", "latest", False)

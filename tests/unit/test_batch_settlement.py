@@ -12,6 +12,7 @@ from eth_utils.crypto import keccak
 from payfirst.adapters import contracts
 from payfirst.domain.models import Authorization, Payment
 from payfirst.domain.statuses import PaymentStatus, PaymentType
+from payfirst.evm import abi, calls
 from payfirst.pipeline.confirmer import authorization_of
 from payfirst.pipeline.relayer import GAS_SETTLE_BASE, max_settle_items, settle_gas
 from payfirst.ports.chain import AUTHORIZATION_USED_TOPIC, Log, Receipt
@@ -62,10 +63,10 @@ def test_settle_calldata_matches_the_compiled_abi() -> None:
     ]
     components = ",".join(c["type"] for c in settle["inputs"][1]["components"])
     signature = f"settle(address,({components})[])"
-    assert signature == contracts.SETTLE_BATCH
-    data = contracts.settle_batch(ASSET, [_auth(1), _auth(2)])
-    assert data.startswith("0x" + contracts.selector(signature).hex())
-    asset, items = contracts.decode_result(
+    assert signature == calls.SETTLE_BATCH
+    data = calls.settle_batch(ASSET, [_auth(1), _auth(2)])
+    assert data.startswith("0x" + abi.selector(signature).hex())
+    asset, items = abi.decode_result(
         ["address", "(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)[]"],
         "0x" + data[10:],
     )

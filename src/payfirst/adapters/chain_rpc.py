@@ -8,23 +8,39 @@ Quantities go out and come back as Python ints, data as `0x` hex strings or byte
 Errors (the Chain port's, `payfirst.ports.chain`): a node that answered with a JSON-RPC
 error raises `RpcError`, a `ChainRejected` (for a reverted `eth_call` or
 `eth_estimateGas`, `data` holds the revert data); a node that could not be reached or
-answered garbage raises `ChainUnavailable`. Nothing is retried here: the
-pipeline decides what a failure means.
+answered garbage raises `ChainUnavailable`. `RpcClient` retries nothing: the pipeline
+decides what a failure means. `FailoverRpcClient` speaks to one chain through several
+URLs and sends a request the current URL cannot answer to the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
 from payfirst.ports.chain import BlockId, ChainRejected, ChainUnavailable
 
-__all__ = ["BlockId", "ChainUnavailable", "RpcClient", "RpcError", "to_hex"]
+__all__ = [
+    "PRIMARY_RETRY_S",
+    "BlockId",
+    "ChainUnavailable",
+    "FailoverRpcClient",
+    "RpcClient",
+    "RpcError",
+    "to_hex",
+]
+
+log = logging.getLogger("payfirst.chain")
+
+#: How long `FailoverRpcClient` stays on a fallback URL before it tries the first again.
+PRIMARY_RETRY_S = 60.0
 
 
 class RpcError(ChainRejected):
@@ -50,6 +66,17 @@ def _quantity(value: Any) -> int:
     if not isinstance(value, str):
         raise ChainUnavailable(f"expected a hex quantity, got {value!r}")
     return int(value, 16)
+
+
+def _result(url: str, method: str, body: Any) -> Any:
+    """The `result` of a single call's answer `body`."""
+    if not isinstance(body, dict):
+        raise ChainUnavailable(f"{url}: unexpected response to {method}: {body!r:.200}")
+    if "error" in body and body["error"] is not None:
+        raise _raise_error(body["error"])
+    if "result" not in body:
+        raise ChainUnavailable(f"{url}: no result for {method}: {body!r:.200}")
+    return body["result"]
 
 
 def _raise_error(error: Any) -> RpcError:
@@ -83,7 +110,7 @@ class RpcClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
 
-    async def __aenter__(self) -> RpcClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,34 +122,32 @@ class RpcClient:
     # -- transport ------------------------------------------------------------------
 
     async def _post(self, payload: Any) -> Any:
+        """The endpoint's JSON answer to `payload` (a JSON-RPC error object included)."""
+        return await self._post_to(self.url, payload)
+
+    async def _post_to(self, url: str, payload: Any) -> Any:
         try:
-            response = await self._http.post(self.url, json=payload)
+            response = await self._http.post(url, json=payload)
         except httpx.HTTPError as exc:
-            raise ChainUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+            raise ChainUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
         try:
             body = response.json()
         except ValueError as exc:
             raise ChainUnavailable(
-                f"{self.url}: HTTP {response.status_code}, not JSON: {response.text[:200]!r}"
+                f"{url}: HTTP {response.status_code}, not JSON: {response.text[:200]!r}"
             ) from exc
         if response.status_code >= 400 and not (isinstance(body, dict) and "error" in body):
-            raise ChainUnavailable(f"{self.url}: HTTP {response.status_code}: {body!r:.200}")
+            raise ChainUnavailable(f"{url}: HTTP {response.status_code}: {body!r:.200}")
         self.answered_at = time.monotonic()
         return body
 
+    def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+
     async def call(self, method: str, *params: Any) -> Any:
         """Calls `method` and returns its `result`; raises `RpcError` or `ChainUnavailable`."""
-        request_id = next(self._ids)
-        body = await self._post(
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
-        )
-        if not isinstance(body, dict):
-            raise ChainUnavailable(f"{self.url}: unexpected response to {method}: {body!r:.200}")
-        if "error" in body and body["error"] is not None:
-            raise _raise_error(body["error"])
-        if "result" not in body:
-            raise ChainUnavailable(f"{self.url}: no result for {method}: {body!r:.200}")
-        return body["result"]
+        body = await self._post(self._request(method, params))
+        return _result(self.url, method, body)  # `url` after `_post`: the URL that answered
 
     async def call_many(
         self, calls: Sequence[tuple[str, Sequence[Any]]], *, return_errors: bool = False
@@ -135,11 +160,8 @@ class RpcClient:
         """
         if not calls:
             return []
-        ids = [next(self._ids) for _ in calls]
-        payload = [
-            {"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
-            for i, (method, params) in zip(ids, calls, strict=True)
-        ]
+        payload = [self._request(method, params) for method, params in calls]
+        ids = [item["id"] for item in payload]
         body = await self._post(payload)
         if isinstance(body, dict) and "error" in body:
             # The whole JSON-RPC batch was refused (e.g. batches disabled, or too large).
@@ -240,3 +262,90 @@ class RpcClient:
         rpc_tx = {k: to_hex(v) if isinstance(v, int | bytes) else v for k, v in tx.items()}
         params: list[Any] = [rpc_tx] if block is None else [rpc_tx, _block(block)]
         return _quantity(await self.call("eth_estimateGas", *params))
+
+
+class FailoverRpcClient(RpcClient):
+    """An `RpcClient` on ONE chain through several URLs, in the operator's order of
+    preference (the start-up check proves they all serve the same chain id).
+
+    A request the current URL cannot answer (`ChainUnavailable`: connection refused or
+    reset, a timeout, an HTTP error without a JSON-RPC answer, not JSON) is sent to the next
+    URL, around the list once; `ChainUnavailable` only when none answered. A JSON-RPC error
+    (a revert, "nonce too low", "header not found") is the node's answer and is never sent
+    elsewhere. Re-sending a request another node may have acted on is safe: payfirst's
+    writes are signed raw txs, and the same bytes sent twice are one tx.
+
+    Sticky: the URL that answered serves the next requests, so a dead URL costs one failed
+    attempt per switch, not one per request (a timeout costs the whole timeout). Once
+    `primary_retry_s` have passed on a fallback, a request tries the first URL again first.
+    `answered_at` is when any URL last answered: the chain is out only when all are.
+
+    Switching nodes mid-tick may show an older head, a block not yet seen or a pool without
+    our tx: one node lags the other. That is safe, as with any lagging node: the confirmer
+    pins a tick's reads to one decision block and never decides from absent data (a missing
+    receipt, log or block means wait; a node behind the decision block answers an error;
+    docs/ARCHITECTURE.md, "How a payment flows").
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        timeout: float = 10.0,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        primary_retry_s: float = PRIMARY_RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not urls:
+            raise ValueError("FailoverRpcClient needs at least one URL")
+        super().__init__(urls[0], timeout, transport=transport)
+        self.urls = tuple(urls)
+        self._primary_retry_s = primary_retry_s
+        self._clock = clock
+        self._current = 0  # the index of `url`, the URL in use
+        self._since = 0.0  # when (clock) `url` became the URL in use
+
+    async def chain_id_at(self, url: str) -> int:
+        """The chain id `url` itself serves (start-up checks every URL, not only one)."""
+        body = await self._post_to(url, self._request("eth_chainId", ()))
+        return _quantity(_result(url, "eth_chainId", body))
+
+    async def _post(self, payload: Any) -> Any:
+        start = self._current
+        if start != 0 and self._clock() - self._since >= self._primary_retry_s:
+            start = 0
+        failures: list[ChainUnavailable] = []
+        for step in range(len(self.urls)):
+            index = (start + step) % len(self.urls)
+            try:
+                body = await self._post_to(self.urls[index], payload)
+            except ChainUnavailable as exc:
+                failures.append(exc)
+                continue
+            if failures or index != self._current:
+                self._use(index, failed=len(failures))
+            return body
+        if len(failures) == 1:
+            raise failures[0]
+        raise ChainUnavailable(
+            f"none of {len(self.urls)} RPC URLs answered: " + "; ".join(map(str, failures))
+        )
+
+    def _use(self, index: int, *, failed: int) -> None:
+        """`urls[index]` answered, after `failed` URLs did not (or it is the first URL,
+        tried again): it serves the next requests."""
+        if index != self._current:
+            why = f"{failed} URL(s) before it did not answer" if failed else "the first again"
+            host = _host(self.urls[index])
+            log.warning("RPC on URL %d of %d (%s): %s", index + 1, len(self.urls), host, why)
+        self._current = index
+        self.url = self.urls[index]
+        # Also when the first URL, tried again, failed again: another while before the
+        # next try.
+        self._since = self._clock()
+
+
+def _host(url: str) -> str:
+    """`url`'s host and port only: providers put API keys in the path or the userinfo."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)

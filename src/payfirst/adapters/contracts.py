@@ -1,5 +1,5 @@
-"""The compiled contracts payfirst deploys on a dev chain, and (re-exported from
-`payfirst.evm`) the ABI encoding and signing helpers.
+"""The compiled contracts payfirst deploys on a dev chain (the ABI encoding and signing
+helpers are `payfirst.evm`'s).
 
 The compiled artifacts are package data (`payfirst/contract_artifacts/*.json`, written by
 `make contracts` and committed), so an installed wheel has them; `PAYFIRST_CONTRACTS_DIR`
@@ -20,58 +20,8 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 
 from payfirst.domain.errors import ConfigError
-from payfirst.domain.models import SignedTx
-from payfirst.evm.abi import checksum, decode_result, encode_call, selector
-from payfirst.evm.calls import (
-    DEFAULT_ADMIN_ROLE,
-    MINTER_ROLE,
-    SETTLE_BATCH,
-    TRANSFER_WITH_AUTHORIZATION_BYTES,
-    TRANSFER_WITH_AUTHORIZATION_VRS,
-    authorization_state,
-    balance_of,
-    batch_mint,
-    grant_role,
-    has_minted,
-    has_role,
-    mint,
-    mint_usdc,
-    settle_batch,
-    split_signature,
-    transfer_with_authorization_bytes,
-    transfer_with_authorization_vrs,
-)
-from payfirst.evm.signing import sign_transaction
 
-__all__ = [
-    "DEFAULT_ADMIN_ROLE",
-    "MINTER_ROLE",
-    "SETTLE_BATCH",
-    "TRANSFER_WITH_AUTHORIZATION_BYTES",
-    "TRANSFER_WITH_AUTHORIZATION_VRS",
-    "Artifact",
-    "SignedTx",
-    "authorization_state",
-    "balance_of",
-    "batch_mint",
-    "build_dir",
-    "checksum",
-    "decode_result",
-    "deploy_data",
-    "encode_call",
-    "grant_role",
-    "has_minted",
-    "has_role",
-    "load_artifact",
-    "mint",
-    "mint_usdc",
-    "selector",
-    "settle_batch",
-    "sign_transaction",
-    "split_signature",
-    "transfer_with_authorization_bytes",
-    "transfer_with_authorization_vrs",
-]
+__all__ = ["CONTRACTS_DIR_ENV", "Artifact", "build_dir", "deploy_data", "load_artifact"]
 
 CONTRACTS_DIR_ENV = "PAYFIRST_CONTRACTS_DIR"
 

@@ -27,6 +27,7 @@ from eth_account import Account
 from payfirst.adapters import contracts
 from payfirst.adapters.chain_rpc import ChainUnavailable, RpcClient
 from payfirst.domain.models import Token
+from payfirst.evm import abi, calls, signing
 
 __all__ = [
     "ANVIL_KEYS",
@@ -235,7 +236,7 @@ async def send_transaction(
     }
     if to is not None:
         tx["to"] = to
-    signed = contracts.sign_transaction(key, tx)
+    signed = signing.sign_transaction(key, tx)
     return await rpc.send_raw_transaction(signed.raw)
 
 
@@ -408,7 +409,7 @@ class DevChain:
         return DevAccount.from_key(ANVIL_KEYS[0])
 
     async def _send_in_order(
-        self, calls: list[tuple[str | None, str, int | None]]
+        self, txs: list[tuple[str | None, str, int | None]]
     ) -> list[dict[str, Any]]:
         """Sends (to, data, gas) transactions from the deployer, one after the other in nonce
         order, then waits for all receipts; raises if any reverted."""
@@ -416,7 +417,7 @@ class DevChain:
         async with self._send_lock:
             nonce = await self.rpc.get_transaction_count(deployer.address, "pending")
             hashes = []
-            for offset, (to, data, gas) in enumerate(calls):
+            for offset, (to, data, gas) in enumerate(txs):
                 hashes.append(
                     await send_transaction(
                         self.rpc,
@@ -439,7 +440,7 @@ class DevChain:
         address = receipt.get("contractAddress")
         if not address:
             raise DevChainError(f"deployment {receipt['transactionHash']} created no contract")
-        return contracts.checksum(str(address))
+        return abi.checksum(str(address))
 
     async def deploy_usdc(self) -> str:
         """Deploys a DemoUSDC owned by the deployer; returns its address."""
@@ -483,14 +484,14 @@ class DevChain:
                 mint_amount,
                 max_mint_count,
                 price_per_mint,
-                contracts.checksum(payment_token),
-                contracts.checksum(admin),
+                abi.checksum(payment_token),
+                abi.checksum(admin),
             ],
         )
         token = await self._deploy(data)
-        if contracts.checksum(admin) == deployer:
+        if abi.checksum(admin) == deployer:
             await self._send_in_order(
-                [(token, contracts.grant_role(contracts.MINTER_ROLE, minter or deployer), 200_000)]
+                [(token, calls.grant_role(calls.MINTER_ROLE, minter or deployer), 200_000)]
             )
         return token
 
@@ -499,9 +500,7 @@ class DevChain:
         if self.deployment is None:
             raise DevChainError("dev chain not started")
         usdc = self.deployment.usdc
-        await self._send_in_order(
-            [(usdc, contracts.mint_usdc(a, amount), 200_000) for a in addresses]
-        )
+        await self._send_in_order([(usdc, calls.mint_usdc(a, amount), 200_000) for a in addresses])
 
     async def _deploy_all(
         self,

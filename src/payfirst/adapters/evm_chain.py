@@ -33,7 +33,9 @@ _Call = tuple[str, list[Any]]
 
 
 class EvmChain:
-    """The Chain port on one `RpcClient` (which the caller owns and closes)."""
+    """The Chain port on one `RpcClient` (which the caller owns and closes): for a network
+    of several RPC URLs a `FailoverRpcClient`, so every method moves to the next URL when
+    one cannot be reached, and `answered_at` is when any of them last answered."""
 
     def __init__(self, rpc: RpcClient) -> None:
         self.rpc = rpc

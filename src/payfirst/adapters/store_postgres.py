@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID, uuid4
 
 import asyncpg
+from eth_utils.address import to_checksum_address
 
 from payfirst.adapters.migrate import MIGRATION_LOCK_KEY
 from payfirst.adapters.migrate import migrate as run_migrations
 from payfirst.adapters.sql import QUERIES as _Q
+from payfirst.domain.accounts import Account, ApiKey, Credential, Role
 from payfirst.domain.errors import PaymentRejected
+from payfirst.domain.ledger import Account as LedgerAccount
+from payfirst.domain.ledger import (
+    AccountKind,
+    Entry,
+    LedgerPayment,
+    TransactionKind,
+    entries_for_payment,
+)
 from payfirst.domain.models import (
     Authorization,
     MintItem,
@@ -34,7 +46,7 @@ from payfirst.domain.models import (
 from payfirst.domain.reasons import Reason
 from payfirst.domain.settings import check_setting
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
-from payfirst.ports.store import REUSED, QueuedPayment, UnconfirmedTx
+from payfirst.ports.store import REUSED, LedgerRecord, QueuedPayment, UnconfirmedTx
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -117,6 +129,33 @@ def _mint_item(row: asyncpg.Record) -> MintItem:
         relayer=row["relayer"],
         raw_tx=row["raw_tx"],
         attempts=int(row["attempts"]),
+    )
+
+
+def _account(row: asyncpg.Record, prefix: str = "") -> Account:
+    """An account from its columns (`prefix`: how a join named them, e.g. account_)."""
+    return Account(
+        id=_uuid(row[f"{prefix}id"]),
+        role=Role(row["role"]),
+        name=row[f"{prefix}name"],
+        created_at=row[f"{prefix}created_at"],
+        revoked_at=row[f"{prefix}revoked_at"],
+        fee_bps=None if row["fee_bps"] is None else int(row["fee_bps"]),
+        payout_address=row["payout_address"],
+    )
+
+
+def _api_key(row: asyncpg.Record) -> ApiKey:
+    return ApiKey(
+        id=_uuid(row["id"]),
+        account_id=_uuid(row["account_id"]),
+        prefix=row["prefix"],
+        secret_hash=bytes(row["secret_hash"]),
+        name=row["name"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
     )
 
 
@@ -578,10 +617,15 @@ class PostgresStore:
         before_commit: Callable[[], None] | None = None,
     ) -> list[UUID]:
         completed: list[UUID] = []
+        ledgered: list[tuple[UUID, LedgerPayment]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for payment_id, tx_hash, mint_ids in completions:
-                if await self._complete_one(conn, payment_id, tx_hash, mint_ids):
+                row = await self._complete_one(conn, payment_id, tx_hash, mint_ids)
+                if row is not None:
                     completed.append(payment_id)
+                    ledgered.append((payment_id, self._ledger_payment(row)))
+            # The ledger in the same transaction: a completion is never without its entries.
+            await _record_payments(conn, ledgered)
             if before_commit is not None:
                 before_commit()
         return completed
@@ -589,13 +633,14 @@ class PostgresStore:
     @staticmethod
     async def _complete_one(
         conn: Any, payment_id: UUID, tx_hash: str, mint_ids: Sequence[str]
-    ) -> bool:
-        row = await conn.fetchrow(_Q["lock_payment_to_complete"], payment_id)
+    ) -> asyncpg.Record | None:
+        """Complete one payment; its locked row, or None when it was not sent/processing."""
+        row: asyncpg.Record | None = await conn.fetchrow(_Q["lock_payment_to_complete"], payment_id)
         if row is None or row["status"] not in (
             PaymentStatus.SENT.value,
             PaymentStatus.PROCESSING.value,
         ):
-            return False
+            return None
         item_ids = [uuid4() for _ in mint_ids]
         await conn.execute(
             _Q["complete_payment"],
@@ -613,7 +658,20 @@ class PostgresStore:
                     for i, (item_id, mint_id) in enumerate(zip(item_ids, mint_ids, strict=True))
                 ],
             )
-        return True
+        return row
+
+    def _ledger_payment(self, row: asyncpg.Record) -> LedgerPayment:
+        """The ledger's view of a payment row (of no recorded chain: the default network)."""
+        chain_id = row["chain_id"]
+        return LedgerPayment(
+            payer=_checksum(row["payer"]),
+            pay_to=_checksum(row["token_address"]),
+            asset=_checksum(row["payment_asset"]),
+            chain_id=self._chain_key(None) if chain_id is None else int(chain_id),
+            amount=int(row["amount"]),
+            provider_id=None if row["provider_id"] is None else _uuid(row["provider_id"]),
+            fee_bps=None if row["fee_bps"] is None else int(row["fee_bps"]),
+        )
 
     async def fail_payment(
         self,
@@ -773,6 +831,61 @@ class PostgresStore:
             found.setdefault(int(row["nonce"]), []).append(row["tx_hash"])
         return found
 
+    # -- ledger (payfirst.domain.ledger) ----------------------------------------------
+
+    async def reverse_payment(self, payment_id: UUID, reason: str) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            reversal = await conn.fetchval(_Q["ledger_add_reversal"], payment_id, uuid4(), reason)
+            if reversal is None:
+                return False
+            await conn.execute(_Q["ledger_reverse_entries"], reversal)
+        return True
+
+    async def ledger_unbalanced(self, limit: int) -> list[tuple[UUID, int]]:
+        rows = await self._pool.fetch(_Q["ledger_unbalanced"], limit)
+        return [(_uuid(r["transaction_id"]), int(r["total"])) for r in rows]
+
+    async def ledger_records(self, after: UUID | None, limit: int) -> list[LedgerRecord]:
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(_Q["ledger_records"], after, limit, self._chain_key(None))
+            entry_rows = await conn.fetch(_Q["ledger_entries_of_payments"], [r["id"] for r in rows])
+        entries: dict[tuple[UUID, str], list[Entry]] = {}
+        for e in entry_rows:
+            account = LedgerAccount(
+                AccountKind(e["kind"]), e["owner"], e["asset"], int(e["chain_id"])
+            )
+            key = (_uuid(e["payment_id"]), e["transaction_kind"])
+            entries.setdefault(key, []).append(Entry(account, int(e["amount"])))
+        records: list[LedgerRecord] = []
+        for r in rows:
+            payment_id = _uuid(r["id"])
+            reversal = entries.get((payment_id, TransactionKind.REVERSAL.value))
+            records.append(
+                LedgerRecord(
+                    payment_id=payment_id,
+                    status=PaymentStatus(r["status"]),
+                    payment=self._ledger_payment(r),
+                    tx_hash=r["tx_hash"],
+                    auth_nonce=r["auth_nonce"],
+                    recorded=tuple(entries.get((payment_id, TransactionKind.PAYMENT.value), ())),
+                    has_payment_transaction=bool(r["has_payment_transaction"]),
+                    reversal=None if reversal is None else tuple(reversal),
+                )
+            )
+        return records
+
+    async def ledger_holdings(self, holder: str, chain_id: int) -> dict[str, int]:
+        rows = await self._pool.fetch(_Q["ledger_holdings"], _checksum(holder), chain_id)
+        return {r["asset"]: int(r["amount"]) for r in rows}
+
+    async def amounts_in_flight_to(self, pay_to: str, chain_id: int) -> dict[str, int]:
+        default = chain_id == self._default_chain_id
+        rows = await self._pool.fetch(_Q["amounts_in_flight_to"], pay_to, chain_id, default)
+        return {r["payment_asset"]: int(r["amount"]) for r in rows}
+
     # -- operators ------------------------------------------------------------------
 
     async def payment_stats(self) -> dict[str, Any]:
@@ -796,6 +909,62 @@ class PostgresStore:
             "completed_last_minute": int(row["completed"]),
             "mints_completed_last_minute": int(row["mints_completed"]),
         }
+
+    # -- accounts and API keys ---------------------------------------------------------
+
+    async def create_account(self, account: Account, first_key: ApiKey | None = None) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                _Q["create_account"],
+                account.id,
+                account.role.value,
+                account.name,
+                account.fee_bps,
+                account.payout_address,
+                account.created_at,
+            )
+            if first_key is not None and not await _insert_api_key(conn, first_key):
+                raise ValueError(f"the first key is not for account {account.id}")
+
+    async def get_account(self, account_id: UUID) -> Account | None:
+        row = await self._pool.fetchrow(_Q["get_account"], account_id)
+        return None if row is None else _account(row)
+
+    async def list_accounts(self, limit: int, *, after: UUID | None = None) -> list[Account]:
+        rows = await self._pool.fetch(_Q["list_accounts"], limit, after)
+        return [_account(r) for r in rows]
+
+    async def revoke_account(self, account_id: UUID, at: datetime) -> Account | None:
+        row = await self._pool.fetchrow(_Q["revoke_account"], account_id, at)
+        return None if row is None else _account(row)
+
+    async def active_operator_exists(self) -> bool:
+        return bool(await self._pool.fetchval(_Q["active_operator_exists"]))
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        async with self._pool.acquire() as conn:
+            return await _insert_api_key(conn, key)
+
+    async def find_api_key_by_prefix(self, prefix: str) -> Credential | None:
+        row = await self._pool.fetchrow(_Q["find_api_key_by_prefix"], prefix)
+        if row is None:
+            return None
+        return Credential(_api_key(row), _account(row, prefix="account_"))
+
+    async def list_api_keys(
+        self, account_id: UUID, limit: int, *, after: UUID | None = None
+    ) -> list[ApiKey]:
+        rows = await self._pool.fetch(_Q["list_api_keys"], account_id, limit, after)
+        return [_api_key(r) for r in rows]
+
+    async def revoke_api_key(
+        self, key_id: UUID, at: datetime, *, account_id: UUID | None = None
+    ) -> ApiKey | None:
+        row = await self._pool.fetchrow(_Q["revoke_api_key"], key_id, account_id, at)
+        return None if row is None else _api_key(row)
+
+    async def touch_api_key(self, key_id: UUID, at: datetime) -> None:
+        await self._pool.execute(_Q["touch_api_key"], key_id, at)
 
     # -- relayer leases and wake-ups --------------------------------------------------
 
@@ -875,6 +1044,65 @@ class PostgresStore:
             return
         for watcher in self._change_watchers:
             watcher(payment_id)
+
+
+async def _insert_api_key(conn: _Conn, key: ApiKey) -> bool:
+    """Insert `key` if its account exists and is not revoked."""
+    inserted = await conn.fetchval(
+        _Q["create_api_key"],
+        key.id,
+        key.account_id,
+        key.prefix,
+        key.secret_hash,
+        key.name,
+        key.created_at,
+        key.expires_at,
+    )
+    return inserted is not None
+
+
+async def _record_payments(conn: _Conn, payments: Sequence[tuple[UUID, LedgerPayment]]) -> None:
+    """The `payment` ledger transactions of completed payments, in two statements however
+    many there are: their accounts created if missing, then transactions and entries (none
+    for a payment recorded before). The entries' trigger refuses an unbalanced one."""
+    if not payments:
+        return
+    transaction_ids = [uuid4() for _ in payments]
+    entries = [
+        (transaction_id, position, entry)
+        for transaction_id, (_, payment) in zip(transaction_ids, payments, strict=True)
+        for position, entry in enumerate(entries_for_payment(payment))
+    ]
+    accounts = sorted({e.account for _, _, e in entries}, key=_account_key)
+    await conn.execute(
+        _Q["ledger_upsert_accounts"],
+        [a.kind.value for a in accounts],
+        [a.owner for a in accounts],
+        [a.asset for a in accounts],
+        [a.chain_id for a in accounts],
+    )
+    await conn.execute(
+        _Q["ledger_record_payments"],
+        transaction_ids,
+        [payment_id for payment_id, _ in payments],
+        [transaction_id for transaction_id, _, _ in entries],
+        [position for _, position, _ in entries],
+        [e.account.kind.value for _, _, e in entries],
+        [e.account.owner for _, _, e in entries],
+        [e.account.asset for _, _, e in entries],
+        [e.account.chain_id for _, _, e in entries],
+        [e.amount for _, _, e in entries],
+    )
+
+
+def _account_key(account: LedgerAccount) -> tuple[str, str, str, int]:
+    return (account.kind.value, account.owner, account.asset, account.chain_id)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _checksum(address: str) -> str:
+    """EIP-55 (ledger accounts are keyed by it); cached: a tick sees the same few payees."""
+    return str(to_checksum_address(address))
 
 
 def _rowcount(status: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 from uuid import UUID
 
@@ -145,6 +145,74 @@ class Health(_Doc):
     networks: dict[str, ChainHead | str] | None = None
 
 
+# --- accounts and API keys (the /v1 admin routes) ---------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountView(_Doc):
+    id: UUID
+    role: Literal["operator", "provider", "agent"]
+    name: str
+    fee_bps: int | None
+    payout_address: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class AccountList(_Doc):
+    accounts: list[AccountView]
+    has_more: bool
+
+
+class ApiKeyView(_Doc):
+    """A key as listed: its prefix names it; its text is never shown again."""
+
+    id: UUID
+    account_id: UUID
+    prefix: str
+    name: str | None
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class NewApiKey(ApiKeyView):
+    key: str = Field(description="the whole key: shown in this answer only, never again")
+
+
+class ApiKeyList(_Doc):
+    keys: list[ApiKeyView]
+    has_more: bool
+
+
+class NewAccount(_Doc):
+    account: AccountView
+    api_key: NewApiKey
+
+
+class AccountBody(_Strict):
+    role: Literal["operator", "provider", "agent"]
+    name: str = Field(min_length=1, max_length=100)
+    fee_bps: int | None = Field(None, ge=0, le=10_000, description="a provider's only")
+    payout_address: str | None = Field(
+        None, pattern=ADDRESS_PATTERN, description="a provider's only"
+    )
+
+
+class KeyBody(_Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    expires_in_s: int | None = Field(None, ge=60, le=315_360_000)
+    account_id: UUID | None = Field(None, description="operator only: another account's key")
+
+
+class EmptyBody(_Strict):
+    """Nothing (a blank body or {})."""
+
+
 # --- operations ------------------------------------------------------------------------
 
 
@@ -155,6 +223,7 @@ class Operation:
     body_required: bool = True
     parameters: list[dict[str, Any]] = field(default_factory=list)
     media_type: str = "application/json"
+    bearer: bool = False  # needs `Authorization: Bearer <API key>`
 
 
 def _header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +263,124 @@ _LIMITS: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
     413: ("Request body too large", ErrorBody),
     429: ("Too many requests from this client or payer", ErrorBody),
     503: ("The database or the chain is unreachable; retry after Retry-After", ErrorBody),
+}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_PAGE: Final = [
+    _query(
+        "limit", "at most this many (default 50)", {"type": "integer", "minimum": 1, "maximum": 100}
+    ),
+    _query("after", "the last id of the previous page", {"type": "string", "format": "uuid"}),
+]
+_NO_KEY: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    401: ("No valid API key (missing, malformed, unknown, revoked or expired)", ErrorBody),
+    503: ("The database is unreachable; retry after Retry-After", ErrorBody),
+}
+_WRONG_ROLE: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    403: ("The key's role may not use this route", ErrorBody),
+}
+_BODY_LIMITS: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    400: ("Malformed body", ErrorBody),
+    413: ("Request body too large", ErrorBody),
+}
+
+_ADMIN_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/me", "get"): Operation({200: ("The caller's account", AccountView), **_NO_KEY}),
+    ("/v1/accounts", "post"): Operation(
+        {
+            201: ("The account and its first key", NewAccount),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=AccountBody,
+    ),
+    ("/v1/accounts", "get"): Operation(
+        {
+            200: ("A page of accounts", AccountList),
+            400: ("Bad limit or after", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=list(_PAGE),
+    ),
+    ("/v1/accounts/{account_id}", "get"): Operation(
+        {
+            200: ("The account", AccountView),
+            400: ("Not an account id", ErrorBody),
+            404: ("No such account (or not the caller's)", ErrorBody),
+            **_NO_KEY,
+        },
+        parameters=[_path_id("account_id")],
+    ),
+    ("/v1/accounts/{account_id}/revoke", "post"): Operation(
+        {
+            200: ("The revoked account", AccountView),
+            404: ("No such account", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_path_id("account_id")],
+    ),
+    ("/v1/keys", "post"): Operation(
+        {
+            201: ("The new key", NewApiKey),
+            404: ("No such active account (or not the caller's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+        },
+        body=KeyBody,
+        body_required=False,
+    ),
+    ("/v1/keys", "get"): Operation(
+        {
+            200: ("A page of keys", ApiKeyList),
+            400: ("Bad limit, after or account_id", ErrorBody),
+            404: ("No such account (or not the caller's)", ErrorBody),
+            **_NO_KEY,
+        },
+        parameters=[
+            *_PAGE,
+            _query(
+                "account_id",
+                "operator only: another account's keys",
+                {"type": "string", "format": "uuid"},
+            ),
+        ],
+    ),
+    ("/v1/keys/{key_id}/revoke", "post"): Operation(
+        {
+            200: ("The revoked key", ApiKeyView),
+            404: ("No such key (or not the caller's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_path_id("key_id")],
+    ),
 }
 
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
@@ -285,6 +472,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         body=SettleRequest,
         parameters=[_PAYMENT_HEADERS[2]],
     ),
+    **{key: replace(op, bearer=True) for key, op in _ADMIN_OPERATIONS.items()},
 }
 
 _REF: Final = "#/components/schemas/{model}"
@@ -352,6 +540,8 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
                 continue
             if op.parameters:
                 operation["parameters"] = op.parameters
+            if op.bearer:
+                operation["security"] = [{"bearer": []}]
             if op.body is not None:
                 operation["requestBody"] = {
                     "required": op.body_required,
@@ -381,5 +571,10 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             "only after confirmation.",
         },
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {})},
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"}
+            },
+        },
     }

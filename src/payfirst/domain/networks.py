@@ -39,6 +39,8 @@ class Network:
     assets: tuple[Asset, ...] = ()
     confirmation_depth: int | None = None  # None: the runtime setting decides
     settler_address: str | None = None  # None: one tx per payment
+    # The platform's treasury (EIP-55): payments collected for providers are paid to it.
+    treasury_address: str | None = None
 
     @property
     def active(self) -> bool:

@@ -56,6 +56,13 @@ class Reason(StrEnum):
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_WAITERS = "too_many_waiters"
+    # --- accounts and API keys (the /v1 admin routes) -------------------------------
+    # No valid key: missing, malformed, unknown, revoked, expired, or its account revoked
+    # (all alike: the answer never says which).
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"  # a valid key whose role may not use the route
+    UNKNOWN_ACCOUNT = "unknown_account"  # also another account's, to a non-operator
+    UNKNOWN_API_KEY = "unknown_api_key"  # also another account's key
     # --- the HTTP edge ------------------------------------------------------------------
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

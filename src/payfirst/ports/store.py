@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from payfirst.domain.accounts import Account, ApiKey, Credential
+from payfirst.domain.ledger import Entry, LedgerPayment
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
 from payfirst.domain.statuses import MintStatus, PaymentStatus
 
@@ -33,6 +36,22 @@ class UnconfirmedTx:
     tx_hash: str
     raw_tx: str
     sent: bool  # False while its rows are still `processing`
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """A payment as the ledger check reads it: the payment (its chain: the default
+    network's when it recorded none), its status and settling tx, and the entries of its
+    ledger transactions (empty when none was written)."""
+
+    payment_id: UUID
+    status: PaymentStatus
+    payment: LedgerPayment
+    tx_hash: str | None
+    auth_nonce: str
+    recorded: tuple[Entry, ...]  # the `payment` transaction's entries
+    has_payment_transaction: bool
+    reversal: tuple[Entry, ...] | None  # None: not reversed
 
 
 class Store(Protocol):
@@ -316,3 +335,69 @@ class Store(Protocol):
         """{"payments": {status: count} (all six statuses, zeros included), "mints":
         {status: count} (all five), "oldest_sent_age_s": float | None,
         "completed_last_minute": int, "mints_completed_last_minute": int}."""
+
+    # -- ledger (payfirst.domain.ledger) ----------------------------------------------
+    #
+    # `complete_payments` writes each completed payment's ledger transaction in the same
+    # database transaction (entries by `entries_for_payment`); the methods below reverse
+    # one and read what `payfirst ledger check` compares with the chain.
+
+    async def reverse_payment(self, payment_id: UUID, reason: str) -> bool:
+        """ONE transaction: a `reversal` ledger transaction negating the payment's ledger
+        entries (an operator's, for a payment found not on chain). False, writing nothing,
+        when the payment has no ledger transaction or was already reversed."""
+
+    async def ledger_unbalanced(self, limit: int) -> list[tuple[UUID, int]]:
+        """Up to `limit` ledger transactions whose entries do not sum to zero, with the
+        sum (none while the database's commit-time check holds)."""
+
+    async def ledger_records(self, after: UUID | None, limit: int) -> list[LedgerRecord]:
+        """One page, by payment id after `after`: the payments that are `completed` or
+        have a ledger transaction, with their entries."""
+
+    async def ledger_holdings(self, holder: str, chain_id: int) -> dict[str, int]:
+        """{asset: what the ledger says `holder` (a treasury) holds on the chain}: every
+        provider and fee account, plus the holder's own external account."""
+
+    async def amounts_in_flight_to(self, pay_to: str, chain_id: int) -> dict[str, int]:
+        """{asset: the sum of payments to `pay_to` signed but not yet decided
+        (`processing` or `sent`) on the chain}."""
+
+    # -- accounts and API keys ---------------------------------------------------------
+
+    async def create_account(self, account: Account, first_key: ApiKey | None = None) -> None:
+        """ONE transaction: insert the account and, given, its first key."""
+
+    async def get_account(self, account_id: UUID) -> Account | None: ...
+
+    async def list_accounts(self, limit: int, *, after: UUID | None = None) -> list[Account]:
+        """Up to `limit` accounts, oldest first (by created_at, then id), revoked ones
+        included; with `after`, those listed after that account (none if it is unknown)."""
+
+    async def revoke_account(self, account_id: UUID, at: datetime) -> Account | None:
+        """Mark the account revoked at `at` (an earlier revocation's time is kept); None if
+        there is no such account."""
+
+    async def active_operator_exists(self) -> bool:
+        """Whether any operator account is not revoked."""
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        """Insert a key (its prefix and hash, never the key) if its account exists and is
+        not revoked; False (nothing written) otherwise."""
+
+    async def find_api_key_by_prefix(self, prefix: str) -> Credential | None:
+        """The key of this prefix with its account, revoked or expired ones included."""
+
+    async def list_api_keys(
+        self, account_id: UUID, limit: int, *, after: UUID | None = None
+    ) -> list[ApiKey]:
+        """The account's keys, as `list_accounts` pages accounts."""
+
+    async def revoke_api_key(
+        self, key_id: UUID, at: datetime, *, account_id: UUID | None = None
+    ) -> ApiKey | None:
+        """Mark the key revoked at `at` (an earlier revocation's time is kept); with
+        `account_id`, only a key of that account. None if there is no such key."""
+
+    async def touch_api_key(self, key_id: UUID, at: datetime) -> None:
+        """Record the key's use at `at`, unless it was recorded less than a minute before."""

@@ -231,8 +231,9 @@ UPDATE payment_queue
  WHERE status = 'processing' AND tx_hash = ANY($1::text[]);
 
 -- name: lock_payment_to_complete
--- A payment's payer, token and status, its row locked for completing it.
-SELECT payer, token_address, status FROM payment_queue WHERE id = $1 FOR UPDATE;
+-- What completing a payment (and its ledger transaction) needs, its row locked.
+SELECT payer, token_address, status, amount, payment_asset, chain_id, provider_id, fee_bps
+  FROM payment_queue WHERE id = $1 FOR UPDATE;
 
 -- name: complete_payment
 -- A confirmed payment becomes completed, with its tx and result.
@@ -472,3 +473,173 @@ DELETE FROM relayer_leases WHERE chain_id = 0;
 -- name: adopt_default_relayer_txs
 -- The default network's recorded relayer txs (chain 0) move to its chain id.
 UPDATE relayer_txs SET chain_id = $1 WHERE chain_id = 0;
+
+-- accounts and API keys (0010)
+
+-- name: create_account
+-- Insert an account.
+INSERT INTO accounts (id, role, name, fee_bps, payout_address, created_at)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: get_account
+-- The account of an id.
+SELECT id, role, name, fee_bps, payout_address, created_at, revoked_at
+  FROM accounts
+ WHERE id = $1;
+
+-- name: list_accounts
+-- A page of accounts, oldest first: those after the account $2 (NULL: from the first).
+SELECT id, role, name, fee_bps, payout_address, created_at, revoked_at
+  FROM accounts
+ WHERE $2::uuid IS NULL
+    OR (created_at, id) > (SELECT a.created_at, a.id FROM accounts a WHERE a.id = $2)
+ ORDER BY created_at, id
+ LIMIT $1;
+
+-- name: revoke_account
+-- Revoke an account (its keys stop working with it); a second revocation keeps the first time.
+UPDATE accounts SET revoked_at = coalesce(revoked_at, $2)
+ WHERE id = $1
+RETURNING id, role, name, fee_bps, payout_address, created_at, revoked_at;
+
+-- name: active_operator_exists
+-- Whether an operator account is not revoked.
+SELECT EXISTS (SELECT 1 FROM accounts WHERE role = 'operator' AND revoked_at IS NULL);
+
+-- name: create_api_key
+-- Insert a key of an account that exists and is not revoked (no row returned otherwise).
+INSERT INTO api_keys (id, account_id, prefix, secret_hash, name, created_at, expires_at)
+SELECT $1::uuid, a.id, $3::text, $4::bytea, $5::text, $6::timestamptz, $7::timestamptz
+  FROM accounts a
+ WHERE a.id = $2 AND a.revoked_at IS NULL
+RETURNING id;
+
+-- name: find_api_key_by_prefix
+-- A key by its prefix, with its account.
+SELECT k.id, k.account_id, k.prefix, k.secret_hash, k.name, k.created_at, k.expires_at,
+       k.revoked_at, k.last_used_at, a.role, a.name AS account_name, a.fee_bps,
+       a.payout_address, a.created_at AS account_created_at,
+       a.revoked_at AS account_revoked_at
+  FROM api_keys k
+  JOIN accounts a ON a.id = k.account_id
+ WHERE k.prefix = $1;
+
+-- name: list_api_keys
+-- A page of an account's keys, oldest first: those after its key $3 (NULL: from the first).
+SELECT id, account_id, prefix, secret_hash, name, created_at, expires_at, revoked_at,
+       last_used_at
+  FROM api_keys
+ WHERE account_id = $1
+   AND ($3::uuid IS NULL
+        OR (created_at, id) > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $3))
+ ORDER BY created_at, id
+ LIMIT $2;
+
+-- name: revoke_api_key
+-- Revoke a key (only one of account $2 when given); a second revocation keeps the first time.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
+ WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)
+RETURNING id, account_id, prefix, secret_hash, name, created_at, expires_at, revoked_at,
+          last_used_at;
+
+-- name: touch_api_key
+-- Record a key's use, at most once a minute.
+UPDATE api_keys SET last_used_at = $2::timestamptz
+ WHERE id = $1
+   AND (last_used_at IS NULL OR last_used_at <= $2::timestamptz - interval '1 minute');
+
+-- ledger (payfirst.domain.ledger; migration 0011)
+
+-- name: ledger_upsert_accounts
+-- Create the ledger accounts of a completion that do not exist yet (in key order).
+INSERT INTO ledger_accounts (kind, owner, asset, chain_id)
+SELECT DISTINCT a.kind, a.owner, a.asset, a.chain_id
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS a (kind, owner, asset, chain_id)
+ ORDER BY a.kind, a.owner, a.asset, a.chain_id
+ON CONFLICT (kind, owner, asset, chain_id) DO NOTHING;
+
+-- name: ledger_record_payments
+-- One `payment` ledger transaction per completed payment ($1, $2) and all their entries;
+-- a payment already recorded (completed again after a hand edit) is not recorded twice.
+WITH transactions AS (
+    INSERT INTO ledger_transactions (id, kind, payment_id)
+    SELECT t.id, 'payment', t.payment_id FROM unnest($1::uuid[], $2::uuid[]) AS t (id, payment_id)
+    ON CONFLICT (payment_id, kind) DO NOTHING
+    RETURNING id
+)
+INSERT INTO ledger_entries (transaction_id, position, account_id, amount)
+SELECT e.transaction_id, e.position, a.id, e.amount
+  FROM unnest($3::uuid[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+              $9::numeric[]) AS e (transaction_id, position, kind, owner, asset, chain_id, amount)
+  JOIN transactions t ON t.id = e.transaction_id
+  JOIN ledger_accounts a
+    ON a.kind = e.kind AND a.owner = e.owner AND a.asset = e.asset AND a.chain_id = e.chain_id;
+
+-- name: ledger_add_reversal
+-- A `reversal` ledger transaction of a payment's `payment` one, unless it has one; its id.
+INSERT INTO ledger_transactions (id, kind, payment_id, reverses, reason)
+SELECT $2::uuid, 'reversal', t.payment_id, t.id, $3::text
+  FROM ledger_transactions t
+ WHERE t.payment_id = $1 AND t.kind = 'payment'
+ON CONFLICT (payment_id, kind) DO NOTHING
+RETURNING id;
+
+-- name: ledger_reverse_entries
+-- The reversal's entries: those of the transaction it reverses, negated.
+INSERT INTO ledger_entries (transaction_id, position, account_id, amount)
+SELECT r.id, e.position, e.account_id, -e.amount
+  FROM ledger_transactions r
+  JOIN ledger_entries e ON e.transaction_id = r.reverses
+ WHERE r.id = $1;
+
+-- name: ledger_unbalanced
+-- Ledger transactions whose entries do not sum to zero, with the sum.
+SELECT transaction_id, sum(amount) AS total
+  FROM ledger_entries
+ GROUP BY transaction_id
+HAVING sum(amount) <> 0
+ ORDER BY transaction_id
+ LIMIT $1;
+
+-- name: ledger_records
+-- A page (by id after $1) of the payments completed or in the ledger; $3: the default
+-- network's chain id for payments of no recorded chain.
+SELECT q.id, q.status, q.payer, q.token_address, q.payment_asset, q.amount,
+       coalesce(q.chain_id, $3::bigint) AS chain_id, q.provider_id, q.fee_bps, q.tx_hash, q.auth_nonce,
+       EXISTS (SELECT 1 FROM ledger_transactions t
+                WHERE t.payment_id = q.id AND t.kind = 'payment') AS has_payment_transaction
+  FROM payment_queue q
+ WHERE ($1::uuid IS NULL OR q.id > $1)
+   AND (q.status = 'completed'
+        OR EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.payment_id = q.id))
+ ORDER BY q.id
+ LIMIT $2;
+
+-- name: ledger_entries_of_payments
+-- The entries of these payments' ledger transactions, with their accounts, in order.
+SELECT t.payment_id, t.kind AS transaction_kind, a.kind, a.owner, a.asset, a.chain_id,
+       e.amount
+  FROM ledger_transactions t
+  JOIN ledger_entries e ON e.transaction_id = t.id
+  JOIN ledger_accounts a ON a.id = e.account_id
+ WHERE t.payment_id = ANY($1::uuid[])
+ ORDER BY t.payment_id, t.kind, e.position;
+
+-- name: ledger_holdings
+-- What the ledger says a treasury holds per asset on a chain: provider and fee accounts
+-- and its own external account.
+SELECT a.asset, sum(e.amount) AS amount
+  FROM ledger_accounts a
+  JOIN ledger_entries e ON e.account_id = a.id
+ WHERE a.chain_id = $2
+   AND (a.kind IN ('provider', 'fees') OR (a.kind = 'external' AND a.owner = $1))
+ GROUP BY a.asset;
+
+-- name: amounts_in_flight_to
+-- Payments to a payee signed but not yet decided on a chain ($3: it is the default
+-- network, whose payments may have no recorded chain), per asset.
+SELECT payment_asset, sum(amount) AS amount
+  FROM payment_queue
+ WHERE status IN ('processing', 'sent') AND lower(token_address) = lower($1)
+   AND (chain_id = $2 OR (chain_id IS NULL AND $3::boolean))
+ GROUP BY payment_asset;

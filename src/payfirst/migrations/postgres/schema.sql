@@ -54,9 +54,15 @@ CREATE TABLE payment_queue (
     idempotency_key text,  -- the client's payment id (Idempotency-Key, payment-identifier)
     -- The chain it settles on; NULL: the default network (the legacy single chain).
     chain_id        bigint,
+    -- Ledger (0011): the provider a platform-collected payment is for, and the platform's
+    -- fee in basis points, both fixed when it is accepted (no FK: see ledger_accounts).
+    provider_id     uuid,
+    fee_bps         integer,
     CONSTRAINT payment_queue_status_check CHECK (status IN (
         'pending', 'processing', 'sent', 'completed', 'failed', 'confirmation_failed')),
-    CONSTRAINT payment_queue_payer_auth_nonce_key UNIQUE (payer, auth_nonce)
+    CONSTRAINT payment_queue_payer_auth_nonce_key UNIQUE (payer, auth_nonce),
+    CONSTRAINT payment_queue_fee_bps_check CHECK (fee_bps BETWEEN 0 AND 10000),
+    CONSTRAINT payment_queue_provider_fee_check CHECK (provider_id IS NULL OR fee_bps IS NOT NULL)
 );
 
 CREATE INDEX idx_payment_queue_pending_created
@@ -473,3 +479,147 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Accounts and API keys (0010): who may call the admin routes (/v1/...). A key is stored as
+-- its visible prefix and the SHA-256 of the whole key, never the key itself
+-- (payfirst.usecases.api_keys); a revoked account's keys stop working with it. fee_bps and
+-- payout_address are a provider's terms.
+CREATE TABLE accounts (
+    id              uuid PRIMARY KEY,
+    role            text NOT NULL,
+    name            text NOT NULL,
+    fee_bps         integer,
+    payout_address  text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    revoked_at      timestamptz,
+    CONSTRAINT accounts_role_check CHECK (role IN ('operator', 'provider', 'agent')),
+    CONSTRAINT accounts_name_check CHECK (char_length(name) BETWEEN 1 AND 100),
+    CONSTRAINT accounts_fee_bps_check CHECK (fee_bps BETWEEN 0 AND 10000)
+);
+
+CREATE INDEX idx_accounts_created ON accounts (created_at, id);
+
+CREATE TABLE api_keys (
+    id            uuid PRIMARY KEY,
+    account_id    uuid NOT NULL REFERENCES accounts (id),
+    prefix        text NOT NULL,
+    secret_hash   bytea NOT NULL,
+    name          text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz,
+    revoked_at    timestamptz,
+    last_used_at  timestamptz,
+    CONSTRAINT api_keys_prefix_key UNIQUE (prefix),
+    CONSTRAINT api_keys_secret_hash_check CHECK (octet_length(secret_hash) = 32),
+    CONSTRAINT api_keys_name_check CHECK (char_length(name) <= 100)
+);
+
+CREATE INDEX idx_api_keys_account_created ON api_keys (account_id, created_at, id);
+
+-- Ledger (0011): a double-entry ledger (payfirst.domain.ledger). A ledger transaction per
+-- completed payment, written in the database transaction that completes it; its entries sum
+-- to zero (checked by the statement that writes them); append-only (a reversal is a new
+-- transaction).
+-- kind external: an on-chain address (owner: EIP-55); provider: money the treasury holds
+-- for a provider (owner: the provider's id); fees: the platform's (owner: 'platform').
+CREATE TABLE ledger_accounts (
+    id        bigserial PRIMARY KEY,
+    kind      text NOT NULL,
+    owner     text NOT NULL,
+    asset     text NOT NULL,
+    chain_id  bigint NOT NULL,
+    CONSTRAINT ledger_accounts_kind_check CHECK (kind IN ('external', 'provider', 'fees')),
+    CONSTRAINT ledger_accounts_key UNIQUE (kind, owner, asset, chain_id)
+);
+
+-- A payment is recorded once and reversed at most once (payment_id, kind).
+CREATE TABLE ledger_transactions (
+    id          uuid PRIMARY KEY,
+    kind        text NOT NULL,
+    payment_id  uuid REFERENCES payment_queue (id),
+    reverses    uuid REFERENCES ledger_transactions (id),
+    reason      text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT ledger_transactions_kind_check CHECK (kind IN ('payment', 'reversal', 'payout')),
+    CONSTRAINT ledger_transactions_payment_kind_key UNIQUE (payment_id, kind),
+    CONSTRAINT ledger_transactions_of_a_payment
+        CHECK (kind = 'payout' OR payment_id IS NOT NULL),
+    CONSTRAINT ledger_transactions_reversal_reverses
+        CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
+);
+
+-- An entry is (its transaction, its position in it): no sequence, one index fewer. Its
+-- references are checked per statement by ledger_entries_checked (below) rather than by
+-- foreign keys: a key check per row costs the confirmer's completions as much again.
+CREATE TABLE ledger_entries (
+    transaction_id  uuid NOT NULL,
+    position        integer NOT NULL,
+    account_id      bigint NOT NULL,
+    amount          numeric(78, 0) NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (transaction_id, position),
+    CONSTRAINT ledger_entries_amount_check CHECK (amount <> 0)
+);
+
+CREATE INDEX idx_ledger_entries_account ON ledger_entries (account_id);
+
+-- Append-only: an account, a transaction or an entry is never changed or removed.
+CREATE FUNCTION payfirst_ledger_append_only_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the ledger is append-only: % on % refused (reverse with new entries)',
+        TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'restrict_violation';
+END;
+$$;
+
+CREATE TRIGGER ledger_entries_append_only
+    BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION payfirst_ledger_append_only_v1();
+
+CREATE TRIGGER ledger_transactions_append_only
+    BEFORE UPDATE OR DELETE ON ledger_transactions
+    FOR EACH ROW EXECUTE FUNCTION payfirst_ledger_append_only_v1();
+
+CREATE TRIGGER ledger_accounts_append_only
+    BEFORE UPDATE OR DELETE ON ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION payfirst_ledger_append_only_v1();
+
+-- Each INSERT into ledger_entries must refer to existing transactions and accounts (both
+-- append-only, so they stay) and leave every transaction it wrote to balanced: its entries
+-- sum to zero (a transaction's entries are written by one statement). Checked once per
+-- statement, set-based: a per-row (deferred constraint) trigger and per-row key checks cost
+-- a query per entry, too much for the confirmer's completions of hundreds at once.
+CREATE FUNCTION payfirst_ledger_entries_check_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_sum numeric;
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM new_entries n
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = n.transaction_id)
+            OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = n.account_id)) THEN
+        RAISE EXCEPTION 'ledger entries refer to a transaction or an account that does not exist'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT t.transaction_id, s.total INTO v_id, v_sum
+      FROM (SELECT DISTINCT transaction_id FROM new_entries) AS t
+      CROSS JOIN LATERAL (
+          SELECT sum(e.amount) AS total FROM ledger_entries e
+           WHERE e.transaction_id = t.transaction_id) AS s
+     WHERE s.total <> 0
+     LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger transaction % does not balance: its entries sum to %',
+            v_id, v_sum
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER ledger_entries_checked
+    AFTER INSERT ON ledger_entries
+    REFERENCING NEW TABLE AS new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION payfirst_ledger_entries_check_v1();
