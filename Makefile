@@ -41,8 +41,11 @@ types: deps
 imports: deps  # the import boundaries in .importlinter
 	$(BIN)/lint-imports
 
+# 3 worker processes (pytest-xdist), each with its own embedded PostgreSQL and anvil: most
+# tests wait on the chain (a block every 0.5 s) or on timeouts, so 3 overlap well on 2 cores.
+# `pytest tests/x.py` alone still runs serially.
 pytest: deps
-	$(BIN)/pytest -q || [ $$? -eq 5 ]  # 5: pytest collected no tests
+	$(BIN)/pytest -q -n 3 --dist loadgroup || [ $$? -eq 5 ]  # 5: pytest collected no tests
 
 # The benchmark suite (bench/run.py and one module per phase; docs/PERFORMANCE.md): anvil
 # --block-time 1, payfirst as processes on PostgreSQL (database payfirst_bench), wrk and an

@@ -120,7 +120,7 @@ async def one_round(dsn: str, n: int, ledger: bool) -> float:
         payers = [_address() for _ in range(50)]  # repeat payers, as real traffic has
         new = [_payment(token, payers[i % len(payers)]) for i in range(n)]
         await asyncio.gather(*(store.queue_payment(p) for p in new))
-        claimed = await store.claim_payments_one_tx(RELAYER, n, _sign)
+        claimed = await store.claim_payments_one_tx(RELAYER, n, _sign, chain_id=token.chain_id)
         await store.mark_sent([claimed[0].tx_hash or ""])
         completions = [(p.id, p.tx_hash or "", ["0x" + secrets.token_hex(32)]) for p in claimed]
         store_module._record_payments = _timed_ledger if ledger else _no_ledger

@@ -122,7 +122,6 @@ class NetworkRuntime:
             self.chain,
             self.relayers,
             settler=self.settler,
-            chain_id=self.chain_id,
             confirmation_depth=self.network.confirmation_depth,
         )
 
@@ -278,6 +277,15 @@ async def open_networks(
             raise ConfigError(
                 "no network is served: set PAYFIRST_RPC_URL, or give a network rpc_urls and "
                 "relayer keys in PAYFIRST_NETWORKS_FILE"
+            )
+        if legacy_chain_id is None and await store.default_network_rows():
+            # Never guessed, even with one network served: its chain may not be the one
+            # those payments were signed and sent on.
+            raise ConfigError(
+                "the database holds unfinished payments or relayer nonces of no recorded "
+                "chain (from the single-chain setup, PAYFIRST_RPC_URL), and that chain is not "
+                "configured: run `payfirst adopt-chain --chain-id N` with the chain id they "
+                "settle on, or set PAYFIRST_RPC_URL to that chain"
             )
         opened: list[NetworkRuntime] = []
         for network in active:

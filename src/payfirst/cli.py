@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="the sender, confirmer and mint loops only")
     commands.add_parser("migrate", help="apply database migrations and exit")
     commands.add_parser("stats", help="print queue counts and rates")
+    adopt = commands.add_parser(
+        "adopt-chain",
+        help="give the payments and relayer nonces of no recorded chain (from the "
+        "single-chain setup) the chain id they settle on",
+    )
+    adopt.add_argument("--chain-id", type=int, required=True, help="e.g. 8453 for Base")
     reset = commands.add_parser(
         "reset-stuck", help="settle payments `sent` for too long by what the chain says"
     )
@@ -197,6 +203,8 @@ async def _run(args: argparse.Namespace, config: Config) -> None:
         await stats(config)
     elif args.command == "reset-stuck":
         await reset_stuck(config, args.older_than)
+    elif args.command == "adopt-chain":
+        await adopt_chain(config, args.chain_id)
     elif args.command == "settings":
         await settings_command(config, args)
 
@@ -205,6 +213,20 @@ async def migrate(config: Config) -> None:
     store = await open_database(config)
     await store.close()
     log.info("migrations applied")
+
+
+async def adopt_chain(config: Config, chain_id: int) -> None:
+    """`payfirst adopt-chain --chain-id N`: the rows of the single-chain setup (payments of
+    no recorded chain, relayer state of chain 0) become chain N's, so a start-up serving
+    only a networks file can settle them (it refuses to start while they wait)."""
+    if chain_id <= 0:
+        raise ConfigError(f"--chain-id must be a positive chain id, got {chain_id}")
+    store = await open_database(config)
+    try:
+        await store.adopt_default_chain(chain_id)
+    finally:
+        await store.close()
+    print(f"rows of no recorded chain adopted by chain {chain_id}")
 
 
 async def stats(config: Config) -> None:
@@ -295,9 +317,7 @@ async def reset_stuck(config: Config, older_than_s: int | None) -> None:
         if older_than_s is None:
             older_than_s = settings.confirmation_timeout_s
         for network in runtime.networks:
-            broadcaster = Broadcaster(
-                runtime.store, network.chain, network.relayers[0], chain_id=network.chain_id
-            )
+            broadcaster = Broadcaster(runtime.store, network.chain, network.relayers[0])
             confirmer = Confirmer(broadcaster, depth=network.network.confirmation_depth)
             stuck = await confirmer.stuck_payments(older_than_s)
             print(
@@ -394,9 +414,19 @@ async def serve(
 
 
 async def _dev_operator_key(runtime: Runtime) -> IssuedKey | None:
-    """A dev instance (the embedded database, never PAYFIRST_DATABASE_URL's): with no
-    operator account yet, one is created and its key returned, to be printed once."""
-    if runtime.database is None or runtime.config.database_url is not None:
+    """A dev instance, the embedded database AND the local dev chain `serve` started (never
+    PAYFIRST_DATABASE_URL, PAYFIRST_RPC_URL or a networks file: an embedded database may
+    still settle real money): with no operator account yet, one is created and its key
+    returned, to be printed once."""
+    config = runtime.config
+    dev = (
+        runtime.database is not None
+        and config.database_url is None
+        and runtime.devchain is not None
+        and config.rpc_url is None
+        and config.networks_file is None
+    )
+    if not dev:
         return None
     return await Accounts(runtime.store).ensure_operator(KeyMode.TEST)
 

@@ -18,7 +18,7 @@ from typing import cast
 import httpx
 import pytest
 
-from payfirst.adapters.devchain import free_port
+from payfirst.adapters.devchain import DevChain, free_port
 from payfirst.adapters.embedded_postgres import EmbeddedPostgres
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.app import Runtime
@@ -133,9 +133,10 @@ async def test_the_command_line_refuses_bad_values(
 async def test_a_dev_instance_prints_an_operator_key_once(
     pg_store: PostgresStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = replace(load_config(), database_url=None)
+    config = replace(load_config(), database_url=None, rpc_url=None, networks_file=None)
     embedded = cast(EmbeddedPostgres, object())  # the dev instance's own database
-    dev = Runtime(config, pg_store, [], database=embedded)
+    devchain = cast(DevChain, object())  # and its own local chain
+    dev = Runtime(config, pg_store, [], devchain=devchain, database=embedded)
 
     key = await _dev_operator_key(dev)
     assert key is not None
@@ -167,6 +168,38 @@ async def test_no_key_is_made_or_printed_for_a_configured_database(
     assert not await pg_store.active_operator_exists()
     printed = capsys.readouterr().out
     assert KEY.search(printed) is None
+
+
+async def test_no_key_is_made_or_printed_for_an_embedded_database_on_a_real_chain(
+    pg_store: PostgresStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded database with PAYFIRST_RPC_URL or a networks file may settle real money:
+    no operator key is made for whoever reads the banner."""
+    dev = replace(load_config(), database_url=None, rpc_url=None, networks_file=None)
+    embedded = cast(EmbeddedPostgres, object())
+    devchain = cast(DevChain, object())
+    for runtime in (
+        Runtime(dev, pg_store, [], database=embedded),  # a chain it did not start
+        Runtime(replace(dev, rpc_url="http://127.0.0.1:8545"), pg_store, [], database=embedded),
+        Runtime(
+            replace(dev, rpc_url="http://127.0.0.1:8545"),
+            pg_store,
+            [],
+            devchain=devchain,
+            database=embedded,
+        ),
+        Runtime(
+            replace(dev, networks_file=Path("networks.toml")),
+            pg_store,
+            [],
+            devchain=devchain,
+            database=embedded,
+        ),
+    ):
+        assert await _dev_operator_key(runtime) is None
+        _print_ready(dev, runtime, None)
+    assert not await pg_store.active_operator_exists()
+    assert KEY.search(capsys.readouterr().out) is None
 
 
 @pytest.fixture

@@ -322,3 +322,49 @@ async def test_bad_input_is_400_with_a_reason_and_changes_nothing(harness: Harne
         assert answer.json()["message"], label
     assert [a.id for a in (await Accounts(h.store).accounts(100)).items] == [operator.account.id]
     assert len((await Accounts(h.store).keys(operator.account.id, 100)).items) == 1
+
+
+async def test_a_key_never_outlives_the_key_that_made_it(harness: Harness) -> None:
+    """An expiring key makes no longer-lived key: not of its own account, not (as the
+    operator) of another one, nor a new account's first key."""
+    h = harness
+    operator = await caller(h, Role.OPERATOR, "ops")
+    shop = await caller(h, Role.PROVIDER, "shop")
+    accounts = Accounts(h.store)
+    short_operator = await accounts.issue_key(operator.account.id, expires_in=timedelta(hours=1))
+    short_shop = await accounts.issue_key(shop.account.id, expires_in=timedelta(hours=1))
+    asked: list[tuple[IssuedKey, str, dict[str, Any]]] = [
+        (short_shop, "/v1/keys", {}),  # never expiring asked
+        (short_shop, "/v1/keys", {"expires_in_s": 86_400}),  # a day asked
+        (short_operator, "/v1/keys", {"account_id": str(shop.account.id)}),
+        (short_operator, "/v1/keys", {}),
+    ]
+    for issuer, path, body in asked:
+        made = await call(
+            h, "POST", path, headers={"Authorization": f"Bearer {issuer.text}"}, json=body
+        )
+        assert made.status_code == 201, made.text
+        assert issuer.key.expires_at is not None
+        assert datetime.fromisoformat(made.json()["expires_at"]) == issuer.key.expires_at
+    created = await call(
+        h,
+        "POST",
+        "/v1/accounts",
+        headers={"Authorization": f"Bearer {short_operator.text}"},
+        json={"role": "agent", "name": "bot"},
+    )
+    assert created.status_code == 201, created.text
+    first = created.json()["api_key"]["expires_at"]
+    assert datetime.fromisoformat(first) == short_operator.key.expires_at
+    # A shorter expiry than the issuer's is kept; a key with no expiry makes any.
+    sooner = await call(
+        h,
+        "POST",
+        "/v1/keys",
+        headers={"Authorization": f"Bearer {short_shop.text}"},
+        json={"expires_in_s": 600},
+    )
+    sooner_at = datetime.fromisoformat(sooner.json()["expires_at"])
+    assert short_shop.key.expires_at is not None and sooner_at < short_shop.key.expires_at
+    forever = await call(h, "POST", "/v1/keys", shop)
+    assert forever.status_code == 201 and forever.json()["expires_at"] is None

@@ -22,6 +22,9 @@ from payfirst.ports.chain import AuthorizationRef, Receipt
 from tests.fakes.chain import BLOCK_TIME_S, GENESIS_TIME, FakeChain
 from tests.fixtures.store import make_payment, queue_payments, register_token, stored_payment
 
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
+
 DEPTH = 2
 SETTINGS = RuntimeSettings(confirmation_depth=DEPTH)
 RELAYER = Relayer.from_key(ANVIL_KEYS[0], 31337)
@@ -46,7 +49,7 @@ class Env:
         def sign(payment: Payment, nonce: int) -> SignedTx:
             return RELAYER.sign_call(payment.payment_asset, "0x", nonce, 120_000, FEES)
 
-        (claimed,) = await self.store.claim_payments(RELAYER.address, 1, sign)
+        (claimed,) = await self.store.claim_payments(RELAYER.address, 1, sign, chain_id=CHAIN)
         return await self._sent(claimed)
 
     async def send_batch(self, count: int) -> list[Payment]:
@@ -56,7 +59,9 @@ class Env:
         def sign(payments: list[Payment], nonce: int) -> SignedTx:
             return RELAYER.sign_call(SETTLER, "0x", nonce, 500_000, FEES)
 
-        claimed = await self.store.claim_payments_one_tx(RELAYER.address, count, sign)
+        claimed = await self.store.claim_payments_one_tx(
+            RELAYER.address, count, sign, chain_id=CHAIN
+        )
         assert len(claimed) == count
         return [await self._sent(p) for p in claimed]
 
@@ -67,7 +72,9 @@ class Env:
         def sign(batch: list[MintItem], nonce: int) -> SignedTx:
             return RELAYER.sign_call(self.token.address, "0x", nonce, 200_000, FEES)
 
-        claimed = await self.store.claim_mint_items(RELAYER.address, [m.id for m in items], sign)
+        claimed = await self.store.claim_mint_items(
+            RELAYER.address, [m.id for m in items], sign, chain_id=CHAIN
+        )
         assert claimed and claimed[0].tx_hash is not None
         await self.store.mark_sent([claimed[0].tx_hash])
         return await self.store.get_mint_items(payment.id)

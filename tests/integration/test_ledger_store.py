@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from payfirst.adapters.devchain import ANVIL_KEYS
+from payfirst.adapters.sql import QUERIES
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.domain.ledger import PLATFORM, AccountKind, LedgerPayment, entries_for_payment
 from payfirst.domain.models import Payment, SignedTx, Token
@@ -22,6 +23,9 @@ from payfirst.pipeline.confirmer import Confirmer, authorization_of
 from payfirst.pipeline.relayer import Relayer
 from tests.fakes.chain import FakeChain
 from tests.fixtures.store import execute_raw, fetch_raw, queue_payments, register_token
+
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
 
 RELAYER = Relayer.from_key(ANVIL_KEYS[0], 31337)
 PROVIDER = UUID("7b5a3e8c-0000-4000-8000-000000000001")
@@ -36,7 +40,7 @@ def _sign_each(payment: Payment, nonce: int) -> SignedTx:
 async def _sent(store: PostgresStore, token: Token, count: int) -> list[Payment]:
     """`count` payments queued, each claimed in a tx of its own and marked sent."""
     await queue_payments(store, token, count)
-    claimed = await store.claim_payments(RELAYER.address, count, _sign_each)
+    claimed = await store.claim_payments(RELAYER.address, count, _sign_each, chain_id=CHAIN)
     await store.mark_sent([p.tx_hash for p in claimed if p.tx_hash])
     return claimed
 
@@ -199,10 +203,10 @@ async def test_an_unbalanced_transaction_is_refused(pg_store: PostgresStore) -> 
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
         await execute_raw(pg_store, _ENTRIES, tx, [0], accounts[:1], [100])
     await execute_raw(pg_store, _ENTRIES, tx, [0, 1], accounts, [100, -100])
-    # a balanced transaction stays balanced: one entry more is refused, a balanced pair not
-    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
-        await execute_raw(pg_store, _ENTRIES, tx, [2], accounts[1:], [5])
-    await execute_raw(pg_store, _ENTRIES, tx, [2, 3], accounts, [-7, 7])
+    # a transaction's entries are written at once: nothing is added later, balanced or not
+    for positions, amounts in (([2], [5]), ([2, 3], [-7, 7])):
+        with pytest.raises(asyncpg.RestrictViolationError, match="already has entries"):
+            await execute_raw(pg_store, _ENTRIES, tx, positions, accounts[: len(amounts)], amounts)
     # entries of a transaction or an account that does not exist
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await execute_raw(pg_store, _ENTRIES, uuid4(), [0, 1], accounts, [1, -1])
@@ -212,7 +216,130 @@ async def test_an_unbalanced_transaction_is_refused(pg_store: PostgresStore) -> 
     rows = await fetch_raw(
         pg_store, "SELECT sum(amount) AS total, count(*) AS n FROM ledger_entries"
     )
-    assert rows == [{"total": 0, "n": 4}]
+    assert rows == [{"total": 0, "n": 2}]
+
+
+async def _account(store: PostgresStore, owner: str, asset: str, chain_id: int) -> int:
+    account_id: int = await store.pool.fetchval(
+        "INSERT INTO ledger_accounts (kind, owner, asset, chain_id)"
+        " VALUES ('external', $1, $2, $3) RETURNING id",
+        owner,
+        asset,
+        chain_id,
+    )
+    return account_id
+
+
+async def _payout(store: PostgresStore) -> UUID:
+    tx = uuid4()
+    await execute_raw(store, "INSERT INTO ledger_transactions (id, kind) VALUES ($1, 'payout')", tx)
+    return tx
+
+
+async def test_a_transaction_balances_per_asset_and_chain(pg_store: PostgresStore) -> None:
+    """-100 of an asset on a chain is not balanced by +100 of another asset or chain."""
+    usdc_a = await _account(pg_store, "0xpayer", "0xusdc", 1)
+    other_b = await _account(pg_store, "0xpayee", "0xother", 1)  # another asset
+    usdc_chain_2 = await _account(pg_store, "0xpayee", "0xusdc", 2)  # another chain
+    for other in (other_b, usdc_chain_2):
+        with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+            await execute_raw(
+                pg_store, _ENTRIES, await _payout(pg_store), [0, 1], [usdc_a, other], [-100, 100]
+            )
+    # each asset and chain balanced on its own: accepted
+    usdc_b = await _account(pg_store, "0xpayee", "0xusdc", 1)
+    other_a = await _account(pg_store, "0xpayer", "0xother", 1)
+    await execute_raw(
+        pg_store,
+        _ENTRIES,
+        await _payout(pg_store),
+        [0, 1, 2, 3],
+        [usdc_a, usdc_b, other_a, other_b],
+        [-100, 100, -3, 3],
+    )
+    rows = await fetch_raw(pg_store, "SELECT count(*) AS n FROM ledger_entries")
+    assert rows == [{"n": 4}]
+
+
+@pytest.mark.parametrize("table", ["ledger_entries", "ledger_transactions", "ledger_accounts"])
+async def test_the_ledger_is_not_truncated_unless_a_wipe_is_meant(
+    pg_store: PostgresStore, table: str
+) -> None:
+    token = await register_token(pg_store)
+    await _complete(pg_store, await _sent(pg_store, token, 1))
+    before = await _ledger(pg_store)
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await execute_raw(pg_store, f"TRUNCATE {table} CASCADE")
+    assert await _ledger(pg_store) == before
+    async with pg_store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL payfirst.allow_ledger_truncate = 'on'")
+        await conn.execute(f"TRUNCATE {table} CASCADE")
+    assert await _ledger(pg_store) == []
+
+
+async def test_an_entry_of_a_missing_account_fails_the_recording(
+    pg_store: PostgresStore,
+) -> None:
+    """The recording statement never drops an entry it cannot place: it fails whole."""
+    token = await register_token(pg_store)
+    (payment,) = await _sent(pg_store, token, 1)
+    known = await _account(pg_store, "0xpayer", "0xusdc", 1)
+    assert known
+    tx = uuid4()
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await execute_raw(
+            pg_store,
+            QUERIES["ledger_record_payments"],
+            [tx],
+            [payment.id],
+            [tx, tx],
+            [0, 1],
+            ["external", "external"],
+            ["0xpayer", "0xnobody"],  # the second account was never created
+            ["0xusdc", "0xusdc"],
+            [1, 1],
+            [-5, 5],
+        )
+    assert await fetch_raw(pg_store, "SELECT id FROM ledger_transactions") == []
+    assert await fetch_raw(pg_store, "SELECT 1 FROM ledger_entries") == []
+
+
+async def test_a_payment_whose_completion_is_refused_does_not_hold_back_the_others(
+    pg_store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await register_token(pg_store)
+    payments = await _sent(pg_store, token, 3)
+    poisoned = payments[1]
+    # Test-only: the ledger refuses this one payment's transaction.
+    await execute_raw(
+        pg_store,
+        "CREATE FUNCTION poison_v1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; END; $$",
+    )
+    await execute_raw(
+        pg_store,
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger_transactions FOR EACH ROW"
+        f" WHEN (NEW.payment_id = '{poisoned.id}') EXECUTE FUNCTION poison_v1()",
+    )
+    try:
+        others = [p for p in payments if p is not poisoned]
+        assert sorted(await _complete(pg_store, payments)) == sorted(p.id for p in others)
+        assert await _complete(pg_store, payments) == []  # the next tick: still refused
+        statuses = {
+            r["id"]: r["status"]
+            for r in await fetch_raw(pg_store, "SELECT id, status FROM payment_queue")
+        }
+        assert statuses[poisoned.id] == PaymentStatus.SENT.value
+        assert [statuses[p.id] for p in others] == ["completed"] * 2
+        recorded = await fetch_raw(pg_store, "SELECT payment_id FROM ledger_transactions")
+        assert {r["payment_id"] for r in recorded} == {p.id for p in others}
+        assert f"payment {poisoned.id} settled but its completion was refused" in caplog.text
+    finally:
+        await execute_raw(pg_store, "DROP TRIGGER poison ON ledger_transactions")
+        await execute_raw(pg_store, "DROP FUNCTION poison_v1()")
+    # once the cause is fixed, the next tick completes it with its entries
+    assert await _complete(pg_store, payments) == [poisoned.id]
+    assert len(await _ledger(pg_store)) == 2 * len(payments)
 
 
 async def test_a_reversal_is_new_entries_written_once(pg_store: PostgresStore) -> None:
@@ -277,7 +404,7 @@ async def test_the_confirmer_completing_a_batch_writes_one_transaction_per_payme
     def sign(payments: list[Payment], nonce: int) -> SignedTx:
         return _sign_each(payments[0], nonce)
 
-    batch = await pg_store.claim_payments_one_tx(RELAYER.address, 5, sign)
+    batch = await pg_store.claim_payments_one_tx(RELAYER.address, 5, sign, chain_id=CHAIN)
     tx_hash = batch[0].tx_hash
     assert tx_hash is not None and len(batch) == 5
     await pg_store.mark_sent([tx_hash])

@@ -10,33 +10,36 @@ from payfirst.domain.models import NewPayment, Token
 from payfirst.ports.store import Store
 from tests.fixtures.store import random_address
 
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
+
 ALICE, BOB = "worker-alice", "worker-bob"
 
 
 async def test_a_lease_has_one_holder_until_it_expires(store: Store) -> None:
     relayer = random_address()
-    assert await store.acquire_relayer_lease(relayer, ALICE, 30)
-    assert not await store.acquire_relayer_lease(relayer, BOB, 30)
-    assert await store.acquire_relayer_lease(relayer, ALICE, 0.2)  # renewal
-    assert not await store.acquire_relayer_lease(relayer, BOB, 30)
+    assert await store.acquire_relayer_lease(relayer, ALICE, 30, chain_id=CHAIN)
+    assert not await store.acquire_relayer_lease(relayer, BOB, 30, chain_id=CHAIN)
+    assert await store.acquire_relayer_lease(relayer, ALICE, 0.2, chain_id=CHAIN)  # renewal
+    assert not await store.acquire_relayer_lease(relayer, BOB, 30, chain_id=CHAIN)
     await asyncio.sleep(0.3)
-    assert await store.acquire_relayer_lease(relayer, BOB, 30)  # taken over
-    assert not await store.acquire_relayer_lease(relayer, ALICE, 30)
+    assert await store.acquire_relayer_lease(relayer, BOB, 30, chain_id=CHAIN)  # taken over
+    assert not await store.acquire_relayer_lease(relayer, ALICE, 30, chain_id=CHAIN)
 
 
 async def test_release_frees_the_key_only_for_its_holder(store: Store) -> None:
     relayer = random_address()
-    assert await store.acquire_relayer_lease(relayer, ALICE, 30)
-    await store.release_relayer_lease(relayer, BOB)  # not BOB's: no effect
-    assert not await store.acquire_relayer_lease(relayer, BOB, 30)
-    await store.release_relayer_lease(relayer, ALICE)
-    assert await store.acquire_relayer_lease(relayer, BOB, 30)
+    assert await store.acquire_relayer_lease(relayer, ALICE, 30, chain_id=CHAIN)
+    await store.release_relayer_lease(relayer, BOB, chain_id=CHAIN)  # not BOB's: no effect
+    assert not await store.acquire_relayer_lease(relayer, BOB, 30, chain_id=CHAIN)
+    await store.release_relayer_lease(relayer, ALICE, chain_id=CHAIN)
+    assert await store.acquire_relayer_lease(relayer, BOB, 30, chain_id=CHAIN)
 
 
 async def test_leases_of_different_keys_are_independent(store: Store) -> None:
     one, two = random_address(), random_address()
-    assert await store.acquire_relayer_lease(one, ALICE, 30)
-    assert await store.acquire_relayer_lease(two, BOB, 30)
+    assert await store.acquire_relayer_lease(one, ALICE, 30, chain_id=CHAIN)
+    assert await store.acquire_relayer_lease(two, BOB, 30, chain_id=CHAIN)
 
 
 async def test_watchers_hear_of_new_payments(

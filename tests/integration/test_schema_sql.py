@@ -171,6 +171,9 @@ async def test_schema_sql_equals_every_migration_applied(fresh_schema: SchemaFac
         ("ledger_entries_append_only", "ledger_entries"),
         ("ledger_transactions_append_only", "ledger_transactions"),
         ("ledger_accounts_append_only", "ledger_accounts"),
+        ("ledger_entries_no_truncate", "ledger_entries"),
+        ("ledger_transactions_no_truncate", "ledger_transactions"),
+        ("ledger_accounts_no_truncate", "ledger_accounts"),
         ("ledger_entries_checked", "ledger_entries"),
     }
 

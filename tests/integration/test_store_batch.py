@@ -24,6 +24,9 @@ from tests.fixtures.store import (
     stored_payment,
 )
 
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
+
 
 def sign_batch(payments: list[Payment], nonce: int) -> SignedTx:
     """A made-up signed tx, distinct per (payments, nonce)."""
@@ -48,10 +51,10 @@ class BatchRecorder:
 async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
     token = await register_token(store, max_mint_count=1000)
     relayer = random_address()
-    await store.set_relayer_nonce(relayer, 7)
+    await store.set_relayer_nonce(relayer, 7, chain_id=CHAIN)
     queued = await queue_payments(store, token, 4)
     recorder = BatchRecorder()
-    claimed = await store.claim_payments_one_tx(relayer, 10, recorder)
+    claimed = await store.claim_payments_one_tx(relayer, 10, recorder, chain_id=CHAIN)
     assert [p.id for p in claimed] == [n.id for n in queued]  # oldest first
     assert recorder.calls == [([n.id for n in queued], 7)]  # ONE sign call
     expected = sign_batch(claimed, 7)
@@ -62,7 +65,9 @@ async def test_batch_claim_signs_once_under_one_nonce(store: Store) -> None:
         assert (
             await stored_payment(store, payment.id) == payment
         )  # what it returned is what it stored
-    assert await store.get_relayer_nonce(relayer) == 8  # one nonce for the whole batch
+    assert (
+        await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 8
+    )  # one nonce for the whole batch
 
 
 async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
@@ -70,25 +75,25 @@ async def test_batch_claim_respects_limit_and_skips_non_pending(store: Store) ->
     queued = await queue_payments(store, token, 6)
     await store.fail_payment(queued[1].id, PaymentStatus.FAILED, "expired")
     relayer = random_address()
-    first = await store.claim_payments_one_tx(relayer, 2, sign_batch)
+    first = await store.claim_payments_one_tx(relayer, 2, sign_batch, chain_id=CHAIN)
     assert [p.id for p in first] == [queued[0].id, queued[2].id]
-    rest = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    rest = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     assert [p.id for p in rest] == [queued[3].id, queued[4].id, queued[5].id]
     assert {p.tx_nonce for p in first} == {0}
     assert {p.tx_nonce for p in rest} == {1}
     assert len({p.tx_hash for p in first + rest}) == 2
-    assert await store.claim_payments_one_tx(relayer, 10, sign_batch) == []
-    assert await store.claim_payments_one_tx(relayer, 0, sign_batch) == []
-    assert await store.get_relayer_nonce(relayer) == 2
+    assert await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN) == []
+    assert await store.claim_payments_one_tx(relayer, 0, sign_batch, chain_id=CHAIN) == []
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 2
     assert (await stored_payment(store, queued[1].id)).tx_nonce is None
 
 
 async def test_batch_claim_with_nothing_pending_signs_and_writes_nothing(store: Store) -> None:
     relayer = random_address()
     recorder = BatchRecorder()
-    assert await store.claim_payments_one_tx(relayer, 5, recorder) == []
+    assert await store.claim_payments_one_tx(relayer, 5, recorder, chain_id=CHAIN) == []
     assert recorder.calls == []
-    assert await store.get_relayer_nonce(relayer) is None
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) is None
 
 
 async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None:
@@ -96,7 +101,7 @@ async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
     with pytest.raises(RuntimeError, match="signer exploded"):
-        await store.claim_payments_one_tx(relayer, 10, BatchRecorder(fail=True))
+        await store.claim_payments_one_tx(relayer, 10, BatchRecorder(fail=True), chain_id=CHAIN)
     for new in queued:
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
@@ -106,8 +111,10 @@ async def test_batch_claim_writes_nothing_when_sign_raises(store: Store) -> None
             None,
             None,
         )
-    assert await store.get_relayer_nonce(relayer) is None  # no relayer row left behind
-    claimed = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    assert (
+        await store.get_relayer_nonce(relayer, chain_id=CHAIN) is None
+    )  # no relayer row left behind
+    claimed = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     assert [p.id for p in claimed] == [n.id for n in queued]
     assert {p.tx_nonce for p in claimed} == {0}
 
@@ -120,10 +127,10 @@ async def test_batch_claim_takes_one_asset_at_a_time(store: Store) -> None:
     b1 = await queue_payments(store, other_token, 2)
     a2 = await queue_payments(store, first_token, 1)
     relayer = random_address()
-    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     assert [p.id for p in batch] == [a1[0].id, a2[0].id]
     assert {p.payment_asset for p in batch} == {first_token.payment_asset}
-    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     assert [p.id for p in batch] == [n.id for n in b1]
     assert {p.tx_nonce for p in batch} == {1}
 
@@ -136,12 +143,12 @@ async def test_claims_one_by_one_and_batched_share_the_relayer_nonces(store: Sto
     def sign_one(payment: Payment, nonce: int) -> SignedTx:
         return sign_batch([payment], nonce)
 
-    single = await store.claim_payments(relayer, 2, sign_one)
-    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    single = await store.claim_payments(relayer, 2, sign_one, chain_id=CHAIN)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     assert [p.tx_nonce for p in single] == [0, 1]
     assert {p.tx_nonce for p in batch} == {2}
     assert len(batch) == 3
-    assert await store.get_relayer_nonce(relayer) == 3
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 3
 
 
 async def test_shared_tx_hash_unconfirmed_mark_sent_and_completion(store: Store) -> None:
@@ -150,10 +157,10 @@ async def test_shared_tx_hash_unconfirmed_mark_sent_and_completion(store: Store)
     token = await register_token(store, max_mint_count=1000)
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
-    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     tx_hash, raw_tx = batch[0].tx_hash, batch[0].raw_tx
     assert tx_hash is not None and raw_tx is not None
-    assert await store.unconfirmed_txs(relayer, 0) == [
+    assert await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN) == [
         UnconfirmedTx(0, tx_hash, raw_tx, sent=False)
     ]
 
@@ -162,8 +169,12 @@ async def test_shared_tx_hash_unconfirmed_mark_sent_and_completion(store: Store)
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.SENT
         assert payment.processed_at is not None
-    assert await store.unconfirmed_txs(relayer, 0) == [UnconfirmedTx(0, tx_hash, raw_tx, sent=True)]
-    assert await store.unconfirmed_txs(relayer, 1) == []  # the chain consumed nonce 0
+    assert await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN) == [
+        UnconfirmedTx(0, tx_hash, raw_tx, sent=True)
+    ]
+    assert (
+        await store.unconfirmed_txs(relayer, 1, chain_id=CHAIN) == []
+    )  # the chain consumed nonce 0
 
     # Decided one by one: one settled in the batch, one failed inside it.
     ids = mint_ids(batch[0].payer, batch[0].id, 1)
@@ -175,7 +186,9 @@ async def test_shared_tx_hash_unconfirmed_mark_sent_and_completion(store: Store)
         only_from=PaymentStatus.SENT,
     )
     assert (await stored_payment(store, batch[2].id)).status is PaymentStatus.SENT
-    assert await store.unconfirmed_txs(relayer, 0) == [UnconfirmedTx(0, tx_hash, raw_tx, sent=True)]
+    assert await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN) == [
+        UnconfirmedTx(0, tx_hash, raw_tx, sent=True)
+    ]
     stored = await store.get_token(token.address)
     assert stored is not None and stored.reserved_count == 2  # the failed one released
 
@@ -189,11 +202,11 @@ async def test_mark_sent_after_partial_completion_moves_only_processing_rows(
     token = await register_token(store, max_mint_count=1000)
     await queue_payments(store, token, 2)
     relayer = random_address()
-    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch)
+    batch = await store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN)
     tx_hash = batch[0].tx_hash
     assert tx_hash is not None
     assert await store.complete_payment(batch[0].id, tx_hash, [])
-    (tx,) = await store.unconfirmed_txs(relayer, 0)
+    (tx,) = await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN)
     assert (tx.tx_hash, tx.sent) == (tx_hash, False)
     await store.mark_sent([tx_hash])
     assert (await stored_payment(store, batch[0].id)).status is PaymentStatus.COMPLETED
@@ -211,7 +224,7 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
     queued = await queue_payments(pg_store, token, 40)
     relayer = random_address()
     batches = await asyncio.gather(
-        *(pg_store.claim_payments_one_tx(relayer, 10, sign_batch) for _ in range(4))
+        *(pg_store.claim_payments_one_tx(relayer, 10, sign_batch, chain_id=CHAIN) for _ in range(4))
     )
     claimed = [p for batch in batches for p in batch]
     assert sorted(len(b) for b in batches) == [10, 10, 10, 10]
@@ -226,32 +239,32 @@ async def test_concurrent_batch_claims_never_share_a_payment_or_a_nonce(
         relayer,
     )
     assert [(r["nonce"], r["txs"], r["n"]) for r in rows] == [(i, 1, 10) for i in range(4)]
-    assert await pg_store.get_relayer_nonce(relayer) == 4
+    assert await pg_store.get_relayer_nonce(relayer, chain_id=CHAIN) == 4
 
 
 async def test_sent_payments_come_whole_txs_at_a_time(store: Store) -> None:
     token = await register_token(store, max_mint_count=1000)
     relayer, other = random_address(), random_address()
     await queue_payments(store, token, 7)
-    first = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
-    second = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
-    foreign = await store.claim_payments_one_tx(other, 1, BatchRecorder())
+    first = await store.claim_payments_one_tx(relayer, 3, BatchRecorder(), chain_id=CHAIN)
+    second = await store.claim_payments_one_tx(relayer, 3, BatchRecorder(), chain_id=CHAIN)
+    foreign = await store.claim_payments_one_tx(other, 1, BatchRecorder(), chain_id=CHAIN)
     await store.mark_sent(
         [first[0].tx_hash or "", second[0].tx_hash or "", foreign[0].tx_hash or ""]
     )
-    oldest_tx = await store.sent_payments(relayer, 1)
+    oldest_tx = await store.sent_payments(relayer, 1, chain_id=CHAIN)
     assert {p.id for p in oldest_tx} == {p.id for p in first}  # all of the tx, no more
-    both = await store.sent_payments(relayer, 5)
+    both = await store.sent_payments(relayer, 5, chain_id=CHAIN)
     assert {p.id for p in both} == {p.id for p in first + second}  # not the other relayer's
     assert all(p.status is PaymentStatus.SENT for p in both)
-    assert [p.id for p in await store.sent_payments(other, 5)] == [foreign[0].id]
+    assert [p.id for p in await store.sent_payments(other, 5, chain_id=CHAIN)] == [foreign[0].id]
 
 
 async def test_complete_payments_is_one_transaction(store: Store) -> None:
     token = await register_token(store, max_mint_count=1000)
     relayer = random_address()
     await queue_payments(store, token, 3)
-    batch = await store.claim_payments_one_tx(relayer, 3, BatchRecorder())
+    batch = await store.claim_payments_one_tx(relayer, 3, BatchRecorder(), chain_id=CHAIN)
     tx = batch[0].tx_hash or ""
     await store.mark_sent([tx])
     completions = [(p.id, tx, mint_ids(p.payer, p.id, p.quantity)) for p in batch]

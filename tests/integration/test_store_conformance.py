@@ -26,6 +26,9 @@ from tests.fixtures.store import (
     random_address,
 )
 
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
+
 
 async def _migrate(store: Store) -> list[int]:
     assert isinstance(store, PostgresStore)
@@ -89,6 +92,19 @@ async def test_token_upsert_keeps_reserved_count(store: Store) -> None:
     assert stored.reserved_count == 3
 
 
+async def test_a_token_is_never_moved_to_another_chain(store: Store) -> None:
+    """Mint items find their chain through their token: re-registering its address on
+    another chain would hand them to that chain's confirmer. Refused, nothing changed."""
+    token = make_token()
+    await store.upsert_token(token)
+    with pytest.raises(ValueError, match="registered on another chain"):
+        await store.upsert_token(replace(token, chain_id=8453, name="Moved"))
+    assert await store.get_token(token.address) == token
+    await store.upsert_token(replace(token, name="Renamed"))  # the same chain: updated
+    stored = await store.get_token(token.address)
+    assert stored is not None and (stored.name, stored.chain_id) == ("Renamed", CHAIN)
+
+
 # settings and relayers
 
 
@@ -124,12 +140,12 @@ async def test_set_setting_refuses_a_bad_value_and_writes_nothing(
 
 async def test_relayer_nonce(store: Store) -> None:
     relayer = random_address()
-    assert await store.get_relayer_nonce(relayer) is None
-    await store.set_relayer_nonce(relayer, 0)
-    assert await store.get_relayer_nonce(relayer) == 0
-    await store.set_relayer_nonce(relayer, 41)
-    assert await store.get_relayer_nonce(relayer) == 41
-    assert await store.get_relayer_nonce(random_address()) is None
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) is None
+    await store.set_relayer_nonce(relayer, 0, chain_id=CHAIN)
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 0
+    await store.set_relayer_nonce(relayer, 41, chain_id=CHAIN)
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 41
+    assert await store.get_relayer_nonce(random_address(), chain_id=CHAIN) is None
 
 
 # queue_payment

@@ -1,7 +1,7 @@
 """Several networks in one store: payments, mint items and relayer state (nonces, leases,
-recorded txs) of two chains are kept apart; `chain_id=None` keeps the single-chain
-behaviour; the default network's rows are adopted once its chain id is known; and
-migration 0009 backfills the chain of existing payments."""
+recorded txs) of two chains are kept apart; the default network's rows (no chain) are
+matched by no chain until adopted once its chain id is known; and migration 0009 backfills
+the chain of existing payments."""
 
 from __future__ import annotations
 
@@ -18,11 +18,28 @@ from payfirst.adapters.migrate import load_migrations, migrate
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
 from payfirst.domain.statuses import PaymentStatus, PaymentType
-from tests.fixtures.store import make_payment, random_address, register_token
+from tests.fixtures.store import execute_raw, make_payment, random_address, register_token
 
 RELAYER = "0x" + "12" * 20
 CHAIN_A = 1001
 CHAIN_B = 1002
+
+
+@pytest.fixture
+async def own_store(pg_dsn: str) -> AsyncIterator[PostgresStore]:
+    """A store on a schema of its own: the adopted default network is the store's state,
+    which must not leak into the run's shared store."""
+    schema = f"payfirst_adopt_{secrets.token_hex(4)}"
+    store = await PostgresStore.connect(pg_dsn, schema=schema, min_size=1, max_size=4)
+    try:
+        yield store
+    finally:
+        await store.close()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 def _sign_each(payment: Payment, nonce: int) -> SignedTx:
@@ -92,7 +109,7 @@ async def test_claims_of_one_chain_never_take_another_chains_payments(
     assert {p.tx_nonce for p in claimed_b} == {0}
     assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 2
     assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_B) == 1
-    assert await pg_store.get_relayer_nonce(RELAYER) is None  # the default network's
+    assert not await pg_store.default_network_rows()
 
 
 async def test_listing_and_sent_txs_are_per_chain(pg_store: PostgresStore) -> None:
@@ -102,7 +119,8 @@ async def test_listing_and_sent_txs_are_per_chain(pg_store: PostgresStore) -> No
     await _queue(pg_store, a, b)
     pending_a = await pg_store.list_payments(PaymentStatus.PENDING, 10, chain_id=CHAIN_A)
     assert [p.id for p in pending_a] == [a.id]
-    assert len(await pg_store.list_payments(PaymentStatus.PENDING, 10)) == 2  # any chain
+    pending_b = await pg_store.list_payments(PaymentStatus.PENDING, 10, chain_id=CHAIN_B)
+    assert [p.id for p in pending_b] == [b.id]
 
     (claimed_a,) = await pg_store.claim_payments(RELAYER, 10, _sign_each, chain_id=CHAIN_A)
     (claimed_b,) = await pg_store.claim_payments(RELAYER, 10, _sign_each, chain_id=CHAIN_B)
@@ -113,7 +131,6 @@ async def test_listing_and_sent_txs_are_per_chain(pg_store: PostgresStore) -> No
     await pg_store.mark_sent([claimed_a.tx_hash, claimed_b.tx_hash])
     sent_b = await pg_store.sent_payments(RELAYER, 10, chain_id=CHAIN_B)
     assert [p.id for p in sent_b] == [b.id]
-    assert len(await pg_store.sent_payments(RELAYER, 10)) == 2  # any chain
     in_flight = await pg_store.amounts_in_flight([a.payer, b.payer], chain_id=CHAIN_A)
     assert in_flight == {(token_a.payment_asset, a.payer): a.amount}
 
@@ -123,21 +140,21 @@ async def test_mint_items_follow_their_tokens_chain(pg_store: PostgresStore) -> 
     token_b = await register_token(pg_store, chain_id=CHAIN_B)
     a, b = make_payment(token_a), make_payment(token_b)
     await _queue(pg_store, b, a)  # B's items are the oldest
-    for new, mint_id in ((b, "0x" + "0b" * 32), (a, "0x" + "0a" * 32)):
-        await pg_store.claim_payments(RELAYER, 10, _sign_each, only=[new.id])
+    for new, chain, mint_id in ((b, CHAIN_B, "0x" + "0b" * 32), (a, CHAIN_A, "0x" + "0a" * 32)):
+        await pg_store.claim_payments(RELAYER, 10, _sign_each, only=[new.id], chain_id=chain)
         assert await pg_store.complete_payment(new.id, "0x" + "ee" * 32, [mint_id])
 
     (item_a,) = await pg_store.pending_mint_items(10, chain_id=CHAIN_A)
     assert item_a.token_address == token_a.address
-    (oldest,) = await pg_store.pending_mint_items(10)  # any chain: the oldest token's
-    assert oldest.token_address == token_b.address
+    (item_b,) = await pg_store.pending_mint_items(10, chain_id=CHAIN_B)
+    assert item_b.token_address == token_b.address
 
     (claimed,) = await pg_store.claim_mint_items(
         RELAYER, [item_a.id], _sign_items, chain_id=CHAIN_A
     )
-    assert claimed.tx_nonce == 0
-    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 1
-    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_B) is None
+    assert claimed.tx_nonce == 1  # after its payment's, nonce 0 on CHAIN_A
+    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 2
+    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_B) == 1
     assert claimed.tx_hash is not None
     await pg_store.mark_sent([claimed.tx_hash])
     assert await pg_store.sent_mint_items(RELAYER, 10, chain_id=CHAIN_B) == []
@@ -177,33 +194,51 @@ async def test_nonces_leases_and_recorded_txs_are_per_chain(pg_store: PostgresSt
 
 
 async def test_the_default_network_is_adopted_once_its_chain_id_is_known(
-    pg_store: PostgresStore,
+    own_store: PostgresStore,
 ) -> None:
-    token = await register_token(pg_store, chain_id=CHAIN_A)
+    token = await register_token(own_store, chain_id=CHAIN_A)
     legacy = _settle(token, None)  # queued with no chain: the default network's
     other = _settle(token, CHAIN_B)
-    await _queue(pg_store, legacy, other)
-    # Single-chain callers (no chain_id): relayer state under the default network's key.
-    await pg_store.set_relayer_nonce(RELAYER, 4)
-    await pg_store.set_relayer_nonce(RELAYER, 2, chain_id=CHAIN_A)
-    assert await pg_store.acquire_relayer_lease(RELAYER, "legacy", 60)
-    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 2
+    await _queue(own_store, legacy, other)
+    # The single-chain release's relayer state: keyed by chain 0 (0009's default).
+    await execute_raw(
+        own_store, "INSERT INTO relayers (address, next_nonce) VALUES ($1, 4)", RELAYER
+    )
+    await execute_raw(
+        own_store,
+        "INSERT INTO relayer_leases (address, holder, expires_at)"
+        " VALUES ($1, 'legacy', now() + interval '60 seconds')",
+        RELAYER,
+    )
+    await own_store.set_relayer_nonce(RELAYER, 2, chain_id=CHAIN_A)
+    assert await own_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 2
+    assert await own_store.default_network_rows()
+    # Until adopted, no chain's worker sees them: none may claim them with its own nonce.
+    assert await own_store.list_payments(PaymentStatus.PENDING, 10, chain_id=CHAIN_A) == []
+    assert await own_store.claim_payments(RELAYER, 10, _sign_each, chain_id=CHAIN_A) == []
 
-    await pg_store.adopt_default_chain(CHAIN_A)
-    assert await pg_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 4  # the higher
-    assert await pg_store.get_relayer_nonce(RELAYER) == 4  # None now means CHAIN_A
-    assert not await pg_store.acquire_relayer_lease(RELAYER, "other", 60, chain_id=CHAIN_A)
-    stored = await pg_store.get_payment(legacy.id)
+    await own_store.adopt_default_chain(CHAIN_A)
+    assert await own_store.get_relayer_nonce(RELAYER, chain_id=CHAIN_A) == 4  # the higher
+    assert not await own_store.default_network_rows()
+    assert not await own_store.acquire_relayer_lease(RELAYER, "other", 60, chain_id=CHAIN_A)
+    stored = await own_store.get_payment(legacy.id)
     assert stored is not None and stored.chain_id == CHAIN_A
 
-    # A payment the previous release queues meanwhile (no chain) is CHAIN_A's.
-    late = _settle(token, None)
-    await _queue(pg_store, late)
-    claimed = await pg_store.claim_payments(RELAYER, 10, _sign_each, chain_id=CHAIN_A)
-    assert [p.id for p in claimed] == [legacy.id, late.id]
-    assert [p.tx_nonce for p in claimed] == [4, 5]
+    # A payment queued with no chain now records CHAIN_A; one the previous release's API
+    # queues meanwhile (no chain) is adopted before CHAIN_A's worker lists or claims.
+    late, older_api = _settle(token, None), _settle(token, None)
+    await _queue(own_store, late, older_api)
+    stored_late = await own_store.get_payment(late.id)
+    assert stored_late is not None and stored_late.chain_id == CHAIN_A
+    await execute_raw(
+        own_store, "UPDATE payment_queue SET chain_id = NULL WHERE id = $1", older_api.id
+    )
+    claimed = await own_store.claim_payments(RELAYER, 10, _sign_each, chain_id=CHAIN_A)
+    assert [p.id for p in claimed] == [legacy.id, late.id, older_api.id]
+    assert [p.tx_nonce for p in claimed] == [4, 5, 6]
+    assert {p.chain_id for p in claimed} == {CHAIN_A}
     with pytest.raises(ValueError, match="positive"):
-        await pg_store.adopt_default_chain(0)
+        await own_store.adopt_default_chain(0)
 
 
 # migration 0009

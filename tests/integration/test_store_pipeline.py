@@ -18,7 +18,6 @@ from payfirst.domain.statuses import MintStatus, PaymentStatus
 from payfirst.pipeline.mint_ids import mint_ids
 from payfirst.ports.store import Store, UnconfirmedTx
 from tests.fixtures.store import (
-    IntegrityErrors,
     execute_raw,
     fetch_raw,
     make_payment,
@@ -28,6 +27,9 @@ from tests.fixtures.store import (
     register_token,
     stored_payment,
 )
+
+#: The chain of the tokens `make_token` builds, so of their payments.
+CHAIN = 31337
 
 # helpers
 
@@ -73,7 +75,7 @@ async def _reserved(store: Store, token: Token) -> int:
 async def _sent_payment(store: Store, token: Token, relayer: str, quantity: int = 1) -> Payment:
     """A payment queued, claimed by `relayer` and marked sent."""
     (new,) = await queue_payments(store, token, 1, quantity)
-    claimed = await store.claim_payments(relayer, 1, sign_payment)
+    claimed = await store.claim_payments(relayer, 1, sign_payment, chain_id=CHAIN)
     assert [p.id for p in claimed] == [new.id]
     assert claimed[0].tx_hash is not None
     await store.mark_sent([claimed[0].tx_hash])
@@ -105,14 +107,14 @@ def _ids(items: Sequence[Payment | MintItem]) -> list[UUID]:
 async def test_claim_assigns_consecutive_nonces_and_persists_the_tx(store: Store) -> None:
     token = await register_token(store)
     relayer = random_address()
-    await store.set_relayer_nonce(relayer, 7)
+    await store.set_relayer_nonce(relayer, 7, chain_id=CHAIN)
     queued = await queue_payments(store, token, 3)
     recorder = Recorder()
-    claimed = await store.claim_payments(relayer, 10, recorder)
+    claimed = await store.claim_payments(relayer, 10, recorder, chain_id=CHAIN)
     assert _ids(claimed) == [n.id for n in queued]  # oldest first
     assert [p.tx_nonce for p in claimed] == [7, 8, 9]
     assert recorder.calls == [(n.id, 7 + i) for i, n in enumerate(queued)]
-    assert await store.get_relayer_nonce(relayer) == 10
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 10
     for payment in claimed:
         assert payment.tx_nonce is not None
         expected = sign_payment(payment, payment.tx_nonce)
@@ -129,26 +131,26 @@ async def test_claim_creates_a_missing_relayer_at_nonce_zero(store: Store) -> No
     token = await register_token(store)
     await queue_payments(store, token, 2)
     relayer = random_address()
-    claimed = await store.claim_payments(relayer, 5, sign_payment)
+    claimed = await store.claim_payments(relayer, 5, sign_payment, chain_id=CHAIN)
     assert [p.tx_nonce for p in claimed] == [0, 1]
-    assert await store.get_relayer_nonce(relayer) == 2
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 2
 
 
 async def test_claim_with_nothing_pending_writes_nothing(store: Store) -> None:
     relayer = random_address()
     recorder = Recorder()
-    assert await store.claim_payments(relayer, 5, recorder) == []
+    assert await store.claim_payments(relayer, 5, recorder, chain_id=CHAIN) == []
     assert recorder.calls == []
-    assert await store.get_relayer_nonce(relayer) is None
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) is None
 
 
 async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
     token = await register_token(store)
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
-    await store.set_relayer_nonce(relayer, 4)
+    await store.set_relayer_nonce(relayer, 4, chain_id=CHAIN)
     with pytest.raises(RuntimeError, match="signer exploded"):
-        await store.claim_payments(relayer, 10, Recorder(fail_at=2))
+        await store.claim_payments(relayer, 10, Recorder(fail_at=2), chain_id=CHAIN)
     for new in queued:
         payment = await stored_payment(store, new.id)
         assert payment.status is PaymentStatus.PENDING
@@ -158,14 +160,14 @@ async def test_claim_writes_nothing_when_sign_raises(store: Store) -> None:
             None,
             None,
         )
-    assert await store.get_relayer_nonce(relayer) == 4
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 4
     # A missing relayer row is not left behind either.
     other = random_address()
     with pytest.raises(RuntimeError):
-        await store.claim_payments(other, 10, Recorder(fail_at=0))
-    assert await store.get_relayer_nonce(other) is None
+        await store.claim_payments(other, 10, Recorder(fail_at=0), chain_id=CHAIN)
+    assert await store.get_relayer_nonce(other, chain_id=CHAIN) is None
     # And the store is still usable: the next claim starts where the relayer was.
-    claimed = await store.claim_payments(relayer, 10, sign_payment)
+    claimed = await store.claim_payments(relayer, 10, sign_payment, chain_id=CHAIN)
     assert [p.tx_nonce for p in claimed] == [4, 5, 6]
 
 
@@ -174,13 +176,13 @@ async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
     queued = await queue_payments(store, token, 6)
     await store.fail_payment(queued[2].id, PaymentStatus.FAILED, "expired")
     relayer = random_address()
-    first = await store.claim_payments(relayer, 2, sign_payment)
+    first = await store.claim_payments(relayer, 2, sign_payment, chain_id=CHAIN)
     assert _ids(first) == [queued[0].id, queued[1].id]
-    rest = await store.claim_payments(relayer, 10, sign_payment)
+    rest = await store.claim_payments(relayer, 10, sign_payment, chain_id=CHAIN)
     assert _ids(rest) == [queued[3].id, queued[4].id, queued[5].id]
     assert [p.tx_nonce for p in first + rest] == [0, 1, 2, 3, 4]
-    assert await store.claim_payments(relayer, 10, sign_payment) == []
-    assert await store.get_relayer_nonce(relayer) == 5
+    assert await store.claim_payments(relayer, 10, sign_payment, chain_id=CHAIN) == []
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 5
     assert (await stored_payment(store, queued[2].id)).status is PaymentStatus.FAILED
     assert (await stored_payment(store, queued[2].id)).tx_nonce is None
 
@@ -191,26 +193,26 @@ async def test_claim_respects_limit_and_skips_non_pending(store: Store) -> None:
 async def test_list_payments_oldest_first_and_limit(store: Store) -> None:
     token = await register_token(store)
     queued = await queue_payments(store, token, 4)
-    listed = await store.list_payments(PaymentStatus.PENDING, 10)
+    listed = await store.list_payments(PaymentStatus.PENDING, 10, chain_id=CHAIN)
     assert _ids(listed) == [n.id for n in queued]
-    assert _ids(await store.list_payments(PaymentStatus.PENDING, 2)) == [
+    assert _ids(await store.list_payments(PaymentStatus.PENDING, 2, chain_id=CHAIN)) == [
         queued[0].id,
         queued[1].id,
     ]
-    assert await store.list_payments(PaymentStatus.SENT, 10) == []
+    assert await store.list_payments(PaymentStatus.SENT, 10, chain_id=CHAIN) == []
 
 
 async def test_list_sent_payments_by_processed_at(store: Store) -> None:
     token = await register_token(store)
     queued = await queue_payments(store, token, 3)
     relayer = random_address()
-    claimed = await store.claim_payments(relayer, 3, sign_payment)
+    claimed = await store.claim_payments(relayer, 3, sign_payment, chain_id=CHAIN)
     # Sent in reverse order of creation: the list follows the sending.
     for payment in reversed(claimed):
         assert payment.tx_hash is not None
         await store.mark_sent([payment.tx_hash])
         await asyncio.sleep(0.01)
-    listed = await store.list_payments(PaymentStatus.SENT, 10)
+    listed = await store.list_payments(PaymentStatus.SENT, 10, chain_id=CHAIN)
     assert _ids(listed) == [n.id for n in reversed(queued)]
     processed = [p.processed_at for p in listed]
     assert all(t is not None for t in processed)
@@ -225,21 +227,32 @@ async def test_list_payments_expiring_before(store: Store) -> None:
     for new in (soon, later, never):
         await store.queue_payment(new)
     assert (await stored_payment(store, never.id)).authorization.valid_before == 2**256 - 1
-    assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=1_000)) == []
-    assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=1_001)) == [
-        soon.id
-    ]
-    assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=5_000)) == [
+    assert (
+        _ids(
+            await store.list_payments(
+                PaymentStatus.PENDING, 10, expiring_before=1_000, chain_id=CHAIN
+            )
+        )
+        == []
+    )
+    assert _ids(
+        await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=1_001, chain_id=CHAIN)
+    ) == [soon.id]
+    assert _ids(
+        await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=5_000, chain_id=CHAIN)
+    ) == [
         soon.id,
         later.id,
     ]
-    everything = await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=2**300)
+    everything = await store.list_payments(
+        PaymentStatus.PENDING, 10, expiring_before=2**300, chain_id=CHAIN
+    )
     assert _ids(everything) == [soon.id, later.id]
     # Only payments in the asked status.
     await store.fail_payment(soon.id, PaymentStatus.FAILED, "expired")
-    assert _ids(await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=5_000)) == [
-        later.id
-    ]
+    assert _ids(
+        await store.list_payments(PaymentStatus.PENDING, 10, expiring_before=5_000, chain_id=CHAIN)
+    ) == [later.id]
 
 
 # mark_sent
@@ -249,7 +262,7 @@ async def test_mark_sent_moves_only_processing_payments(store: Store) -> None:
     token = await register_token(store)
     await queue_payments(store, token, 3)
     relayer = random_address()
-    a, b, c = await store.claim_payments(relayer, 3, sign_payment)
+    a, b, c = await store.claim_payments(relayer, 3, sign_payment, chain_id=CHAIN)
     assert a.tx_hash and b.tx_hash and c.tx_hash
     await store.fail_payment(c.id, PaymentStatus.CONFIRMATION_FAILED, "gone")
     await store.mark_sent([a.tx_hash, c.tx_hash, "0x" + "99" * 32])
@@ -270,7 +283,7 @@ async def test_mark_sent_moves_processing_mint_items(store: Store) -> None:
     token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 3)
-    claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint)
+    claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint, chain_id=CHAIN)
     tx_hash = claimed[0].tx_hash
     assert tx_hash is not None
     before = {m.id: m for m in await store.get_mint_items(items[0].payment_id)}
@@ -321,7 +334,7 @@ async def test_complete_payment_creates_exactly_the_mint_items(store: Store) -> 
 async def test_complete_payment_from_processing(store: Store) -> None:
     token = await register_token(store)
     (new,) = await queue_payments(store, token, 1, quantity=2)
-    (claimed,) = await store.claim_payments(random_address(), 1, sign_payment)
+    (claimed,) = await store.claim_payments(random_address(), 1, sign_payment, chain_id=CHAIN)
     assert claimed.tx_hash is not None
     ids = mint_ids(new.payer, new.id, 2)
     assert await store.complete_payment(new.id, claimed.tx_hash, ids) is True
@@ -366,15 +379,16 @@ async def test_complete_payment_rolls_back_when_before_commit_raises(store: Stor
     assert len(await store.get_mint_items(payment.id)) == 2
 
 
-async def test_complete_payment_duplicate_mint_id_raises_and_rolls_back(store: Store) -> None:
+async def test_complete_payment_duplicate_mint_id_is_refused_and_rolled_back(store: Store) -> None:
+    """A completion the database refuses (here a mint id already used) changes nothing: the
+    payment stays `sent`, logged for the operator, and holds back no other payment."""
     token = await register_token(store)
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 1)
     second = await _sent_payment(store, token, relayer, quantity=2)
     assert second.tx_hash is not None
     clashing = [mint_ids(second.payer, second.id, 1)[0], items[0].mint_id]
-    with pytest.raises(IntegrityErrors):
-        await store.complete_payment(second.id, second.tx_hash, clashing)
+    assert await store.complete_payment(second.id, second.tx_hash, clashing) is False
     assert await stored_payment(store, second.id) == second
     assert await store.get_mint_items(second.id) == []
     assert await _mint_rows(store) == 1
@@ -440,7 +454,7 @@ async def test_requeue_clears_the_tx_fields(store: Store) -> None:
     assert await store.requeue_payment(sent.id, "twice") is False  # pending: nothing to do
     assert (await stored_payment(store, sent.id)).error == "tx dropped"
     # It is claimed anew under a fresh nonce.
-    (reclaimed,) = await store.claim_payments(relayer, 5, sign_payment)
+    (reclaimed,) = await store.claim_payments(relayer, 5, sign_payment, chain_id=CHAIN)
     assert reclaimed.id == sent.id
     assert reclaimed.tx_nonce == 1
     # A processing one can be requeued; a terminal one cannot.
@@ -457,14 +471,14 @@ async def test_claim_mint_items_one_nonce_for_the_batch(store: Store) -> None:
     token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 3)
-    assert await store.get_relayer_nonce(relayer) == 1
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 1
     calls: list[tuple[list[UUID], int]] = []
 
     def sign(batch: list[MintItem], nonce: int) -> SignedTx:
         calls.append((_ids(batch), nonce))
         return sign_mint(batch, nonce)
 
-    claimed = await store.claim_mint_items(relayer, _ids(items), sign)
+    claimed = await store.claim_mint_items(relayer, _ids(items), sign, chain_id=CHAIN)
     assert calls == [(_ids(items), 1)]
     expected = sign_mint(items, 1)
     assert _ids(claimed) == _ids(items)
@@ -477,12 +491,12 @@ async def test_claim_mint_items_one_nonce_for_the_batch(store: Store) -> None:
             expected.hash,
         )
     assert await store.get_mint_items(payment.id) == claimed
-    assert await store.get_relayer_nonce(relayer) == 2
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 2
     # Nothing pending among them any more: nothing signed, nothing written.
-    assert await store.claim_mint_items(relayer, _ids(items), sign) == []
-    assert await store.claim_mint_items(relayer, [], sign) == []
+    assert await store.claim_mint_items(relayer, _ids(items), sign, chain_id=CHAIN) == []
+    assert await store.claim_mint_items(relayer, [], sign, chain_id=CHAIN) == []
     assert len(calls) == 1
-    assert await store.get_relayer_nonce(relayer) == 2
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 2
 
 
 async def test_claim_mint_items_takes_only_the_pending_ones(store: Store) -> None:
@@ -490,7 +504,9 @@ async def test_claim_mint_items_takes_only_the_pending_ones(store: Store) -> Non
     relayer = random_address()
     _, items = await _completed_payment(store, token, relayer, 3)
     await store.complete_mint_items([items[1].id], None)
-    claimed = await store.claim_mint_items(relayer, [*_ids(items), uuid4()], sign_mint)
+    claimed = await store.claim_mint_items(
+        relayer, [*_ids(items), uuid4()], sign_mint, chain_id=CHAIN
+    )
     assert _ids(claimed) == [items[0].id, items[2].id]
 
 
@@ -503,16 +519,16 @@ async def test_claim_mint_items_writes_nothing_when_sign_raises(store: Store) ->
         raise RuntimeError("signer exploded")
 
     with pytest.raises(RuntimeError):
-        await store.claim_mint_items(relayer, _ids(items), explode)
+        await store.claim_mint_items(relayer, _ids(items), explode, chain_id=CHAIN)
     assert await store.get_mint_items(payment.id) == items
-    assert await store.get_relayer_nonce(relayer) == 1
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 1
 
 
 async def test_complete_mint_items(store: Store) -> None:
     token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 3)
-    claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint)
+    claimed = await store.claim_mint_items(relayer, _ids(items[:2]), sign_mint, chain_id=CHAIN)
     mint_tx = claimed[0].tx_hash
     await store.complete_mint_items([items[2].id], None)  # hasMinted said so: no tx of ours
     await store.complete_mint_items([items[0].id], mint_tx)
@@ -532,7 +548,7 @@ async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
     token = await register_token(store)
     relayer = random_address()
     payment, items = await _completed_payment(store, token, relayer, 2)
-    first = await store.claim_mint_items(relayer, _ids(items), sign_mint)
+    first = await store.claim_mint_items(relayer, _ids(items), sign_mint, chain_id=CHAIN)
     await store.mark_sent([first[0].tx_hash or ""])
     await store.retry_mint_items(_ids(items), "mint tx reverted", max_attempts=2)
     retried = await store.get_mint_items(payment.id)
@@ -541,7 +557,7 @@ async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
         assert item.attempts == 1
         assert item.error_message == "mint tx reverted"
         assert (item.tx_hash, item.tx_nonce, item.relayer, item.raw_tx) == (None, None, None, None)
-    second = await store.claim_mint_items(relayer, _ids(items), sign_mint)
+    second = await store.claim_mint_items(relayer, _ids(items), sign_mint, chain_id=CHAIN)
     assert second[0].tx_nonce == first[0].tx_nonce + 1  # type: ignore[operator]
     await store.retry_mint_items(_ids(items), "mint tx dropped", max_attempts=2)
     failed = await store.get_mint_items(payment.id)
@@ -553,7 +569,7 @@ async def test_retry_mint_items_then_fail_at_max_attempts(store: Store) -> None:
     # Terminal: a further retry changes nothing.
     await store.retry_mint_items(_ids(items), "again", max_attempts=2)
     assert await store.get_mint_items(payment.id) == failed
-    assert await store.pending_mint_items(10) == []
+    assert await store.pending_mint_items(10, chain_id=CHAIN) == []
 
 
 async def test_list_mint_items_by_status_oldest_first(store: Store) -> None:
@@ -561,15 +577,15 @@ async def test_list_mint_items_by_status_oldest_first(store: Store) -> None:
     relayer = random_address()
     _, a = await _completed_payment(store, token, relayer, 2)
     _, b = await _completed_payment(store, token, relayer, 1)
-    assert _ids(await store.list_mint_items(MintStatus.PENDING, 10)) == _ids(a + b)
-    assert _ids(await store.list_mint_items(MintStatus.PENDING, 2)) == _ids(a)
-    claimed_b = await store.claim_mint_items(relayer, _ids(b), sign_mint)
+    assert _ids(await store.list_mint_items(MintStatus.PENDING, 10, chain_id=CHAIN)) == _ids(a + b)
+    assert _ids(await store.list_mint_items(MintStatus.PENDING, 2, chain_id=CHAIN)) == _ids(a)
+    claimed_b = await store.claim_mint_items(relayer, _ids(b), sign_mint, chain_id=CHAIN)
     await asyncio.sleep(0.01)
-    claimed_a = await store.claim_mint_items(relayer, _ids(a), sign_mint)
-    assert _ids(await store.list_mint_items(MintStatus.PROCESSING, 10)) == _ids(
+    claimed_a = await store.claim_mint_items(relayer, _ids(a), sign_mint, chain_id=CHAIN)
+    assert _ids(await store.list_mint_items(MintStatus.PROCESSING, 10, chain_id=CHAIN)) == _ids(
         claimed_b + claimed_a
     )
-    assert await store.list_mint_items(MintStatus.SENT, 10) == []
+    assert await store.list_mint_items(MintStatus.SENT, 10, chain_id=CHAIN) == []
 
 
 async def test_pending_mint_items_of_one_token(store: Store) -> None:
@@ -579,13 +595,13 @@ async def test_pending_mint_items_of_one_token(store: Store) -> None:
     _, first = await _completed_payment(store, one, relayer, 2)
     _, second = await _completed_payment(store, two, relayer, 2)
     _, third = await _completed_payment(store, one, relayer, 2)
-    assert _ids(await store.pending_mint_items(10)) == _ids(first + third)
-    assert _ids(await store.pending_mint_items(3)) == _ids(first + third[:1])
+    assert _ids(await store.pending_mint_items(10, chain_id=CHAIN)) == _ids(first + third)
+    assert _ids(await store.pending_mint_items(3, chain_id=CHAIN)) == _ids(first + third[:1])
     # Once token one's items are claimed, token two's turn comes.
-    await store.claim_mint_items(relayer, _ids(first + third), sign_mint)
-    assert _ids(await store.pending_mint_items(10)) == _ids(second)
-    await store.claim_mint_items(relayer, _ids(second), sign_mint)
-    assert await store.pending_mint_items(10) == []
+    await store.claim_mint_items(relayer, _ids(first + third), sign_mint, chain_id=CHAIN)
+    assert _ids(await store.pending_mint_items(10, chain_id=CHAIN)) == _ids(second)
+    await store.claim_mint_items(relayer, _ids(second), sign_mint, chain_id=CHAIN)
+    assert await store.pending_mint_items(10, chain_id=CHAIN) == []
 
 
 async def test_claim_mint_items_refuses_several_tokens(store: Store) -> None:
@@ -595,8 +611,10 @@ async def test_claim_mint_items_refuses_several_tokens(store: Store) -> None:
     _, a = await _completed_payment(store, one, relayer, 1)
     _, b = await _completed_payment(store, two, relayer, 1)
     with pytest.raises(ValueError, match="several tokens"):
-        await store.claim_mint_items(relayer, _ids(a + b), sign_mint)
-    assert [m.status for m in await store.list_mint_items(MintStatus.PENDING, 10)] == [
+        await store.claim_mint_items(relayer, _ids(a + b), sign_mint, chain_id=CHAIN)
+    assert [
+        m.status for m in await store.list_mint_items(MintStatus.PENDING, 10, chain_id=CHAIN)
+    ] == [
         MintStatus.PENDING,
         MintStatus.PENDING,
     ]
@@ -610,10 +628,10 @@ async def test_unconfirmed_txs_union_order_and_sent_flag(store: Store) -> None:
     relayer = random_address()
     # nonce 0: a payment, sent then completed; its 2 mint items go out at nonce 1.
     completed, items = await _completed_payment(store, token, relayer, 2)
-    mint_batch = await store.claim_mint_items(relayer, _ids(items), sign_mint)
+    mint_batch = await store.claim_mint_items(relayer, _ids(items), sign_mint, chain_id=CHAIN)
     # nonce 2: a payment still processing; nonce 3: one failed after being signed.
     await queue_payments(store, token, 2)
-    processing, failed = await store.claim_payments(relayer, 2, sign_payment)
+    processing, failed = await store.claim_payments(relayer, 2, sign_payment, chain_id=CHAIN)
     await store.fail_payment(failed.id, PaymentStatus.CONFIRMATION_FAILED, "expired")
     # Another relayer's tx is not this relayer's.
     await _sent_payment(store, token, random_address())
@@ -628,31 +646,37 @@ async def test_unconfirmed_txs_union_order_and_sent_flag(store: Store) -> None:
     assert completed.raw_tx is not None
     paid = sign_payment(completed, 0)
     mint = mint_batch[0]
-    txs = await store.unconfirmed_txs(relayer, 0)
+    txs = await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN)
     assert txs == [
         expect(0, paid.hash, paid.raw, True),
         expect(1, mint.tx_hash, mint.raw_tx, False),
         expect(2, processing.tx_hash, processing.raw_tx, False),
         expect(3, failed.tx_hash, failed.raw_tx, True),
     ]
-    assert await store.unconfirmed_txs(relayer, 2) == txs[1:]  # nonce 1 is still processing
-    assert await store.unconfirmed_txs(relayer, 4) == txs[1:3]  # processing: whatever the nonce
-    assert await store.unconfirmed_txs(random_address(), 0) == []
+    assert (
+        await store.unconfirmed_txs(relayer, 2, chain_id=CHAIN) == txs[1:]
+    )  # nonce 1 is still processing
+    assert (
+        await store.unconfirmed_txs(relayer, 4, chain_id=CHAIN) == txs[1:3]
+    )  # processing: whatever the nonce
+    assert await store.unconfirmed_txs(random_address(), 0, chain_id=CHAIN) == []
     await store.mark_sent([mint.tx_hash or "", processing.tx_hash or ""])
-    assert [tx.sent for tx in await store.unconfirmed_txs(relayer, 0)] == [True] * 4
+    assert [tx.sent for tx in await store.unconfirmed_txs(relayer, 0, chain_id=CHAIN)] == [True] * 4
 
 
 async def test_sync_relayer_nonce_takes_the_max(store: Store) -> None:
     relayer = random_address()
-    assert await store.sync_relayer_nonce(relayer, 5) == 5  # created
-    assert await store.get_relayer_nonce(relayer) == 5
-    assert await store.sync_relayer_nonce(relayer, 3) == 5  # stored is ahead: kept
-    assert await store.get_relayer_nonce(relayer) == 5
-    assert await store.sync_relayer_nonce(relayer, 9) == 9  # chain is ahead: follow it
-    assert await store.get_relayer_nonce(relayer) == 9
+    assert await store.sync_relayer_nonce(relayer, 5, chain_id=CHAIN) == 5  # created
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 5
+    assert await store.sync_relayer_nonce(relayer, 3, chain_id=CHAIN) == 5  # stored is ahead: kept
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 5
+    assert (
+        await store.sync_relayer_nonce(relayer, 9, chain_id=CHAIN) == 9
+    )  # chain is ahead: follow it
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 9
     other = random_address()
-    assert await store.sync_relayer_nonce(other, 0) == 0
-    assert await store.get_relayer_nonce(relayer) == 9
+    assert await store.sync_relayer_nonce(other, 0, chain_id=CHAIN) == 0
+    assert await store.get_relayer_nonce(relayer, chain_id=CHAIN) == 9
 
 
 # operators
@@ -676,7 +700,9 @@ async def test_payment_stats_counts(store: Store) -> None:
     await _completed_payment(store, token, relayer, 1)
     sent = await _sent_payment(store, token, relayer)
     await queue_payments(store, token, 3)
-    await store.claim_payments(relayer, 1, sign_payment)  # one processing, two pending
+    await store.claim_payments(
+        relayer, 1, sign_payment, chain_id=CHAIN
+    )  # one processing, two pending
     (failed,) = await queue_payments(store, token, 1)
     await store.fail_payment(failed.id, PaymentStatus.FAILED, "expired")
     await store.complete_mint_items(_ids(items[:2]), None)
@@ -732,7 +758,7 @@ async def test_concurrent_claims_never_share_a_payment_or_a_nonce(
         def sign(payment: Payment, nonce: int) -> SignedTx:
             return sign_payment(payment, nonce)
 
-        return await pg_store.claim_payments(relayer, 10, sign)
+        return await pg_store.claim_payments(relayer, 10, sign, chain_id=CHAIN)
 
     batches = await asyncio.gather(*(claim() for _ in range(4)))
     claimed = [p for batch in batches for p in batch]
@@ -748,7 +774,7 @@ async def test_concurrent_claims_never_share_a_payment_or_a_nonce(
     assert len(rows) == 40
     assert sorted(r["nonce"] for r in rows) == list(range(40))
     assert {r["status"] for r in rows} == {"processing"}
-    assert await pg_store.get_relayer_nonce(relayer) == 40
+    assert await pg_store.get_relayer_nonce(relayer, chain_id=CHAIN) == 40
 
 
 async def test_concurrent_payment_and_mint_claims_share_nonces_serially(
@@ -764,16 +790,18 @@ async def test_concurrent_payment_and_mint_claims_share_nonces_serially(
     await queue_payments(pg_store, token, 20)
     claims: list[Awaitable[Sequence[Payment | MintItem]]] = []
     for i in range(4):  # interleaved: payments, mints, payments, mints, ...
-        claims.append(pg_store.claim_payments(relayer, 5, sign_payment))
+        claims.append(pg_store.claim_payments(relayer, 5, sign_payment, chain_id=CHAIN))
         claims.append(
-            pg_store.claim_mint_items(relayer, _ids(minted[2 * i : 2 * i + 2]), sign_mint)
+            pg_store.claim_mint_items(
+                relayer, _ids(minted[2 * i : 2 * i + 2]), sign_mint, chain_id=CHAIN
+            )
         )
     results = await asyncio.gather(*claims)
     claimed = [x for batch in results for x in batch]
     assert len(claimed) == 20 + 8
     nonces = sorted({x.tx_nonce for x in claimed if x.tx_nonce is not None})
     assert nonces == list(range(4, 4 + 20 + 4))
-    txs = await pg_store.unconfirmed_txs(relayer, 4)
+    txs = await pg_store.unconfirmed_txs(relayer, 4, chain_id=CHAIN)
     assert [tx.nonce for tx in txs] == nonces
     assert len({tx.tx_hash for tx in txs}) == len(txs)
-    assert await pg_store.get_relayer_nonce(relayer) == 28
+    assert await pg_store.get_relayer_nonce(relayer, chain_id=CHAIN) == 28

@@ -340,19 +340,25 @@ class PostgresStore:
     async def ping(self) -> None:
         await self._pool.fetchval(_Q["ping"])
 
-    # networks: `chain_id=None` (the callers of the single-chain release) means any chain
-    # for payments and mint items, and the default network for relayer state.
+    # networks: every pipeline method is given its chain id; rows of no recorded chain (the
+    # default network's, from before 0009) are adopted at start-up, never matched by a query.
 
     def _chain_key(self, chain_id: int | None) -> int:
-        """The chain id relayer rows of `chain_id` are keyed by."""
+        """The chain id relayer rows of `chain_id` are keyed by (None: the default network,
+        for the ledger's payments of no recorded chain)."""
         if chain_id is not None:
             return chain_id
         return DEFAULT_CHAIN_KEY if self._default_chain_id is None else self._default_chain_id
 
-    def _chain_filter(self, chain_id: int | None) -> tuple[int | None, bool]:
-        """The (chain, with-unassigned) arguments of a payment query: None for any chain;
-        payments of no recorded chain (NULL) belong to the default network."""
-        return chain_id, chain_id is not None and chain_id == self._default_chain_id
+    async def _adopt_late_payments(self, chain_id: int) -> None:
+        """Payments the previous release's API queued after the adoption (no chain) are the
+        default network's: adopted before its worker lists or claims (otherwise a read of
+        the empty partial index idx_payment_queue_no_chain)."""
+        if chain_id == self._default_chain_id:
+            await self._pool.execute(_Q["adopt_default_payments"], chain_id)
+
+    async def default_network_rows(self) -> bool:
+        return bool(await self._pool.fetchval(_Q["default_network_rows"]))
 
     async def adopt_default_chain(self, chain_id: int) -> None:
         if chain_id <= 0:
@@ -369,7 +375,9 @@ class PostgresStore:
     # tokens
 
     async def upsert_token(self, token: Token) -> None:
-        await self._pool.execute(
+        # Mint items find their chain through their token: moving a token to another chain
+        # would hand its sent items to that chain's confirmer.
+        updated = await self._pool.fetchval(
             _Q["upsert_token"],
             token.address,
             token.chain_id,
@@ -384,6 +392,11 @@ class PostgresStore:
             token.max_mint_count,
             token.reserved_count,
         )
+        if updated is None:
+            raise ValueError(
+                f"token {token.address} is registered on another chain than {token.chain_id};"
+                " a token's chain is never changed (deploy it at a new address)"
+            )
 
     async def get_token(self, address: str) -> Token | None:
         row = await self._pool.fetchrow(_Q["get_token"], address)
@@ -409,22 +422,19 @@ class PostgresStore:
 
     # relayers
 
-    async def get_relayer_nonce(self, address: str, *, chain_id: int | None = None) -> int | None:
-        value = await self._pool.fetchval(
-            _Q["get_relayer_nonce"], address, self._chain_key(chain_id)
-        )
+    async def get_relayer_nonce(self, address: str, *, chain_id: int) -> int | None:
+        value = await self._pool.fetchval(_Q["get_relayer_nonce"], address, chain_id)
         return None if value is None else int(value)
 
-    async def set_relayer_nonce(
-        self, address: str, next_nonce: int, *, chain_id: int | None = None
-    ) -> None:
-        await self._pool.execute(
-            _Q["set_relayer_nonce"], address, next_nonce, self._chain_key(chain_id)
-        )
+    async def set_relayer_nonce(self, address: str, next_nonce: int, *, chain_id: int) -> None:
+        await self._pool.execute(_Q["set_relayer_nonce"], address, next_nonce, chain_id)
 
     # payments
 
     async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
+        default = self._default_chain_id
+        if payment.chain_id is None and payment.payment_type is not PaymentType.MINT and default:
+            payment = replace(payment, chain_id=default)  # a mint's: its token's, in SQL
         payment_id, outcome = await self._queue.submit(payment)
         if outcome == "created":
             return QueuedPayment(payment.id, created=True)
@@ -469,23 +479,23 @@ class PostgresStore:
         sign: Callable[[Payment, int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
         if limit <= 0:
             return []
-        key = self._chain_key(chain_id)
+        await self._adopt_late_payments(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 _Q["lock_pending_payments"],
                 limit,
                 None if only is None else list(only),
-                *self._chain_filter(chain_id),
+                chain_id,
             )
             if not rows:
                 return []
             # Payment rows first (never waiting: SKIP LOCKED), then the relayer row: claims
             # of one relayer take turns from here on, so its nonces stay serial.
-            nonce = await _lock_relayer(conn, relayer, key)
+            nonce = await _lock_relayer(conn, relayer, chain_id)
             claimed: list[Payment] = []
             for row in rows:
                 payment = _payment(row)
@@ -505,7 +515,7 @@ class PostgresStore:
                 _Q["mark_payment_processing"],
                 [(p.id, p.tx_hash, p.tx_nonce, p.relayer, p.raw_tx) for p in claimed],
             )
-            await _set_next_nonce(conn, relayer, nonce, key)
+            await _set_next_nonce(conn, relayer, nonce, chain_id)
         return claimed
 
     async def claim_payments_one_tx(
@@ -515,24 +525,25 @@ class PostgresStore:
         sign: Callable[[list[Payment], int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
         if limit <= 0:
             return []
         ids = None if only is None else list(only)
-        key = self._chain_key(chain_id)
-        chain = self._chain_filter(chain_id)
+        await self._adopt_late_payments(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             # The oldest pending payment no other claim holds picks the batch's asset (one
             # settle tx moves one asset); it is locked here and not skipped below.
-            asset = await conn.fetchval(_Q["lock_batch_asset"], ids, *chain)
+            asset = await conn.fetchval(_Q["lock_batch_asset"], ids, chain_id)
             if asset is None:
                 return []
-            rows = await conn.fetch(_Q["lock_pending_payments_of_asset"], limit, asset, ids, *chain)
+            rows = await conn.fetch(
+                _Q["lock_pending_payments_of_asset"], limit, asset, ids, chain_id
+            )
             if not rows:  # pragma: no cover - the row locked above is always among them
                 return []
             payments = [_payment(r) for r in rows]
-            nonce = await _lock_relayer(conn, relayer, key)
+            nonce = await _lock_relayer(conn, relayer, chain_id)
             signed = sign(payments, nonce)
             await conn.execute(
                 _Q["mark_payments_processing"],
@@ -542,7 +553,7 @@ class PostgresStore:
                 relayer,
                 signed.raw,
             )
-            await _set_next_nonce(conn, relayer, nonce + 1, key)
+            await _set_next_nonce(conn, relayer, nonce + 1, chain_id)
         return [
             replace(
                 p,
@@ -561,34 +572,30 @@ class PostgresStore:
         limit: int,
         *,
         expiring_before: int | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
+        await self._adopt_late_payments(chain_id)
         before = None if expiring_before is None else min(expiring_before, _MAX_BIGINT)
-        chain = self._chain_filter(chain_id)
         if status is PaymentStatus.SENT:  # longest sent first
-            rows = await self._pool.fetch(_Q["list_sent_payments"], limit, before, *chain)
+            rows = await self._pool.fetch(_Q["list_sent_payments"], limit, before, chain_id)
         else:
-            rows = await self._pool.fetch(_Q["list_payments"], status.value, limit, before, *chain)
+            rows = await self._pool.fetch(
+                _Q["list_payments"], status.value, limit, before, chain_id
+            )
         return [_payment(r) for r in rows]
 
     async def amounts_in_flight(
-        self, payers: Sequence[str], *, chain_id: int | None = None
+        self, payers: Sequence[str], *, chain_id: int
     ) -> dict[tuple[str, str], int]:
-        rows = await self._pool.fetch(
-            _Q["amounts_in_flight"], list(payers), *self._chain_filter(chain_id)
-        )
+        rows = await self._pool.fetch(_Q["amounts_in_flight"], list(payers), chain_id)
         return {(r["payment_asset"], r["payer"]): int(r["amount"]) for r in rows}
 
-    async def sent_payments(
-        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
-    ) -> list[Payment]:
-        rows = await self._pool.fetch(
-            _Q["sent_payments"], relayer, tx_limit, *self._chain_filter(chain_id)
-        )
+    async def sent_payments(self, relayer: str, tx_limit: int, *, chain_id: int) -> list[Payment]:
+        rows = await self._pool.fetch(_Q["sent_payments"], relayer, tx_limit, chain_id)
         return [_payment(r) for r in rows]
 
     async def sent_mint_items(
-        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+        self, relayer: str, tx_limit: int, *, chain_id: int
     ) -> list[MintItem]:
         rows = await self._pool.fetch(_Q["sent_mint_items"], relayer, tx_limit, chain_id)
         return [_mint_item(r) for r in rows]
@@ -616,6 +623,29 @@ class PostgresStore:
         completions: Sequence[tuple[UUID, str, Sequence[str]]],
         before_commit: Callable[[], None] | None = None,
     ) -> list[UUID]:
+        try:
+            return await self._complete_together(completions, before_commit)
+        except _REFUSED_COMPLETION as exc:
+            if len(completions) == 1:
+                _log_refused_completion(completions[0][0], exc)
+                return []
+            log.warning("%d completions refused together (%s): one by one", len(completions), exc)
+        # One payment refused (its ledger entries, a duplicate mint id) must not hold back
+        # the others, tick after tick: each alone, the refused one stays `sent`.
+        completed: list[UUID] = []
+        for completion in completions:
+            try:
+                completed += await self._complete_together([completion], before_commit)
+            except _REFUSED_COMPLETION as exc:
+                _log_refused_completion(completion[0], exc)
+        return completed
+
+    async def _complete_together(
+        self,
+        completions: Sequence[tuple[UUID, str, Sequence[str]]],
+        before_commit: Callable[[], None] | None,
+    ) -> list[UUID]:
+        """Complete the payments and write their ledger entries in one transaction."""
         completed: list[UUID] = []
         ledgered: list[tuple[UUID, LedgerPayment]] = []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -709,14 +739,12 @@ class PostgresStore:
         return [_mint_item(r) for r in rows]
 
     async def list_mint_items(
-        self, status: MintStatus, limit: int, *, chain_id: int | None = None
+        self, status: MintStatus, limit: int, *, chain_id: int
     ) -> list[MintItem]:
         rows = await self._pool.fetch(_Q["list_mint_items"], status.value, limit, chain_id)
         return [_mint_item(r) for r in rows]
 
-    async def pending_mint_items(
-        self, limit: int, *, chain_id: int | None = None
-    ) -> list[MintItem]:
+    async def pending_mint_items(self, limit: int, *, chain_id: int) -> list[MintItem]:
         rows = await self._pool.fetch(_Q["pending_mint_items"], limit, chain_id)
         return [_mint_item(r) for r in rows]
 
@@ -726,10 +754,9 @@ class PostgresStore:
         item_ids: Sequence[UUID],
         sign: Callable[[list[MintItem], int], SignedTx],
         *,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[MintItem]:
         ids = list(item_ids)
-        key = self._chain_key(chain_id)
         if not ids:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -738,7 +765,7 @@ class PostgresStore:
                 return []
             items = [_mint_item(r) for r in rows]
             _one_token(items)
-            nonce = await _lock_relayer(conn, relayer, key)
+            nonce = await _lock_relayer(conn, relayer, chain_id)
             signed = sign(items, nonce)
             updated = await conn.fetch(
                 _Q["mark_mint_items_processing"],
@@ -748,7 +775,7 @@ class PostgresStore:
                 relayer,
                 signed.raw,
             )
-            await _set_next_nonce(conn, relayer, nonce + 1, key)
+            await _set_next_nonce(conn, relayer, nonce + 1, chain_id)
         by_id = {_uuid(r["id"]): _mint_item(r) for r in updated}
         return [by_id[m.id] for m in items]
 
@@ -770,11 +797,9 @@ class PostgresStore:
     # -- pipeline: unconfirmed relayer txs (the broadcaster) ------------------------
 
     async def unconfirmed_txs(
-        self, relayer: str, from_nonce: int, *, chain_id: int | None = None
+        self, relayer: str, from_nonce: int, *, chain_id: int
     ) -> list[UnconfirmedTx]:
-        rows = await self._pool.fetch(
-            _Q["unconfirmed_txs"], relayer, from_nonce, *self._chain_filter(chain_id)
-        )
+        rows = await self._pool.fetch(_Q["unconfirmed_txs"], relayer, from_nonce, chain_id)
         return [
             UnconfirmedTx(
                 nonce=int(r["nonce"]),
@@ -786,10 +811,10 @@ class PostgresStore:
         ]
 
     async def sync_relayer_nonce(
-        self, relayer: str, chain_next_nonce: int, *, chain_id: int | None = None
+        self, relayer: str, chain_next_nonce: int, *, chain_id: int
     ) -> int:
         value = await self._pool.fetchval(
-            _Q["sync_relayer_nonce"], relayer, chain_next_nonce, self._chain_key(chain_id)
+            _Q["sync_relayer_nonce"], relayer, chain_next_nonce, chain_id
         )
         return int(value)
 
@@ -800,9 +825,8 @@ class PostgresStore:
         old_hash: str,
         new: SignedTx,
         *,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> bool:
-        key = self._chain_key(chain_id)
         async with self._pool.acquire() as conn, conn.transaction():
             old_raw = await conn.fetchval(_Q["raw_tx_to_replace"], relayer, nonce, old_hash)
             if old_raw is None:
@@ -813,19 +837,19 @@ class PostgresStore:
             await conn.executemany(
                 _Q["record_relayer_tx"],
                 [
-                    (old_hash, relayer, nonce, old_raw, key),
-                    (new.hash, relayer, nonce, new.raw, key),
+                    (old_hash, relayer, nonce, old_raw, chain_id),
+                    (new.hash, relayer, nonce, new.raw, chain_id),
                 ],
             )
         return True
 
     async def tx_hashes(
-        self, relayer: str, nonces: Sequence[int], *, chain_id: int | None = None
+        self, relayer: str, nonces: Sequence[int], *, chain_id: int
     ) -> dict[int, list[str]]:
         wanted = sorted(set(nonces))
         if not wanted:
             return {}
-        rows = await self._pool.fetch(_Q["tx_hashes"], relayer, wanted, self._chain_key(chain_id))
+        rows = await self._pool.fetch(_Q["tx_hashes"], relayer, wanted, chain_id)
         found: dict[int, list[str]] = {}
         for row in rows:
             found.setdefault(int(row["nonce"]), []).append(row["tx_hash"])
@@ -969,23 +993,19 @@ class PostgresStore:
     # -- relayer leases and wake-ups --------------------------------------------------
 
     async def acquire_relayer_lease(
-        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int | None = None
+        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int
     ) -> bool:
         row = await self._pool.fetchval(
             _Q["acquire_relayer_lease"],
             relayer,
             holder,
             float(ttl_s),
-            self._chain_key(chain_id),
+            chain_id,
         )
         return bool(row == holder)
 
-    async def release_relayer_lease(
-        self, relayer: str, holder: str, *, chain_id: int | None = None
-    ) -> None:
-        await self._pool.execute(
-            _Q["release_relayer_lease"], relayer, holder, self._chain_key(chain_id)
-        )
+    async def release_relayer_lease(self, relayer: str, holder: str, *, chain_id: int) -> None:
+        await self._pool.execute(_Q["release_relayer_lease"], relayer, holder, chain_id)
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:
         await self._listen()
@@ -1092,6 +1112,19 @@ async def _record_payments(conn: _Conn, payments: Sequence[tuple[UUID, LedgerPay
         [e.account.asset for _, _, e in entries],
         [e.account.chain_id for _, _, e in entries],
         [e.amount for _, _, e in entries],
+    )
+
+
+#: What refuses one payment's completion (and so its whole batch): the ledger's triggers
+#: and constraints, a duplicate mint id, the ledger's rules (payfirst.domain.ledger).
+_REFUSED_COMPLETION = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, ValueError)
+
+
+def _log_refused_completion(payment_id: UUID, exc: BaseException) -> None:
+    log.error(
+        "payment %s settled but its completion was refused, left sent for the operator: %s",
+        payment_id,
+        exc,
     )
 
 

@@ -80,8 +80,8 @@ async def create_account(request: Request, caller: Credential) -> Response:
     summary: Create an account and its first API key.
     description: >
       Operator only. The answer holds the new key's whole text: it is shown this once and
-      never again (only its prefix and hash are kept). fee_bps and payout_address are a
-      provider's only.
+      never again (only its prefix and hash are kept); it expires when the calling key
+      does, if that key expires. fee_bps and payout_address are a provider's only.
     responses:
       201: {description: The account and its first key}
       400: {description: Malformed body}
@@ -99,6 +99,7 @@ async def create_account(request: Request, caller: Credential) -> Response:
         fee_bps=fee_bps,
         payout_address=payout_address,
         mode=key_mode(caller.key.prefix),
+        not_after=caller.key.expires_at,
     )
     return JSONResponse(
         {"account": account_view(account), "api_key": issued_view(issued)}, status_code=201
@@ -165,8 +166,9 @@ async def create_key(request: Request, caller: Credential) -> Response:
     summary: Create an API key.
     description: >
       A key of the caller's own account; the operator may name another account
-      (account_id). expires_in_s (60 s .. 10 years) makes it expire. The answer holds the
-      key's whole text: it is shown this once and never again.
+      (account_id). expires_in_s (60 s .. 10 years) makes it expire. It expires no later
+      than the calling key: an expiring key cannot make a longer-lived one. The answer
+      holds the key's whole text: it is shown this once and never again.
     responses:
       201: {description: The new key}
       400: {description: Malformed body}
@@ -181,7 +183,11 @@ async def create_key(request: Request, caller: Credential) -> Response:
     if not may_act_for(caller.account, account_id):
         raise PaymentRejected(Reason.UNKNOWN_ACCOUNT, "no such account")
     issued = await accounts(request).issue_key(
-        account_id, name=name, expires_in=expires_in, mode=key_mode(caller.key.prefix)
+        account_id,
+        name=name,
+        expires_in=expires_in,
+        mode=key_mode(caller.key.prefix),
+        not_after=caller.key.expires_at,
     )
     return JSONResponse(issued_view(issued), status_code=201)
 

@@ -34,15 +34,14 @@ class BroadcastResult:
 
 
 class Broadcaster:
-    def __init__(
-        self, store: Store, chain: Chain, relayer: Relayer, *, chain_id: int | None = None
-    ) -> None:
+    def __init__(self, store: Store, chain: Chain, relayer: Relayer) -> None:
         self.store = store
         self.chain = chain
         self.relayer = relayer
         # The network whose payments and relayer state this pipeline works on, passed to
-        # every store call; None: the store's default network (a single-chain setup).
-        self.chain_id = chain_id
+        # every store call: the chain the relayer signs for, so a claim never takes another
+        # chain's payments nor signs them with another chain's nonce.
+        self.chain_id = relayer.chain_id
         # Claims and broadcasts of one relayer take turns inside this process, so
         # transactions leave in nonce order.
         self.lock = asyncio.Lock()

@@ -98,15 +98,14 @@ class RelayerLoops:
         relayer: Relayer,
         *,
         settler: str | None = None,
-        chain_id: int | None = None,
         confirmation_depth: int | None = None,
     ) -> None:
-        """`chain_id`: the network these loops settle on (its payments, its relayer
-        state); None, the store's default network, is what a single-chain setup passes.
-        `confirmation_depth`: the network's own; None: the confirmation_depth setting."""
+        """The loops settle on the network `relayer` signs for (`relayer.chain_id`: its
+        payments, its relayer state). `confirmation_depth`: the network's own; None: the
+        confirmation_depth setting."""
         self.store = store
         self.settings = SettingsReader(store)
-        self.broadcaster = Broadcaster(store, chain, relayer, chain_id=chain_id)
+        self.broadcaster = Broadcaster(store, chain, relayer)
         # With a BatchSettler, payments settle many to a tx (setting payment_tx_batching).
         self.sender = Sender(self.broadcaster, settler)
         self.confirmer = Confirmer(self.broadcaster, depth=confirmation_depth)

@@ -37,17 +37,15 @@ class Worker:
         holder: str | None = None,
         lease_ttl_s: float = 15.0,
         settler: str | None = None,
-        chain_id: int | None = None,
         confirmation_depth: int | None = None,
     ) -> None:
-        """One network's worker: `chain` and `relayers` are that network's, `chain_id` its
-        chain id (None: the store's default network, a single-chain setup), and
+        """One network's worker: `chain` and `relayers` are that network's (each relayer's
+        chain id is the network's: its leases, nonces and payments are that chain's), and
         `confirmation_depth` its own (None: the confirmation_depth setting)."""
         self.store = store
         self.chain = chain
         self.relayers = relayers
         self.settler = settler  # the BatchSettler every relayer's sender batches through (or None)
-        self.chain_id = chain_id
         self.confirmation_depth = confirmation_depth
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_ttl_s = lease_ttl_s
@@ -77,7 +75,7 @@ class Worker:
         while True:
             try:
                 held = await self.store.acquire_relayer_lease(
-                    address, self.holder, self.lease_ttl_s, chain_id=self.chain_id
+                    address, self.holder, self.lease_ttl_s, chain_id=relayer.chain_id
                 )
             except Exception as exc:  # the database is unreachable: we cannot prove the lease
                 log.warning("relayer %s: lease not renewed: %s", name, exc)
@@ -88,7 +86,6 @@ class Worker:
                     self.chain,
                     relayer,
                     settler=self.settler,
-                    chain_id=self.chain_id,
                     confirmation_depth=self.confirmation_depth,
                 )
                 self.relayer_loops[address] = loops
@@ -108,4 +105,6 @@ class Worker:
         await loops.stop()
         if release:
             with contextlib.suppress(Exception):
-                await self.store.release_relayer_lease(address, self.holder, chain_id=self.chain_id)
+                await self.store.release_relayer_lease(
+                    address, self.holder, chain_id=loops.broadcaster.chain_id
+                )

@@ -63,7 +63,7 @@ class Store(Protocol):
     # tokens
     async def upsert_token(self, token: Token) -> None:
         """Insert or update a token's configuration; never touches reserved_count of an
-        existing row."""
+        existing row. Raises ValueError for a token registered on another chain."""
 
     async def get_token(self, address: str) -> Token | None: ...
 
@@ -83,12 +83,10 @@ class Store(Protocol):
         """Remove an operator's value, so the default applies again; False if none was set."""
 
     # relayers
-    async def get_relayer_nonce(self, address: str, *, chain_id: int | None = None) -> int | None:
-        """A relayer's next nonce on a chain (None: the default network), if it has one."""
+    async def get_relayer_nonce(self, address: str, *, chain_id: int) -> int | None:
+        """A relayer's next nonce on a chain, if it has one."""
 
-    async def set_relayer_nonce(
-        self, address: str, next_nonce: int, *, chain_id: int | None = None
-    ) -> None: ...
+    async def set_relayer_nonce(self, address: str, next_nonce: int, *, chain_id: int) -> None: ...
 
     # payments
     async def queue_payment(self, payment: NewPayment) -> QueuedPayment:
@@ -98,7 +96,8 @@ class Store(Protocol):
         otherwise reserve `quantity` mints under the token's cap (raise
         PaymentRejected(Reason.SOLD_OUT) if they do not fit, PaymentRejected(Reason.UNKNOWN_TOKEN) if the token is unknown) and insert the payment as pending.
         Nothing is written when it raises. The payment records `payment.chain_id` (a mint
-        given none: its token's chain; otherwise None, the default network)."""
+        given none: its token's chain; otherwise the default network's once adopted, else
+        None)."""
 
     async def get_payment(self, payment_id: UUID) -> Payment | None: ...
 
@@ -111,18 +110,24 @@ class Store(Protocol):
 
     # -- networks -------------------------------------------------------------------
     #
-    # Every pipeline method takes `chain_id` (keyword): the payments and mint items of that
-    # chain only (a mint item's chain is its token's), and the relayer's state (nonce,
-    # lease, recorded txs) on that chain: one key relays on several chains with independent
-    # nonces. `chain_id=None`, what callers of the single-chain release pass, means any
-    # chain for payments and mint items and the default network for relayer state.
+    # Every pipeline method takes a required `chain_id` (keyword): the payments and mint
+    # items of that chain only (a mint item's chain is its token's), and the relayer's state
+    # (nonce, lease, recorded txs) on that chain: one key relays on several chains with
+    # independent nonces. There is no "any chain": a claim must take the payments of the
+    # chain whose nonce it signs with. Payments of no recorded chain (from before 0009) are
+    # matched by no pipeline query until `adopt_default_chain` gives them one.
 
     async def adopt_default_chain(self, chain_id: int) -> None:
         """The default network (the legacy single chain: payments of no recorded chain,
         relayer state of no chain) is `chain_id`, read from that chain at startup: ONE
         transaction gives those rows the chain id (a relayer's nonce never lowered), and
-        from then on payments of no recorded chain count as `chain_id`'s and `chain_id=None`
-        means `chain_id` for relayer state."""
+        from then on a payment queued with no chain records `chain_id`, and the ledger counts
+        any of no recorded chain as `chain_id`'s. Cheap when there is nothing to adopt (a
+        partial index of the rows of no chain)."""
+
+    async def default_network_rows(self) -> bool:
+        """Whether unfinished payments of no recorded chain, or relayer nonces of the
+        default network (chain 0), wait for `adopt_default_chain`."""
 
     # -- pipeline: payments ---------------------------------------------------------
 
@@ -133,7 +138,7 @@ class Store(Protocol):
         sign: Callable[[Payment, int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step): take up to `limit` pending payments,
         oldest first (FOR UPDATE SKIP LOCKED on PostgreSQL), lock the relayer's row
@@ -150,7 +155,7 @@ class Store(Protocol):
         sign: Callable[[list[Payment], int], SignedTx],
         *,
         only: Sequence[UUID] | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
         """ONE transaction (the write-ahead step, as `claim_payments`), for ONE tx settling
         many payments: take up to `limit` pending payments of ONE payment asset (the asset
@@ -168,26 +173,24 @@ class Store(Protocol):
         limit: int,
         *,
         expiring_before: int | None = None,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[Payment]:
         """Payments in `status`, oldest first (`sent`: by processed_at; others by
         created_at); with `expiring_before`, only those whose authorization's
         valid_before is below it."""
 
     async def amounts_in_flight(
-        self, payers: Sequence[str], *, chain_id: int | None = None
+        self, payers: Sequence[str], *, chain_id: int
     ) -> dict[tuple[str, str], int]:
         """{(payment_asset, payer): the sum of these payers' payments signed but not yet
         decided (`processing` or `sent`)}: money their balances may still lose."""
 
-    async def sent_payments(
-        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
-    ) -> list[Payment]:
+    async def sent_payments(self, relayer: str, tx_limit: int, *, chain_id: int) -> list[Payment]:
         """The relayer's `sent` payments carried by its `tx_limit` oldest (lowest nonce)
         sent transactions — a batch transaction carries many — oldest first."""
 
     async def sent_mint_items(
-        self, relayer: str, tx_limit: int, *, chain_id: int | None = None
+        self, relayer: str, tx_limit: int, *, chain_id: int
     ) -> list[MintItem]:
         """The relayer's `sent` mint items of its `tx_limit` oldest sent transactions."""
 
@@ -216,7 +219,9 @@ class Store(Protocol):
     ) -> list[UUID]:
         """`complete_payment` for many (payment id, tx hash, mint ids) in ONE transaction;
         returns the ids it completed (those not `sent`/`processing` are left as they are).
-        A duplicate mint id or a raising `before_commit` rolls all of them back."""
+        A raising `before_commit` rolls all of them back. A payment whose completion is
+        refused (a duplicate mint id, its ledger entries) is logged and left as it is; the
+        others complete, each in a transaction of its own then."""
 
     async def fail_payment(
         self,
@@ -240,13 +245,11 @@ class Store(Protocol):
     async def get_mint_items(self, payment_id: UUID) -> list[MintItem]: ...
 
     async def list_mint_items(
-        self, status: MintStatus, limit: int, *, chain_id: int | None = None
+        self, status: MintStatus, limit: int, *, chain_id: int
     ) -> list[MintItem]:
         """Oldest first (by updated_at)."""
 
-    async def pending_mint_items(
-        self, limit: int, *, chain_id: int | None = None
-    ) -> list[MintItem]:
+    async def pending_mint_items(self, limit: int, *, chain_id: int) -> list[MintItem]:
         """Up to `limit` pending items of ONE token (the token of the oldest pending
         item), oldest first. Does not claim them."""
 
@@ -256,7 +259,7 @@ class Store(Protocol):
         item_ids: Sequence[UUID],
         sign: Callable[[list[MintItem], int], SignedTx],
         *,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> list[MintItem]:
         """ONE transaction: of `item_ids`, those still pending (FOR UPDATE SKIP LOCKED),
         all under ONE relayer nonce: call `sign(items, nonce)` once, store tx_hash, nonce,
@@ -275,7 +278,7 @@ class Store(Protocol):
     # -- pipeline: unconfirmed relayer txs (the broadcaster) ------------------------
 
     async def unconfirmed_txs(
-        self, relayer: str, from_nonce: int, *, chain_id: int | None = None
+        self, relayer: str, from_nonce: int, *, chain_id: int
     ) -> list[UnconfirmedTx]:
         """The relayer's persisted txs with nonce >= from_nonce, from payments and mint
         items in ANY status that still carry a raw_tx, plus every still-`processing` one
@@ -284,7 +287,7 @@ class Store(Protocol):
         rows are `processing`."""
 
     async def sync_relayer_nonce(
-        self, relayer: str, chain_next_nonce: int, *, chain_id: int | None = None
+        self, relayer: str, chain_next_nonce: int, *, chain_id: int
     ) -> int:
         """next_nonce = max(stored, chain_next_nonce) (row created if missing); returns it."""
 
@@ -295,7 +298,7 @@ class Store(Protocol):
         old_hash: str,
         new: SignedTx,
         *,
-        chain_id: int | None = None,
+        chain_id: int,
     ) -> bool:
         """ONE transaction (the write-ahead step of a fee bump): only if payments or mint
         items in `processing`/`sent` carry (relayer, nonce, old_hash): record the old and
@@ -303,21 +306,19 @@ class Store(Protocol):
         Returns whether it replaced anything."""
 
     async def tx_hashes(
-        self, relayer: str, nonces: Sequence[int], *, chain_id: int | None = None
+        self, relayer: str, nonces: Sequence[int], *, chain_id: int
     ) -> dict[int, list[str]]:
         """Every tx hash recorded in `relayer_txs` for these nonces of the relayer."""
 
     # -- relayer leases and wake-ups --------------------------------------------------
 
     async def acquire_relayer_lease(
-        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int | None = None
+        self, relayer: str, holder: str, ttl_s: float, *, chain_id: int
     ) -> bool:
         """Take or renew the lease on a relayer key for `ttl_s` seconds: succeeds when
         nobody holds it, `holder` already does, or the holder's lease has expired."""
 
-    async def release_relayer_lease(
-        self, relayer: str, holder: str, *, chain_id: int | None = None
-    ) -> None:
+    async def release_relayer_lease(self, relayer: str, holder: str, *, chain_id: int) -> None:
         """Give the key up (only if `holder` holds it)."""
 
     async def watch_new_payments(self, callback: Callable[[], None]) -> None:

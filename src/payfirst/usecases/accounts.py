@@ -176,13 +176,15 @@ class Accounts:
         payout_address: str | None = None,
         mode: KeyMode = KeyMode.LIVE,
         key_name: str | None = None,
+        not_after: datetime | None = None,
     ) -> tuple[Account, IssuedKey]:
-        """A new account and its first key (checked values: see the check_ functions)."""
+        """A new account and its first key (checked values: see the check_ functions);
+        `not_after`: as issue_key's."""
         if role is not Role.PROVIDER and (fee_bps is not None or payout_address is not None):
             raise _invalid("fee_bps and payout_address are a provider's only")
         now = self._now()
         account = Account(uuid4(), role, name, now, fee_bps=fee_bps, payout_address=payout_address)
-        issued = _issue(account.id, key_name, None, mode, now)
+        issued = _issue(account.id, key_name, None, mode, now, not_after)
         await self._store.create_account(account, issued.key)
         return account, issued
 
@@ -216,10 +218,13 @@ class Accounts:
         name: str | None = None,
         expires_in: timedelta | None = None,
         mode: KeyMode = KeyMode.LIVE,
+        not_after: datetime | None = None,
     ) -> IssuedKey:
-        """A new key of an existing, active account (unknown_account otherwise)."""
+        """A new key of an existing, active account (unknown_account otherwise).
+        `not_after` (the issuing key's expiry) caps its own: a key never outlives the key
+        that made it."""
         now = self._now()
-        issued = _issue(account_id, name, expires_in, mode, now)
+        issued = _issue(account_id, name, expires_in, mode, now, not_after)
         # A prefix already taken (one chance in 62^8) fails on the unique key: never reused.
         if not await self._store.create_api_key(issued.key):
             raise _unknown_account()
@@ -259,8 +264,12 @@ def _issue(
     expires_in: timedelta | None,
     mode: KeyMode,
     now: datetime,
+    not_after: datetime | None = None,
 ) -> IssuedKey:
     new = generate_key(mode)
+    expires_at = None if expires_in is None else now + expires_in
+    if not_after is not None and (expires_at is None or expires_at > not_after):
+        expires_at = not_after
     key = ApiKey(
         id=uuid4(),
         account_id=account_id,
@@ -268,6 +277,6 @@ def _issue(
         secret_hash=new.secret_hash,
         name=name,
         created_at=now,
-        expires_at=None if expires_in is None else now + expires_in,
+        expires_at=expires_at,
     )
     return IssuedKey(key, new.text)

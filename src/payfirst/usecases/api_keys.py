@@ -6,9 +6,11 @@ secret characters carry 256 bits from `secrets`. Only the SHA-256 of the whole k
 stored: a key is as random as a hash output, so a slow password hash would add nothing (as
 Stripe and GitHub do). The stored hash is compared with `hmac.compare_digest`.
 
-`pf_test_` keys are those of a dev instance (the embedded database of `payfirst serve`):
-a leaked one opens nothing real. Both modes are accepted alike; the mode only tells people
-which kind of instance a key belongs to."""
+`pf_test_` keys are those of a dev instance: the operator key `payfirst serve` prints when
+it runs its embedded database and its own local dev chain (no PAYFIRST_RPC_URL, no networks
+file), and the keys made with a test key. The mode is a label, not a permission: both modes
+are accepted alike, so a test key is kept as secret as any (the mode only tells people
+which kind of instance a key belongs to)."""
 
 from __future__ import annotations
 

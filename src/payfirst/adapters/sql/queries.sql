@@ -14,7 +14,7 @@ SELECT pg_advisory_xact_lock($1);
 -- tokens
 
 -- name: upsert_token
--- Register a token or update its terms; its reserved count is kept.
+-- Register a token or update its terms (not its chain: no row then); reserved count kept.
 INSERT INTO tokens (
     address, chain_id, name, symbol, payment_asset, asset_name, asset_version,
     asset_decimals, price_per_mint, mint_amount, max_mint_count, reserved_count
@@ -31,7 +31,9 @@ ON CONFLICT (address) DO UPDATE SET
     price_per_mint = EXCLUDED.price_per_mint,
     mint_amount = EXCLUDED.mint_amount,
     max_mint_count = EXCLUDED.max_mint_count,
-    updated_at = now();
+    updated_at = now()
+WHERE tokens.chain_id = EXCLUDED.chain_id
+RETURNING address;
 
 -- name: get_token
 -- The token at an address.
@@ -132,14 +134,14 @@ SELECT status, count(*) AS n FROM mint_queue GROUP BY status;
 -- payments: settling
 
 -- name: lock_pending_payments
--- The oldest pending payments (of `only`'s ids when given, of chain $3 when given: with the
--- default network's rows, chain_id NULL, when $4), locked; rows others hold are skipped.
+-- The oldest pending payments of chain $3 (of `only`'s ids when given), locked; rows others
+-- hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
        created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
-   AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
+   AND chain_id = $3
  ORDER BY created_at, id
  LIMIT $1
    FOR UPDATE SKIP LOCKED;
@@ -152,24 +154,24 @@ UPDATE payment_queue
  WHERE id = $1;
 
 -- name: lock_batch_asset
--- The asset of the oldest pending payment (of chain $2, as lock_pending_payments) no other
+-- The asset of the oldest pending payment of chain $2 (as lock_pending_payments) no other
 -- claim holds, that payment locked.
 SELECT payment_asset FROM payment_queue
  WHERE status = 'pending' AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
-   AND ($2::bigint IS NULL OR chain_id = $2 OR (chain_id IS NULL AND $3::boolean))
+   AND chain_id = $2
  ORDER BY created_at, id
  LIMIT 1
    FOR UPDATE SKIP LOCKED;
 
 -- name: lock_pending_payments_of_asset
--- The oldest pending payments of one asset, locked; rows others hold are skipped.
+-- The oldest pending payments of one asset on chain $4, locked; rows others hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
        created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'pending' AND payment_asset = $2
    AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
-   AND ($4::bigint IS NULL OR chain_id = $4 OR (chain_id IS NULL AND $5::boolean))
+   AND chain_id = $4
  ORDER BY created_at, id
  LIMIT $1
    FOR UPDATE SKIP LOCKED;
@@ -182,33 +184,35 @@ UPDATE payment_queue
  WHERE id = ANY($1::uuid[]);
 
 -- name: list_payments
--- Payments in a status, oldest first (optionally only those expiring before a time).
+-- Payments of chain $4 in a status, oldest first (optionally only those expiring before a
+-- time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
        created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = $1 AND ($3::bigint IS NULL OR valid_before < $3)
-   AND ($4::bigint IS NULL OR chain_id = $4 OR (chain_id IS NULL AND $5::boolean))
+   AND chain_id = $4
  ORDER BY created_at, id
  LIMIT $2;
 
 -- name: list_sent_payments
--- Sent payments, longest sent first (optionally only those expiring before a time).
+-- Sent payments of chain $3, longest sent first (optionally only those expiring before a
+-- time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
        created_at, processed_at, result, chain_id
   FROM payment_queue
  WHERE status = 'sent' AND ($2::bigint IS NULL OR valid_before < $2)
-   AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
+   AND chain_id = $3
  ORDER BY processed_at, created_at, id
  LIMIT $1;
 
 -- name: amounts_in_flight
--- What each of these payers has in processing or sent payments, per asset.
+-- What each of these payers has in processing or sent payments on chain $2, per asset.
 SELECT payment_asset, payer, sum(amount) AS amount
   FROM payment_queue
  WHERE status IN ('processing', 'sent') AND payer = ANY($1::text[])
-   AND ($2::bigint IS NULL OR chain_id = $2 OR (chain_id IS NULL AND $3::boolean))
+   AND chain_id = $2
  GROUP BY payment_asset, payer;
 
 -- name: sent_payments
@@ -220,7 +224,7 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
  WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
        SELECT tx_hash FROM payment_queue
         WHERE status = 'sent' AND relayer = $1
-          AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
+          AND chain_id = $3
         GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
  ORDER BY processed_at, created_at, id;
 
@@ -283,27 +287,25 @@ SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, t
  ORDER BY created_at, id;
 
 -- name: list_mint_items
--- Mint items in a status, least recently updated first.
+-- Mint items of chain $3's tokens in a status, least recently updated first.
 SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash,
        error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts
   FROM mint_queue
  WHERE status = $1
-   AND ($3::bigint IS NULL
-        OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
+   AND token_address IN (SELECT address FROM tokens WHERE chain_id = $3)
  ORDER BY updated_at, created_at, id
  LIMIT $2;
 
 -- name: pending_mint_items
--- The oldest pending mint items of one token (that of the oldest pending item, of a token
--- on chain $2 when given).
+-- The oldest pending mint items of one token (that of the oldest pending item of a token
+-- on chain $2).
 SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash,
        error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts
   FROM mint_queue
  WHERE status = 'pending'
    AND token_address = (
        SELECT token_address FROM mint_queue WHERE status = 'pending'
-          AND ($2::bigint IS NULL
-               OR token_address IN (SELECT address FROM tokens WHERE chain_id = $2))
+          AND token_address IN (SELECT address FROM tokens WHERE chain_id = $2)
         ORDER BY created_at, id LIMIT 1)
  ORDER BY created_at, id
  LIMIT $1;
@@ -332,15 +334,14 @@ UPDATE mint_queue SET status = 'sent', updated_at = now()
  WHERE status = 'processing' AND tx_hash = ANY($1::text[]);
 
 -- name: sent_mint_items
--- The sent mint items of a relayer's lowest-nonce sent txs (at most $2 txs).
+-- The sent mint items of a relayer's lowest-nonce sent txs (at most $2 txs) on chain $3.
 SELECT id, payment_id, payer, token_address, mint_id, payment_tx_hash, status, tx_hash,
        error_message, created_at, updated_at, nonce, relayer, raw_tx, attempts
   FROM mint_queue
  WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
        SELECT tx_hash FROM mint_queue
         WHERE status = 'sent' AND relayer = $1
-          AND ($3::bigint IS NULL
-               OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
+          AND token_address IN (SELECT address FROM tokens WHERE chain_id = $3)
         GROUP BY tx_hash ORDER BY min(nonce) LIMIT $2)
  ORDER BY updated_at, created_at, id;
 
@@ -373,12 +374,11 @@ SELECT DISTINCT ON (nonce)
   FROM (
         SELECT nonce, tx_hash, raw_tx, status FROM payment_queue
          WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
-           AND ($3::bigint IS NULL OR chain_id = $3 OR (chain_id IS NULL AND $4::boolean))
+           AND chain_id = $3
         UNION ALL
         SELECT nonce, tx_hash, raw_tx, status FROM mint_queue
          WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
-           AND ($3::bigint IS NULL
-                OR token_address IN (SELECT address FROM tokens WHERE chain_id = $3))
+           AND token_address IN (SELECT address FROM tokens WHERE chain_id = $3)
        ) AS txs
  ORDER BY nonce, tx_hash;
 
@@ -446,8 +446,14 @@ DELETE FROM relayer_leases WHERE address = $1 AND holder = $2 AND chain_id = $3;
 -- default network
 
 -- name: adopt_default_payments
--- Payments of the default network (chain_id NULL) get its chain id.
+-- Payments of the default network (chain_id NULL) get its chain id (idx_payment_queue_no_chain).
 UPDATE payment_queue SET chain_id = $1 WHERE chain_id IS NULL;
+
+-- name: default_network_rows
+-- Whether unfinished payments or relayer nonces of the default network await adoption.
+SELECT EXISTS (SELECT 1 FROM payment_queue
+                WHERE chain_id IS NULL AND status IN ('pending', 'processing', 'sent'))
+    OR EXISTS (SELECT 1 FROM relayers WHERE chain_id = 0);
 
 -- name: adopt_default_relayers
 -- The default network's relayer nonces (chain 0) move to its chain id (never lowering one).
@@ -560,7 +566,8 @@ ON CONFLICT (kind, owner, asset, chain_id) DO NOTHING;
 
 -- name: ledger_record_payments
 -- One `payment` ledger transaction per completed payment ($1, $2) and all their entries;
--- a payment already recorded (completed again after a hand edit) is not recorded twice.
+-- a payment already recorded (completed again after a hand edit) is not recorded twice. An
+-- entry whose account is missing fails the statement (account_id NOT NULL), never dropped.
 WITH transactions AS (
     INSERT INTO ledger_transactions (id, kind, payment_id)
     SELECT t.id, 'payment', t.payment_id FROM unnest($1::uuid[], $2::uuid[]) AS t (id, payment_id)
@@ -572,7 +579,7 @@ SELECT e.transaction_id, e.position, a.id, e.amount
   FROM unnest($3::uuid[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::bigint[],
               $9::numeric[]) AS e (transaction_id, position, kind, owner, asset, chain_id, amount)
   JOIN transactions t ON t.id = e.transaction_id
-  JOIN ledger_accounts a
+  LEFT JOIN ledger_accounts a
     ON a.kind = e.kind AND a.owner = e.owner AND a.asset = e.asset AND a.chain_id = e.chain_id;
 
 -- name: ledger_add_reversal
@@ -593,12 +600,13 @@ SELECT r.id, e.position, e.account_id, -e.amount
  WHERE r.id = $1;
 
 -- name: ledger_unbalanced
--- Ledger transactions whose entries do not sum to zero, with the sum.
-SELECT transaction_id, sum(amount) AS total
-  FROM ledger_entries
- GROUP BY transaction_id
-HAVING sum(amount) <> 0
- ORDER BY transaction_id
+-- Ledger transactions whose entries of an asset on a chain do not sum to zero, with the sum.
+SELECT e.transaction_id, sum(e.amount) AS total
+  FROM ledger_entries e
+  JOIN ledger_accounts a ON a.id = e.account_id
+ GROUP BY e.transaction_id, a.asset, a.chain_id
+HAVING sum(e.amount) <> 0
+ ORDER BY e.transaction_id
  LIMIT $1;
 
 -- name: ledger_records

@@ -43,10 +43,14 @@ UPDATE payment_queue
    SET chain_id = (SELECT min(chain_id) FROM tokens)
  WHERE chain_id IS NULL AND (SELECT count(DISTINCT chain_id) FROM tokens) = 1;
 
--- A network's worker claims its pending payments (the default network's: chain_id NULL too).
+-- A network's worker claims its pending payments.
 CREATE INDEX idx_payment_queue_pending_chain
     ON payment_queue (chain_id, created_at)
     WHERE status = 'pending';
+
+-- The default network's payments (no chain yet), adopted at every start-up: finding none
+-- must not scan the table.
+CREATE INDEX idx_payment_queue_no_chain ON payment_queue (id) WHERE chain_id IS NULL;
 
 ALTER TABLE relayers ADD COLUMN chain_id bigint NOT NULL DEFAULT 0;
 ALTER TABLE relayers DROP CONSTRAINT relayers_pkey;

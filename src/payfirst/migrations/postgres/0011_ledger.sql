@@ -1,8 +1,9 @@
 -- A double-entry ledger (payfirst.domain.ledger). An account per (kind, owner, asset, chain);
 -- a ledger transaction per completed payment, written in the very database transaction
 -- that marks the payment `completed` (PostgresStore.complete_payments); its entries sum to
--- zero (checked by the statement that writes them). Entries are append-only: a payment found not on chain is
--- reversed by a new `reversal` transaction of opposite entries, never by an edit.
+-- zero per asset and chain (checked by the statement that writes them all). Entries are
+-- append-only: a payment found not on chain is reversed by a new `reversal` transaction of
+-- opposite entries, never by an edit.
 --
 -- The payment's provider and fee are fixed when it is accepted (as Stripe does): a payment
 -- with a provider_id was made payable to the platform's treasury, and its amount is split
@@ -81,15 +82,44 @@ CREATE TRIGGER ledger_accounts_append_only
     BEFORE UPDATE OR DELETE ON ledger_accounts
     FOR EACH ROW EXECUTE FUNCTION payfirst_ledger_append_only_v1();
 
+-- TRUNCATE too, unless the session says it means it (a deliberate wipe, such as a test's
+-- reset: SET LOCAL payfirst.allow_ledger_truncate = 'on').
+CREATE FUNCTION payfirst_ledger_no_truncate_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('payfirst.allow_ledger_truncate', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'the ledger is append-only: TRUNCATE on % refused', TG_TABLE_NAME
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER ledger_entries_no_truncate
+    BEFORE TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION payfirst_ledger_no_truncate_v1();
+
+CREATE TRIGGER ledger_transactions_no_truncate
+    BEFORE TRUNCATE ON ledger_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION payfirst_ledger_no_truncate_v1();
+
+CREATE TRIGGER ledger_accounts_no_truncate
+    BEFORE TRUNCATE ON ledger_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION payfirst_ledger_no_truncate_v1();
+
 -- Each INSERT into ledger_entries must refer to existing transactions and accounts (both
--- append-only, so they stay) and leave every transaction it wrote to balanced: its entries
--- sum to zero (a transaction's entries are written by one statement). Checked once per
--- statement, set-based: a per-row (deferred constraint) trigger and per-row key checks cost
--- a query per entry, too much for the confirmer's completions of hundreds at once.
+-- append-only, so they stay), write all of each transaction's entries (none may be added to
+-- a transaction that has entries from an earlier statement), and leave every transaction
+-- it wrote to balanced: per asset and chain, its entries sum to zero (-100 USDC on one
+-- chain is not balanced by +100 of another asset or chain). Checked once per statement,
+-- set-based: a per-row (deferred constraint) trigger and per-row key checks cost a query
+-- per entry, too much for the confirmer's completions of hundreds at once.
 CREATE FUNCTION payfirst_ledger_entries_check_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id uuid;
+    v_asset text;
+    v_chain bigint;
     v_sum numeric;
 BEGIN
     IF EXISTS (
@@ -99,16 +129,28 @@ BEGIN
         RAISE EXCEPTION 'ledger entries refer to a transaction or an account that does not exist'
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    SELECT t.transaction_id, s.total INTO v_id, v_sum
-      FROM (SELECT DISTINCT transaction_id FROM new_entries) AS t
-      CROSS JOIN LATERAL (
-          SELECT sum(e.amount) AS total FROM ledger_entries e
-           WHERE e.transaction_id = t.transaction_id) AS s
-     WHERE s.total <> 0
+    SELECT e.transaction_id INTO v_id
+      FROM ledger_entries e
+     WHERE e.transaction_id IN (SELECT transaction_id FROM new_entries)
+       AND NOT EXISTS (
+           SELECT 1 FROM new_entries n
+            WHERE n.transaction_id = e.transaction_id AND n.position = e.position)
      LIMIT 1;
     IF v_id IS NOT NULL THEN
-        RAISE EXCEPTION 'ledger transaction % does not balance: its entries sum to %',
-            v_id, v_sum
+        RAISE EXCEPTION 'ledger transaction % already has entries: they are written at once',
+            v_id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    SELECT n.transaction_id, a.asset, a.chain_id, sum(n.amount)
+      INTO v_id, v_asset, v_chain, v_sum
+      FROM new_entries n
+      JOIN ledger_accounts a ON a.id = n.account_id
+     GROUP BY n.transaction_id, a.asset, a.chain_id
+    HAVING sum(n.amount) <> 0
+     LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger transaction % does not balance: its entries of % on chain % sum to %',
+            v_id, v_asset, v_chain, v_sum
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
