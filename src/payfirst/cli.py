@@ -298,13 +298,7 @@ def settings_table(rows: dict[str, int]) -> str:
         )
         for spec in SPECS.values()
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in table
-    ]
+    lines = _aligned(table)
     lines.append("* set by an operator (`payfirst settings unset NAME`: back to the default)")
     lines += [f"ignored: {problem}" for problem in problems]
     return "\n".join(lines)
@@ -645,13 +639,7 @@ def ledger_table(report: LedgerReport) -> str:
         (f.check, f.subject, "VIOLATION" if f.violation else "ok", f.detail)
         for f in report.findings
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ]
+    lines = _aligned(rows)
     count = len(report.violations)
     verdict = "ledger OK" if report.ok else f"ledger check FAILED: {count} violations"
     lines.append(f"{verdict} ({report.payments_checked} payments checked)")
@@ -667,3 +655,14 @@ def _duration(text: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of four cells as lines: the first three padded into columns, the last as is."""
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]

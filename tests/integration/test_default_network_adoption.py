@@ -4,11 +4,8 @@ gives them one."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from payfirst.adapters.devchain import ANVIL_KEYS, free_port
@@ -21,23 +18,6 @@ from tests.fixtures.store import execute_raw, make_payment, random_address, regi
 
 CHAIN = 31337
 RELAYER = "0x" + "12" * 20
-
-
-@pytest.fixture
-async def own_store(pg_dsn: str) -> AsyncIterator[PostgresStore]:
-    """A store on a schema of its own: the adopted default network is the store's state,
-    which must not leak into the run's shared store."""
-    schema = f"payfirst_adopt_{secrets.token_hex(4)}"
-    store = await PostgresStore.connect(pg_dsn, schema=schema, min_size=1, max_size=4)
-    try:
-        yield store
-    finally:
-        await store.close()
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 def _config(tmp_path: Path) -> Config:

@@ -25,23 +25,6 @@ CHAIN_A = 1001
 CHAIN_B = 1002
 
 
-@pytest.fixture
-async def own_store(pg_dsn: str) -> AsyncIterator[PostgresStore]:
-    """A store on a schema of its own: the adopted default network is the store's state,
-    which must not leak into the run's shared store."""
-    schema = f"payfirst_adopt_{secrets.token_hex(4)}"
-    store = await PostgresStore.connect(pg_dsn, schema=schema, min_size=1, max_size=4)
-    try:
-        yield store
-    finally:
-        await store.close()
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-
 def _sign_each(payment: Payment, nonce: int) -> SignedTx:
     return SignedTx(raw=f"0x02{nonce:04x}", hash="0x" + secrets.token_hex(32))
 
