@@ -165,6 +165,16 @@ async def check_invariants(store: Store, rpc: RpcClient) -> None:
         "SELECT payer, auth_nonce FROM payment_queue GROUP BY payer, auth_nonce HAVING count(*) > 1",
     )
     assert queued_twice == [], f"authorizations queued twice: {queued_twice}"
+    # The ledger records a payment once, in the transaction that completes it: never a
+    # payment not completed (nothing credited before confirmation), never one twice.
+    misrecorded = await fetch_raw(
+        store,
+        "SELECT p.id, p.status, count(t.id) AS recorded FROM payment_queue p"
+        " LEFT JOIN ledger_transactions t ON t.payment_id = p.id AND t.kind = 'payment'"
+        " GROUP BY p.id, p.status"
+        " HAVING count(t.id) <> CASE WHEN p.status = 'completed' THEN 1 ELSE 0 END",
+    )
+    assert misrecorded == [], f"payments the ledger records wrongly: {misrecorded}"
     reserved = await fetch_raw(
         store,
         "SELECT t.address, t.reserved_count, coalesce(sum(p.quantity), 0) AS held"
