@@ -1,8 +1,9 @@
-"""The PostgreSQL store's SQL, kept in `queries.sql` (package data) and read once at import.
+"""The PostgreSQL store's SQL, kept in this package's `.sql` files (package data:
+`queries.sql` for the pipeline, one file per platform part) and read once at import.
 
 Each query there is a block headed `-- name: <name>`, then at least one comment line saying
 what it does, then one statement. `QUERIES` maps names to statements (comments and the final
-`;` removed).
+`;` removed); a name is unique across the files.
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def _load() -> Mapping[str, str]:
-    text = resources.files(__name__).joinpath("queries.sql").read_text(encoding="utf-8")
-    return MappingProxyType(parse_queries(text))
+    queries: dict[str, str] = {}
+    files = sorted(
+        (f for f in resources.files(__name__).iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    for file in files:
+        for name, statement in parse_queries(file.read_text(encoding="utf-8")).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined in two files ({file.name})")
+            queries[name] = statement
+    return MappingProxyType(queries)
 
 
 #: Every query of the PostgreSQL store, by name.
