@@ -79,6 +79,9 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
         Route("/v1/keys", accounts.create_key, methods=["POST"]),
         Route("/v1/keys", accounts.list_keys, methods=["GET"]),
         Route("/v1/keys/{key_id}/revoke", accounts.revoke_key, methods=["POST"]),
+        # Paid endpoints (api/endpoints.py): the registry, its 402s, Bazaar discovery.
+        # Payouts and balances (api/payouts.py).
+        # What providers read (api/views.py): payments and ledger entries, JSON or CSV.
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(
