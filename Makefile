@@ -32,8 +32,8 @@ postgres:
 check: lint types imports
 
 lint: deps
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 types: deps
 	$(BIN)/mypy

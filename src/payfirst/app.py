@@ -19,7 +19,17 @@ from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, DevChain
 from payfirst.adapters.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_factory import open_store
-from payfirst.api import accounts, facilitator, health, mint, payments, tokens
+from payfirst.api import (
+    accounts,
+    endpoints,
+    facilitator,
+    health,
+    mint,
+    payments,
+    payouts,
+    tokens,
+    views,
+)
 from payfirst.api.http_limits import UNAVAILABLE_ERRORS, Guard, HttpLimits
 from payfirst.api.openapi import openapi_document
 from payfirst.api.services import Services
@@ -75,13 +85,37 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
         Route("/v1/accounts", accounts.create_account, methods=["POST"]),
         Route("/v1/accounts", accounts.list_accounts, methods=["GET"]),
         Route("/v1/accounts/{account_id}", accounts.get_account, methods=["GET"]),
+        Route("/v1/accounts/{account_id}", accounts.update_account, methods=["PATCH"]),
         Route("/v1/accounts/{account_id}/revoke", accounts.revoke_account, methods=["POST"]),
         Route("/v1/keys", accounts.create_key, methods=["POST"]),
         Route("/v1/keys", accounts.list_keys, methods=["GET"]),
         Route("/v1/keys/{key_id}/revoke", accounts.revoke_key, methods=["POST"]),
         # Paid endpoints (api/endpoints.py): the registry, its 402s, Bazaar discovery.
+        Route("/v1/endpoints", endpoints.create_endpoint, methods=["POST"]),
+        Route("/v1/endpoints", endpoints.list_endpoints, methods=["GET"]),
+        Route("/v1/endpoints/{endpoint_id}", endpoints.get_endpoint, methods=["GET"]),
+        Route("/v1/endpoints/{endpoint_id}", endpoints.update_endpoint, methods=["PATCH"]),
+        Route("/v1/endpoints/{endpoint_id}", endpoints.disable_endpoint, methods=["DELETE"]),
+        Route(
+            "/v1/endpoints/{endpoint_id}/requirements",
+            endpoints.endpoint_requirements,
+            methods=["GET"],
+        ),
+        Route("/discovery/resources", endpoints.discovery_resources, methods=["GET"]),
         # Payouts and balances (api/payouts.py).
+        Route("/v1/payouts", payouts.create_payout, methods=["POST"]),
+        Route("/v1/payouts", payouts.list_payouts, methods=["GET"]),
+        Route("/v1/payouts/{payout_id}", payouts.get_payout, methods=["GET"]),
+        Route("/v1/balance", payouts.balance, methods=["GET"]),
         # What providers read (api/views.py): payments and ledger entries, JSON or CSV.
+        Route("/v1/payments", views.list_payments, methods=["GET"]),
+        Route(
+            "/v1/payments/{payment_id}",
+            views.get_payment,
+            methods=["GET"],
+            name="get_provider_payment",
+        ),
+        Route("/v1/ledger/entries", views.list_entries, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(
@@ -126,6 +160,7 @@ class NetworkRuntime:
             self.relayers,
             settler=self.settler,
             confirmation_depth=self.network.confirmation_depth,
+            treasury=self.network.treasury_address,
         )
 
     def served(self) -> ServedNetwork:
@@ -267,10 +302,14 @@ async def open_networks(
             settler = config.settler_address or (
                 deployment.settler if deployment is not None and deployment.settler else None
             )
+            keys = legacy_relayer_keys(config, legacy_chain_id)
+            # The dev chain's treasury, unless one is configured: the first relayer key, so
+            # the dev instance pays providers out (a payout is signed by the treasury).
+            treasury = config.treasury_address or (
+                Relayer.from_key(keys[0], legacy_chain_id).address if deployment else None
+            )
             config = replace(
-                config,
-                relayer_keys=legacy_relayer_keys(config, legacy_chain_id),
-                settler_address=settler,
+                config, relayer_keys=keys, settler_address=settler, treasury_address=treasury
             )
         registry = build_registry(
             config, legacy_chain_id=legacy_chain_id, legacy_rpc_url=legacy_rpc_url

@@ -15,7 +15,8 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from uuid import UUID
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
@@ -30,6 +31,7 @@ from payfirst.app import (
 from payfirst.config import Config, load_config
 from payfirst.domain.accounts import Account, Role
 from payfirst.domain.errors import ConfigError, PaymentRejected
+from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.pipeline.broadcaster import Broadcaster
@@ -51,12 +53,14 @@ from payfirst.usecases.accounts import (
     check_fee_bps,
     check_id,
     check_key_name,
+    check_limit,
     check_name,
     check_payout_address,
     check_role,
 )
 from payfirst.usecases.api_keys import KeyMode
 from payfirst.usecases.ledger_check import CheckedNetwork, LedgerReport, check_ledger
+from payfirst.usecases.payouts import Payouts
 
 log = logging.getLogger("payfirst")
 
@@ -108,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     unset = settings_commands.add_parser("unset", help="back to the default")
     unset.add_argument("name", choices=list(SPECS), metavar="NAME")
     _add_ledger_parser(commands)
+    _add_payouts_parser(commands)
     _add_accounts_parsers(commands)
     demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
     demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
@@ -142,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(url, args.rpc, args.payers, args.mints, args.x402_version))
         if args.command == "ledger":
             return asyncio.run(ledger_command(config, args))
+        if args.command == "payouts":
+            return asyncio.run(payouts_command(config, args))
         if args.command in ("accounts", "keys"):
             return asyncio.run(accounts_command(config, args))
         if args.command == "api":
@@ -379,6 +386,7 @@ async def serve(
             rate_limit_per_client=config.rate_limit_per_client,
             rate_limit_per_payer=config.rate_limit_per_payer,
             max_waiters=config.max_waiters,
+            platform_fee_bps=config.platform_fee_bps,
         )
         server = make_server(
             build_app(svc, HttpLimits(config.max_body_bytes, config.body_timeout_s)),
@@ -644,6 +652,65 @@ def ledger_table(report: LedgerReport) -> str:
     verdict = "ledger OK" if report.ok else f"ledger check FAILED: {count} violations"
     lines.append(f"{verdict} ({report.payments_checked} payments checked)")
     return "\n".join(lines)
+
+
+# -- payouts --------------------------------------------------------------------------
+
+
+def _add_payouts_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    payouts = commands.add_parser("payouts", help="providers' payouts: list, create")
+    payouts_commands = payouts.add_subparsers(dest="payouts_command", required=True)
+    listing = payouts_commands.add_parser("list", help="payouts, newest first")
+    listing.add_argument("--provider", default=None, metavar="ID", help="one provider's only")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
+    create = payouts_commands.add_parser(
+        "create", help="pay out a provider's available balance (the payout loop signs it)"
+    )
+    create.add_argument("--provider", required=True, metavar="ID")
+    create.add_argument("--amount", default=None, help="atomic units (default: all available)")
+    create.add_argument("--network", default=None, help="CAIP-2, e.g. eip155:8453")
+    create.add_argument("--asset", default=None, help="the asset's address")
+
+
+async def payouts_command(config: Config, args: argparse.Namespace) -> int:
+    """`payfirst payouts list|create`, as the operator; the exit status (2: refused,
+    nothing written)."""
+    store = await open_database(config)
+    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    service = Payouts(store)
+    try:
+        if args.payouts_command == "create":
+            payout = await service.request(
+                operator,
+                provider_id=check_id(args.provider, "the provider id"),
+                network=args.network,
+                asset=args.asset,
+                amount=args.amount,
+            )
+            print(payouts_table([payout]))
+        else:
+            provider = None if args.provider is None else check_id(args.provider, "provider")
+            page = await service.payouts(operator, check_limit(args.limit), provider_id=provider)
+            print(payouts_table(page.items))
+    except PaymentRejected as exc:
+        print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0
+
+
+def payouts_table(payouts: Sequence[Payout]) -> str:
+    rows = [("ID", "STATUS", "AMOUNT", "PROVIDER  CHAIN  ASSET  TO  TX")] + [
+        (
+            str(p.id),
+            p.status.value,
+            str(p.amount),
+            f"{p.provider_id}  {p.chain_id}  {p.asset}  {p.to_address}  {p.tx_hash or '-'}",
+        )
+        for p in payouts
+    ]
+    return "\n".join(_aligned(rows))
 
 
 def _duration(text: str) -> int:

@@ -242,6 +242,8 @@ async def harness(pg_store: PostgresStore, shared_chain: SharedChain) -> AsyncIt
         EvmChain(rpc),
         Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id),
         settler=deployment.settler,
+        # The relayer is the treasury (below), as on the dev instance: it runs the payouts.
+        treasury=Relayer.from_key(ANVIL_KEYS[0], deployment.chain_id).address,
     )
     services = Services(
         store=pg_store,
@@ -251,6 +253,9 @@ async def harness(pg_store: PostgresStore, shared_chain: SharedChain) -> AsyncIt
         signers=(worker.broadcaster.relayer.address,),
         settle_timeout_s=20,
         settle_pay_to=SETTLE_PAY_TO,
+        # The platform's treasury, as on the dev instance: the relayer's address. Paid
+        # endpoints default their payTo to it (the platform collects for the provider).
+        treasury_address=worker.broadcaster.relayer.address,
     )
     transport = httpx.ASGITransport(app=build_app(services))
     http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")

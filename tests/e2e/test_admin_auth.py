@@ -27,6 +27,22 @@ ROUTES = [
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys"),
     ("POST", "/v1/keys/{key}/revoke"),
+    # What providers read (api/views.py; a payment id no one has: 404 past the door).
+    ("GET", "/v1/payments"),
+    ("GET", "/v1/payments/7b5a3e8c-0000-4000-8000-0000000000ff"),
+    ("GET", "/v1/ledger/entries"),
+    # Paid endpoints (api/endpoints.py; an endpoint id no one has: 404 past the door).
+    ("POST", "/v1/endpoints"),
+    ("GET", "/v1/endpoints"),
+    ("GET", "/v1/endpoints/7b5a3e8c-0000-4000-8000-0000000000ee"),
+    ("PATCH", "/v1/endpoints/7b5a3e8c-0000-4000-8000-0000000000ee"),
+    ("DELETE", "/v1/endpoints/7b5a3e8c-0000-4000-8000-0000000000ee"),
+    # Payouts and balances (api/payouts.py; a payout id no one has: 404 past the door).
+    ("PATCH", "/v1/accounts/{account}"),
+    ("POST", "/v1/payouts"),
+    ("GET", "/v1/payouts"),
+    ("GET", "/v1/payouts/7b5a3e8c-0000-4000-8000-0000000000dd"),
+    ("GET", "/v1/balance"),
 ]
 OPERATOR_ONLY = [
     ("POST", "/v1/accounts"),

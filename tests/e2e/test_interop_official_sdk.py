@@ -63,8 +63,10 @@ TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free 127.0.0.1 port in this event loop; yields its URL."""
+async def serving(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free 127.0.0.1 port in this event loop; yields its URL.
+    `lifespan="on"` runs the app's start-up and shutdown (a PaymentMiddleware closes its
+    HTTP client at shutdown)."""
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -72,7 +74,7 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
         port=port,
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan=lifespan,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

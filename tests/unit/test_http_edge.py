@@ -176,7 +176,10 @@ def test_openapi_documents_every_route_with_real_schemas() -> None:
                 ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.rsplit("/", 1)[1] in schemas
             for status, answer in operation["responses"].items():
-                (content,) = answer["content"].values()
+                media = dict(answer["content"])
+                if status.startswith("2") and media.pop("text/csv", None) is not None:
+                    assert key in {("/v1/payments", "get"), ("/v1/ledger/entries", "get")}
+                (content,) = media.values()
                 schema = content["schema"]
                 if "$ref" in schema:
                     assert schema["$ref"].rsplit("/", 1)[1] in schemas, (key, status)

@@ -4,7 +4,7 @@ in-memory ledger: what counts as money moved on chain, and when the treasury agr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -49,6 +49,9 @@ class Ledger:
 
     async def amounts_in_flight_to(self, pay_to: str, chain_id: int) -> dict[str, int]:
         return dict(self.in_flight)
+
+    async def treasury_books(self, holder: str, chain_id: int) -> tuple[dict[str, int], list[Any]]:
+        return dict(self.holdings), []  # no payouts in these cases
 
 
 def _topic(address: str) -> str:

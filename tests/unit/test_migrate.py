@@ -32,7 +32,7 @@ def test_settings_seeded_by_old_migrations_are_removed_again() -> None:
         elif "DELETE FROM system_settings" in migration.sql:
             removed.update(pairs)
     assert removed == seeded
-    assert set(seeded) == set(SPECS)
+    assert set(seeded) <= set(SPECS)  # later settings were never seeded
 
 
 @pytest.mark.parametrize("url", ["mysql://localhost/payfirst", "sqlite:///var/payfirst.db"])

@@ -32,6 +32,7 @@ EXPECTED_DEFAULTS = {
     "max_fee_per_gas_gwei": 500,
     "mint_batch_size": 10,
     "mint_interval_ms": 3000,
+    "payout_interval_ms": 10_000,
 }
 
 

@@ -3,8 +3,123 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
 import asyncpg
+
+from payfirst.adapters.sql import QUERIES as _Q
+from payfirst.domain.endpoints import Endpoint, Pricing
 
 
 class EndpointRows:
     _pool: asyncpg.Pool
+
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        e = endpoint
+        await self._pool.execute(
+            _Q["insert_endpoint"],
+            e.id,
+            e.provider_id,
+            e.method,
+            e.resource,
+            e.pricing.value,
+            e.amount,
+            e.unit_param,
+            e.max_units,
+            e.asset,
+            e.chain_id,
+            e.pay_to,
+            e.description,
+            e.mime_type,
+            e.input_schema,
+            e.output_schema,
+            e.discoverable,
+            e.max_timeout_seconds,
+            e.created_at,
+            e.updated_at,
+            e.disabled_at,
+        )
+
+    async def get_endpoint(self, endpoint_id: UUID) -> Endpoint | None:
+        row = await self._pool.fetchrow(_Q["get_endpoint"], endpoint_id)
+        return None if row is None else _endpoint(row)
+
+    async def list_endpoints(
+        self,
+        limit: int,
+        *,
+        provider_id: UUID | None = None,
+        after: UUID | None = None,
+        include_disabled: bool = False,
+    ) -> list[Endpoint]:
+        rows = await self._pool.fetch(
+            _Q["list_endpoints"], limit, provider_id, after, include_disabled
+        )
+        return [_endpoint(r) for r in rows]
+
+    async def update_endpoint(self, endpoint: Endpoint) -> Endpoint | None:
+        e = endpoint
+        row = await self._pool.fetchrow(
+            _Q["update_endpoint"],
+            e.id,
+            e.method,
+            e.resource,
+            e.pricing.value,
+            e.amount,
+            e.unit_param,
+            e.max_units,
+            e.asset,
+            e.chain_id,
+            e.pay_to,
+            e.description,
+            e.mime_type,
+            e.input_schema,
+            e.output_schema,
+            e.discoverable,
+            e.max_timeout_seconds,
+            e.updated_at,
+        )
+        return None if row is None else _endpoint(row)
+
+    async def disable_endpoint(self, endpoint_id: UUID, at: datetime) -> Endpoint | None:
+        row = await self._pool.fetchrow(_Q["disable_endpoint"], endpoint_id, at)
+        return None if row is None else _endpoint(row)
+
+    async def discoverable_endpoints(self, limit: int, offset: int) -> tuple[list[Endpoint], int]:
+        rows = await self._pool.fetch(_Q["discoverable_endpoints"], limit, offset)
+        if rows:
+            return [_endpoint(r) for r in rows], int(rows[0]["total"])
+        total = await self._pool.fetchval(_Q["count_discoverable_endpoints"])
+        return [], int(total or 0)
+
+
+def _endpoint(row: asyncpg.Record) -> Endpoint:
+    return Endpoint(
+        id=_uuid(row["id"]),
+        provider_id=_uuid(row["provider_id"]),
+        method=row["method"],
+        resource=row["resource"],
+        pricing=Pricing(row["pricing"]),
+        amount=int(row["amount"]),
+        unit_param=row["unit_param"],
+        max_units=None if row["max_units"] is None else int(row["max_units"]),
+        asset=row["asset"],
+        chain_id=int(row["chain_id"]),
+        pay_to=row["pay_to"],
+        description=row["description"],
+        mime_type=row["mime_type"],
+        input_schema=row["input_schema"],
+        output_schema=row["output_schema"],
+        discoverable=bool(row["discoverable"]),
+        max_timeout_seconds=int(row["max_timeout_seconds"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        disabled_at=row["disabled_at"],
+    )
+
+
+def _uuid(value: Any) -> UUID:
+    # asyncpg hands back its own UUID subclass; the records hold plain uuid.UUID.
+    return value if type(value) is UUID else UUID(str(value))

@@ -180,7 +180,7 @@ DEFAULT_CHAIN_KEY = 0
 
 class _AcceptCoalescer:
     """Coalesces the queue_payment calls that arrive in the same event-loop turn into one
-    call of the payfirst_queue_payments_v2 function: one round trip and one commit for many
+    call of the payfirst_queue_payments_v3 function: one round trip and one commit for many
     payments, with no added wait (a lone payment is flushed on the very next turn). Each
     payment is still decided exactly as on its own."""
 
@@ -222,6 +222,9 @@ class _AcceptCoalescer:
                 [min(p.authorization.valid_before, _MAX_BIGINT) for p in payments],
                 [p.idempotency_key for p in payments],
                 [p.chain_id for p in payments],
+                [p.provider_id for p in payments],
+                [p.fee_bps for p in payments],
+                [p.endpoint_id for p in payments],
             )
         except Exception as exc:
             if len(coalesced) == 1:
@@ -610,6 +613,7 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_Q["mark_payments_sent"], hashes)
             await conn.execute(_Q["mark_mint_items_sent"], hashes)
+            await conn.execute(_Q["mark_payouts_sent"], hashes)
 
     async def complete_payment(
         self,
@@ -837,6 +841,7 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows):
             args = (relayer, nonce, old_hash, new.hash, new.raw)
             await conn.execute(_Q["replace_payment_tx"], *args)
             await conn.execute(_Q["replace_mint_tx"], *args)
+            await conn.execute(_Q["replace_payout_tx"], *args)
             await conn.executemany(
                 _Q["record_relayer_tx"],
                 [

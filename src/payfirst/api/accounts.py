@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from payfirst.api.auth import accounts, refusal, require
 from payfirst.api.http_limits import json_body
+from payfirst.api.services import services
 from payfirst.domain.accounts import Account, ApiKey, Credential, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
@@ -35,6 +36,7 @@ from payfirst.usecases.accounts import (
     may_act_for,
 )
 from payfirst.usecases.api_keys import key_mode
+from payfirst.usecases.payouts import Payouts
 
 Handler = Callable[[Request, Credential], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -42,6 +44,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _LIMIT: Final = re.compile(r"[0-9]{1,4}", re.ASCII)
 _ACCOUNT_FIELDS: Final = frozenset({"role", "name", "fee_bps", "payout_address"})
 _KEY_FIELDS: Final = frozenset({"name", "expires_in_s", "account_id"})
+_TERMS_FIELDS: Final = frozenset(
+    {"payout_address", "payout_threshold", "payout_interval_s", "fee_bps"}
+)
 
 
 def admin(*roles: Role) -> Callable[[Handler], Endpoint]:
@@ -140,6 +145,37 @@ async def get_account(request: Request, caller: Credential) -> Response:
     account_id = check_id(request.path_params["account_id"], "the account id")
     account = await accounts(request).account(caller.account, account_id)
     return JSONResponse(account_view(account))
+
+
+@admin()
+async def update_account(request: Request, caller: Credential) -> Response:
+    """
+    summary: Change a provider's payout terms (and, the operator only, its fee).
+    description: >
+      A provider its own account; the operator any provider's. payout_address (where
+      payouts go), payout_threshold (atomic units as a string: pay out when the available
+      balance reaches it), payout_interval_s (60 s .. 366 days: pay out what is available
+      when the last payout is older); null clears one. fee_bps is the operator's to set.
+    responses:
+      200: {description: "The account, with payout_threshold and payout_interval_s"}
+      400: {description: "Malformed body, or not a provider's account"}
+      401: {description: No valid API key}
+      403: {description: "fee_bps set by another role than operator"}
+      404: {description: No such account (or not the caller's)}
+    """
+    body = await _object(request, _TERMS_FIELDS)
+    account_id = check_id(request.path_params["account_id"], "the account id")
+    account, terms = await Payouts(services(request).store).update_terms(
+        caller.account, account_id, body
+    )
+    threshold = terms.payout_threshold
+    return JSONResponse(
+        {
+            **account_view(account),
+            "payout_threshold": None if threshold is None else str(threshold),
+            "payout_interval_s": terms.payout_interval_s,
+        }
+    )
 
 
 @admin(Role.OPERATOR)

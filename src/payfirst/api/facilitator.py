@@ -6,7 +6,13 @@ the payment is confirmed on chain, or after `settle_timeout_s` with `settlement_
 and the tx hash. Settling the same payload again returns that payment's result: the
 (payer, nonce) key makes it the same payment, so it is never sent twice. A payment that
 fails verification answers 200 with isValid/success false and the reason; a malformed
-body answers 400."""
+body answers 400.
+
+A provider's (or the operator's) API key (`Authorization: Bearer`) lets the requirements
+name its paid endpoint (`extra.payfirst`: {endpoint, units}): payfirst then settles only the
+registry's price, to the endpoint's payTo, and records the endpoint (and, when the platform
+collects, the provider and its fee). A key that is not valid is 401, an agent's 403; no key
+is the operator's PAYFIRST_SETTLE_PAY_TO only."""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from payfirst.api.auth import refusal, require
 from payfirst.api.http_limits import json_body
 from payfirst.api.responses import rejection, status_of
 from payfirst.api.services import services
+from payfirst.domain.accounts import Account, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
 from payfirst.usecases.facilitation import (
@@ -67,17 +75,24 @@ async def supported(request: Request) -> Response:
 async def verify(request: Request) -> Response:
     """
     summary: Verify an x402 payment against its requirements (nothing is queued).
+    description: >
+      With a provider's or the operator's API key (Authorization Bearer), the requirements
+      may name the caller's paid endpoint in extra.payfirst; they must then be the
+      registry's price for the units named, else invalid_payment_requirements.
     responses:
       200: {description: "isValid, invalidReason, payer"}
       400: {description: Malformed body}
+      401: {description: An Authorization header without a valid API key}
+      403: {description: An agent's API key}
     """
     svc = services(request)
     try:
         svc.admit_client(request)
+        caller = await _caller(request)
         body = await _body(request)
     except PaymentRejected as exc:
-        return rejection(exc)
-    verdict = await svc.facilitator.verify(body)
+        return refusal(exc)
+    verdict = await svc.facilitator.verify(body, caller)
     if isinstance(verdict, Invalid):
         invalid = VerifyResponse(
             is_valid=False,
@@ -96,21 +111,25 @@ async def settle(request: Request) -> Response:
       Queued like any payment (batched with others). Answers success with the tx hash
       once confirmed; past the timeout, success false with errorReason
       settlement_pending and the tx hash so far: settle the same payload again later for
-      the final result. It is never sent twice.
+      the final result. It is never sent twice. With a provider's or the operator's API key,
+      the requirements may name the caller's paid endpoint (extra.payfirst), as for /verify.
     responses:
       200: {description: "success, errorReason, transaction, network, payer"}
       400: {description: Malformed body}
+      401: {description: An Authorization header without a valid API key}
+      403: {description: An agent's API key}
       409: {description: The payment id was used with another payload}
     """
     svc = services(request)
     try:
         svc.admit_client(request)
+        caller = await _caller(request)
         body = await _body(request)
     except PaymentRejected as exc:
-        return rejection(exc)
+        return refusal(exc)
     network = body.payment_requirements.network
     try:
-        outcome = await svc.facilitator.settle(body, request.headers)
+        outcome = await svc.facilitator.settle(body, request.headers, caller)
     except PaymentRejected as exc:
         # A malformed or conflicting request is an HTTP error; a payment that cannot be
         # settled is answered as a settlement that failed.
@@ -154,6 +173,14 @@ def _settle_response(outcome: SettleOutcome, network: str) -> SettleResponse:
         error_message=f"payment {payment.id} is {payment.status.value}; settle again for the result",
         **common,
     )
+
+
+async def _caller(request: Request) -> Account | None:
+    """The account of the request's API key, a provider or the operator; None without an
+    Authorization header (the facilitator as it is for anyone)."""
+    if "authorization" not in request.headers:
+        return None
+    return (await require(request, Role.PROVIDER)).account
 
 
 async def _body(request: Request) -> VerifyRequest:

@@ -24,6 +24,7 @@ from payfirst import __version__
 from payfirst.x402.codec import MAX_HEADER_CHARS
 from payfirst.x402.models import (
     PaymentRequirementsV1,
+    PaymentRequirementsV2,
     SettleRequest,
     SettleResponse,
     SupportedResponse,
@@ -213,6 +214,98 @@ class EmptyBody(_Strict):
     """Nothing (a blank body or {})."""
 
 
+# --- paid endpoints (api/endpoints.py) --------------------------------------------------
+
+_METHOD = Literal["*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_AMOUNT = str | int  # a decimal string of 1..78 digits, or an integer; > 0
+
+
+class EndpointView(_Doc):
+    id: UUID
+    provider_id: UUID
+    method: _METHOD
+    resource: str
+    pricing: Literal["fixed", "per_unit"]
+    amount: str = Field(description="atomic units of the asset (per unit for per_unit)")
+    unit_param: str | None
+    max_units: int | None
+    network: str = Field(description="CAIP-2")
+    asset: str
+    decimals: int | None
+    pay_to: str
+    description: str
+    mime_type: str
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    discoverable: bool
+    max_timeout_seconds: int
+    created_at: str
+    updated_at: str
+    disabled_at: str | None
+
+
+class EndpointList(_Doc):
+    endpoints: list[EndpointView]
+    has_more: bool
+
+
+class EndpointPatch(_Strict):
+    """Any of the terms; the result is checked whole."""
+
+    method: _METHOD | None = None
+    resource: str | None = Field(
+        None, min_length=1, max_length=512, description="a path pattern (/a/{id}) or a full URL"
+    )
+    pricing: Literal["fixed", "per_unit"] | None = None
+    amount: _AMOUNT | None = Field(None, description="atomic units (digits), > 0")
+    unit_param: str | None = Field(None, description="per_unit: where the request's count is")
+    max_units: int | None = Field(None, ge=1, le=1_000_000)
+    network: str | None = Field(None, description="CAIP-2 or an x402 v1 name; served here")
+    asset: str | None = Field(None, pattern=ADDRESS_PATTERN)
+    pay_to: str | None = Field(None, pattern=ADDRESS_PATTERN)
+    description: str | None = Field(None, max_length=1000)
+    mime_type: str | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    discoverable: bool | None = Field(None, description="needs a full-URL resource")
+    max_timeout_seconds: int | None = Field(None, ge=1, le=86_400)
+
+
+class EndpointBody(EndpointPatch):
+    resource: str = Field(
+        min_length=1, max_length=512, description="a path pattern (/a/{id}) or a full URL"
+    )
+    amount: _AMOUNT = Field(description="atomic units (digits), > 0")
+    provider_id: UUID | None = Field(None, description="the operator's: the provider's id")
+
+
+class DiscoveryResource(_Doc):
+    """x402 Bazaar DiscoveryResource."""
+
+    resource: str
+    type: str
+    x402Version: int
+    accepts: list[PaymentRequirementsV2]
+    lastUpdated: str
+    description: str | None = None
+    mimeType: str | None = None
+    extensions: dict[str, Any] | None = None
+
+
+class DiscoveryPagination(_Doc):
+    limit: int
+    offset: int
+    total: int
+
+
+class DiscoveryList(_Doc):
+    """x402 Bazaar DiscoveryResourcesResponse."""
+
+    x402Version: int
+    items: list[DiscoveryResource]
+    pagination: DiscoveryPagination
+
+
 # --- operations ------------------------------------------------------------------------
 
 
@@ -224,6 +317,7 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     media_type: str = "application/json"
     bearer: bool = False  # needs `Authorization: Bearer <API key>`
+    csv: bool = False  # a 2xx may also be text/csv (format=csv or Accept: text/csv)
 
 
 def _header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +475,299 @@ _ADMIN_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         body_required=False,
         parameters=[_path_id("key_id")],
     ),
+    ("/v1/endpoints", "post"): Operation(
+        {
+            201: ("The endpoint", EndpointView),
+            404: ("No such provider account (operator)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EndpointBody,
+    ),
+    ("/v1/endpoints", "get"): Operation(
+        {
+            200: ("A page of endpoints", EndpointList),
+            400: ("Bad limit, after, provider_id or include_disabled", ErrorBody),
+            404: ("No such account (or not the caller's)", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[
+            *_PAGE,
+            _query(
+                "provider_id",
+                "operator: one provider's endpoints",
+                {"type": "string", "format": "uuid"},
+            ),
+            _query("include_disabled", "disabled ones too", {"enum": ["true", "false"]}),
+        ],
+    ),
+    ("/v1/endpoints/{endpoint_id}", "get"): Operation(
+        {
+            200: ("The endpoint", EndpointView),
+            400: ("Not an endpoint id", ErrorBody),
+            404: ("No such endpoint (or not the caller's)", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[_path_id("endpoint_id")],
+    ),
+    ("/v1/endpoints/{endpoint_id}", "patch"): Operation(
+        {
+            200: ("The endpoint", EndpointView),
+            404: ("No such endpoint (or not the caller's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EndpointPatch,
+        parameters=[_path_id("endpoint_id")],
+    ),
+    ("/v1/endpoints/{endpoint_id}", "delete"): Operation(
+        {
+            200: ("The disabled endpoint", EndpointView),
+            404: ("No such endpoint (or not the caller's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_path_id("endpoint_id")],
+    ),
+}
+
+# --- payouts and balances (api/payouts.py) ---------------------------------------------
+
+
+class PayoutView(_Doc):
+    id: UUID
+    provider_id: UUID
+    network: str = Field(description="CAIP-2")
+    asset: str
+    decimals: int | None
+    amount: str = Field(description="atomic units of the asset")
+    to: str = Field(description="the provider's payout address when it was created")
+    status: Literal["pending", "processing", "sent", "completed", "failed"]
+    trigger: Literal["on_demand", "threshold", "schedule"]
+    tx_hash: str | None
+    error: str | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+
+
+class PayoutList(_Doc):
+    payouts: list[PayoutView]
+    has_more: bool
+
+
+class PayoutBody(_Strict):
+    network: str | None = Field(None, description="CAIP-2; optional with one balance only")
+    asset: str | None = Field(None, pattern=ADDRESS_PATTERN)
+    amount: _AMOUNT | None = Field(None, description="atomic units (default: all available)")
+    provider_id: UUID | None = Field(None, description="the operator's: the provider's id")
+
+
+class BalanceView(_Doc):
+    network: str = Field(description="CAIP-2")
+    asset: str
+    decimals: int | None
+    available: str = Field(description="may be paid out now (atomic units)")
+    in_payout: str = Field(description="in payouts not yet decided")
+    paid_out: str = Field(description="in completed payouts")
+    pending: str = Field(description="its share of payments accepted but not completed")
+
+
+class BalanceList(_Doc):
+    balances: list[BalanceView]
+
+
+class AccountTermsBody(_Strict):
+    payout_address: str | None = Field(None, pattern=ADDRESS_PATTERN)
+    payout_threshold: _AMOUNT | None = Field(None, description="atomic units; null: none")
+    payout_interval_s: int | None = Field(None, ge=60, le=31_622_400)
+    fee_bps: int | None = Field(None, ge=0, le=10_000, description="the operator's only")
+
+
+class AccountTermsView(AccountView):
+    payout_threshold: str | None
+    payout_interval_s: int | None
+
+
+_PROVIDER_ID: Final = _query(
+    "provider_id", "the operator's: one provider's", {"type": "string", "format": "uuid"}
+)
+_PAYOUT_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/accounts/{account_id}", "patch"): Operation(
+        {
+            200: ("The account with its payout terms", AccountTermsView),
+            403: ("fee_bps set by another role than operator", ErrorBody),
+            404: ("No such account (or not the caller's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+        },
+        body=AccountTermsBody,
+        parameters=[_path_id("account_id")],
+    ),
+    ("/v1/payouts", "post"): Operation(
+        {
+            201: ("The payout (pending)", PayoutView),
+            400: ("insufficient_balance, no_payout_address, or a malformed body", ErrorBody),
+            404: ("No such provider (or not the caller)", ErrorBody),
+            413: ("Request body too large", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=PayoutBody,
+        body_required=False,
+    ),
+    ("/v1/payouts", "get"): Operation(
+        {
+            200: ("A page of payouts, newest first", PayoutList),
+            400: ("Bad limit, after or provider_id", ErrorBody),
+            404: ("provider_id names another provider", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[*_PAGE, _PROVIDER_ID],
+    ),
+    ("/v1/payouts/{payout_id}", "get"): Operation(
+        {
+            200: ("The payout", PayoutView),
+            400: ("Not a payout id", ErrorBody),
+            404: ("No such payout (or another provider's)", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[_path_id("payout_id")],
+    ),
+    ("/v1/balance", "get"): Operation(
+        {
+            200: ("The provider's balances per network and asset", BalanceList),
+            400: ("provider_id missing (operator) or malformed", ErrorBody),
+            404: ("provider_id names another provider, or no provider", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[_PROVIDER_ID],
+    ),
+}
+
+
+# --- what providers read (api/views.py) ------------------------------------------------
+
+
+class ProviderPaymentView(_Doc):
+    id: UUID
+    status: Literal["pending", "processing", "sent", "completed", "failed", "confirmation_failed"]
+    payment_type: Literal["mint", "settle"]
+    payer: str
+    amount: str = Field(description="atomic units of the asset")
+    asset: str
+    decimals: int | None
+    network: str | None = Field(description="CAIP-2")
+    pay_to: str
+    endpoint_id: UUID | None
+    provider_id: UUID | None
+    fee_bps: int | None
+    fee: str | None = Field(description="the platform's fee when it collected the payment")
+    net: str = Field(description="the provider's share")
+    tx_hash: str | None
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
+class ProviderPaymentList(_Doc):
+    payments: list[ProviderPaymentView]
+    next_cursor: str | None
+
+
+class LedgerAccountView(_Doc):
+    kind: Literal["external", "provider", "fees"]
+    owner: str
+    asset: str
+    network: str | None = Field(description="CAIP-2")
+
+
+class LedgerEntryView(_Doc):
+    transaction_id: UUID
+    transaction_kind: Literal["payment", "reversal", "payout"]
+    payment_id: UUID | None
+    position: int
+    account: LedgerAccountView
+    amount: str = Field(description="signed, atomic units")
+    decimals: int | None
+    created_at: str
+
+
+class LedgerEntryList(_Doc):
+    entries: list[LedgerEntryView]
+    next_cursor: str | None
+
+
+_TIME: Final = {"type": "string", "format": "date-time"}
+_VIEW_FILTERS: Final = [
+    _query(
+        "limit", "at most this many (default 50)", {"type": "integer", "minimum": 1, "maximum": 100}
+    ),
+    _query("cursor", "the previous page's next_cursor", {"type": "string", "maxLength": 512}),
+    _query("since", "created at or after (RFC 3339)", _TIME),
+    _query("until", "created before (RFC 3339)", _TIME),
+    _query("format", "csv: every matching row as CSV", {"enum": ["json", "csv"]}),
+    _query("provider_id", "the operator's: one provider's", {"type": "string", "format": "uuid"}),
+]
+_VIEW_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/payments", "get"): Operation(
+        {
+            200: ("A page of payments (or CSV)", ProviderPaymentList),
+            400: ("A bad or unknown query parameter", ErrorBody),
+            404: ("provider_id names another provider", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        csv=True,
+        parameters=[
+            *_VIEW_FILTERS,
+            _query(
+                "status",
+                "one or more statuses, comma-separated",
+                {"type": "string", "maxLength": 200},
+            ),
+            _query("endpoint_id", "one endpoint's", {"type": "string", "format": "uuid"}),
+        ],
+    ),
+    ("/v1/payments/{payment_id}", "get"): Operation(
+        {
+            200: ("The payment", ProviderPaymentView),
+            400: ("Not a payment id", ErrorBody),
+            404: ("No such payment (or not the caller's)", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[_path_id("payment_id")],
+    ),
+    ("/v1/ledger/entries", "get"): Operation(
+        {
+            200: ("A page of ledger entries (or CSV)", LedgerEntryList),
+            400: ("A bad or unknown query parameter", ErrorBody),
+            404: ("provider_id names another provider", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        csv=True,
+        parameters=[
+            *_VIEW_FILTERS,
+            _query("payment_id", "one payment's entries", {"type": "string", "format": "uuid"}),
+            _query(
+                "account_kind",
+                "the operator's: one kind of account",
+                {"enum": ["external", "provider", "fees"]},
+            ),
+        ],
+    ),
 }
 
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
@@ -458,6 +845,8 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         {
             200: ("isValid, invalidReason, payer", VerifyResponse),
             400: ("Malformed body", ErrorBody),
+            401: ("An Authorization header without a valid API key", ErrorBody),
+            403: ("An agent's API key", ErrorBody),
             **_LIMITS,
         },
         body=VerifyRequest,
@@ -466,13 +855,42 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         {
             200: ("success, errorReason, transaction, network, payer", SettleResponse),
             400: ("Malformed body", ErrorBody),
+            401: ("An Authorization header without a valid API key", ErrorBody),
+            403: ("An agent's API key", ErrorBody),
             409: ("The payment id was used with another payload", ErrorBody),
             **_LIMITS,
         },
         body=SettleRequest,
         parameters=[_PAYMENT_HEADERS[2]],
     ),
+    ("/v1/endpoints/{endpoint_id}/requirements", "get"): Operation(
+        {
+            400: ("Bad units or url", ErrorBody),
+            402: ("The requirements (v2: the PAYMENT-REQUIRED header)", MintPaymentRequired),
+            404: ("No such endpoint, or disabled", ErrorBody),
+            **_LIMITS,
+        },
+        parameters=[
+            _path_id("endpoint_id"),
+            _query("units", "how many units (default 1)", {"type": "integer", "minimum": 1}),
+            _query("url", "the concrete URL served", {"type": "string", "maxLength": 2048}),
+        ],
+    ),
+    ("/discovery/resources", "get"): Operation(
+        {
+            200: ("A page of discoverable resources", DiscoveryList),
+            400: ("Bad type, limit or offset", ErrorBody),
+            **_LIMITS,
+        },
+        parameters=[
+            _query("type", "the protocol (http)", {"type": "string", "maxLength": 32}),
+            _query("limit", "default 20", {"type": "integer", "minimum": 1, "maximum": 100}),
+            _query("offset", "", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+        ],
+    ),
     **{key: replace(op, bearer=True) for key, op in _ADMIN_OPERATIONS.items()},
+    **{key: replace(op, bearer=True) for key, op in _PAYOUT_OPERATIONS.items()},
+    **{key: replace(op, bearer=True) for key, op in _VIEW_OPERATIONS.items()},
 }
 
 _REF: Final = "#/components/schemas/{model}"
@@ -551,10 +969,10 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             for status, (description, model) in sorted(op.responses.items()):
                 media = op.media_type if 200 <= status < 300 else "application/json"
                 schema: dict[str, Any] = ref[model] if model is not None else {"type": "string"}
-                answer: dict[str, Any] = {
-                    "description": description,
-                    "content": {media: {"schema": schema}},
-                }
+                content: dict[str, Any] = {media: {"schema": schema}}
+                if op.csv and 200 <= status < 300:
+                    content["text/csv"] = {"schema": {"type": "string"}}
+                answer: dict[str, Any] = {"description": description, "content": content}
                 if status == 503:
                     answer["headers"] = {
                         "Retry-After": {"schema": {"type": "integer"}, "required": False}

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from payfirst.domain.networks import KNOWN_NETWORKS, Network, caip2_id
 from payfirst.ports.chain import Chain
 from payfirst.ports.store import Store
 from payfirst.usecases.deps import CannotWait, ServedNetwork, ServedNetworks
+from payfirst.usecases.endpoints import EndpointRegistry
 from payfirst.usecases.facilitation import Facilitator
 from payfirst.usecases.purchase import MintSales
 from payfirst.x402.networks import CHAIN_ID_V1_NETWORKS
@@ -114,6 +115,10 @@ class Services:
     rate_limit_per_client: int = 6000
     rate_limit_per_payer: int = 600
     max_waiters: int = 10_000
+    # The platform's treasury on the single chain above (`networks` carry their own).
+    treasury_address: str | None = None
+    # The platform's fee on payments it collects for a provider without a fee of its own.
+    platform_fee_bps: int = 0
     tokens: TokenCache = field(init=False)
     per_client: RateLimiter = field(init=False)
     per_payer: RateLimiter = field(init=False)
@@ -121,6 +126,7 @@ class Services:
     served: ServedNetworks = field(init=False)
     sales: MintSales = field(init=False)
     facilitator: Facilitator = field(init=False)
+    endpoints: EndpointRegistry = field(init=False)
 
     def __post_init__(self) -> None:
         self.served = ServedNetworks(self.networks or self._single_network())
@@ -128,6 +134,9 @@ class Services:
         self.per_client = RateLimiter(self.rate_limit_per_client, what="client")
         self.per_payer = RateLimiter(self.rate_limit_per_payer, what="payer")
         self.waiters = PaymentWaiters(self.max_waiters)
+        self.endpoints = EndpointRegistry(
+            self.store, self.served, self.tokens, platform_fee_bps=self.platform_fee_bps
+        )
         self.sales = MintSales(
             store=self.store,
             tokens=self.tokens.get,
@@ -147,6 +156,7 @@ class Services:
             settle_pay_to=self.settle_pay_to,
             min_settle_amount=self.min_settle_amount,
             settle_timeout_s=self.settle_timeout_s,
+            endpoints=self.endpoints,
         )
 
     def _single_network(self) -> tuple[ServedNetwork, ...]:
@@ -161,6 +171,8 @@ class Services:
                 v1_name=CHAIN_ID_V1_NETWORKS.get(self.chain_id),
             ),
         )
+        if self.treasury_address is not None:
+            network = replace(network, treasury_address=self.treasury_address)
         return (ServedNetwork(network, self.chain, self.signers),)
 
     def admit_client(self, request: Request) -> None:

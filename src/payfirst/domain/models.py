@@ -96,6 +96,12 @@ class NewPayment:
     idempotency_key: str | None = None
     # The chain it settles on; None: the default network (a mint: its token's chain).
     chain_id: int | None = None
+    # A payment to a provider's paid endpoint (payfirst.domain.endpoints): the endpoint; when
+    # the platform collects it (payTo is the treasury), the provider credited and the fee,
+    # fixed now.
+    endpoint_id: UUID | None = None
+    provider_id: UUID | None = None
+    fee_bps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

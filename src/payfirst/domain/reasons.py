@@ -63,6 +63,12 @@ class Reason(StrEnum):
     FORBIDDEN = "forbidden"  # a valid key whose role may not use the route
     UNKNOWN_ACCOUNT = "unknown_account"  # also another account's, to a non-operator
     UNKNOWN_API_KEY = "unknown_api_key"  # also another account's key
+    # --- paid endpoints ----------------------------------------------------------------
+    UNKNOWN_ENDPOINT = "unknown_endpoint"  # also another provider's, or a disabled one's 402
+    # --- payouts ------------------------------------------------------------------------
+    INSUFFICIENT_BALANCE = "insufficient_balance"  # more than the available balance
+    NO_PAYOUT_ADDRESS = "no_payout_address"  # the provider has not set where to pay
+    UNKNOWN_PAYOUT = "unknown_payout"  # also another provider's
     # --- the HTTP edge ------------------------------------------------------------------
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

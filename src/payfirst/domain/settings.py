@@ -119,6 +119,12 @@ class RuntimeSettings:
         _HOUR_MS,
         "how often the minter looks for pending mint items (a completion wakes it)",
     )
+    payout_interval_ms: int = _spec(
+        10_000,
+        100,
+        _HOUR_MS,
+        "how often the treasury's payout loop looks for payouts to create and sign",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from payfirst.domain.models import MintItem, Payment
+from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import RuntimeSettings
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.pipeline import faults
@@ -47,14 +48,17 @@ from payfirst.pipeline.decide import (
     MintFacts,
     Outcome,
     PaymentFacts,
+    PayoutFacts,
     SettleReceipt,
     confirmation_depth,
     decide_mint,
     decide_payment,
+    decide_payout,
     decision_block,
     needs_authorization_state,
 )
 from payfirst.pipeline.mint_ids import mint_ids
+from payfirst.pipeline.payouts import pays
 from payfirst.ports.chain import (
     AuthorizationRef,
     BlockId,
@@ -96,7 +100,7 @@ class Confirmer:
         self.chain_id = broadcaster.chain_id
         # The network's own confirmation depth; None: the confirmation_depth setting.
         self._depth = depth
-        self._noted: set[UUID] = set()  # payments whose wait was logged already
+        self._noted: set[UUID] = set()  # payments (and payouts) whose wait was logged already
 
     async def run_once(self, settings: RuntimeSettings) -> int:
         """Checks the receipts of up to `confirmation_batch_size` sent transactions of
@@ -108,7 +112,8 @@ class Confirmer:
         limit = settings.confirmation_batch_size
         payments = await self.store.sent_payments(relayer, limit, chain_id=self.chain_id)
         mints = await self.store.sent_mint_items(relayer, limit, chain_id=self.chain_id)
-        return await self.check(payments, mints, settings)
+        payouts = await self.store.sent_payouts(relayer, limit, chain_id=self.chain_id)
+        return await self.check(payments, mints, settings, payouts)
 
     async def stuck_payments(self, older_than_s: int) -> list[Payment]:
         """Payments `sent` more than `older_than_s` seconds ago."""
@@ -123,13 +128,17 @@ class Confirmer:
         return confirmation_depth(self.broadcaster.relayer.chain_id, settings.confirmation_depth)
 
     async def check(
-        self, payments: list[Payment], mints: list[MintItem], settings: RuntimeSettings
+        self,
+        payments: list[Payment],
+        mints: list[MintItem],
+        settings: RuntimeSettings,
+        payouts: Sequence[Payout] = (),
     ) -> int:
-        """Decide these sent payments and mint items by the chain; returns how many
-        reached a terminal state."""
-        if not payments and not mints:
+        """Decide these sent payments, mint items and payouts by the chain; returns how
+        many reached a terminal state."""
+        if not payments and not mints and not payouts:
             return 0
-        view = await self._view(payments, mints, self.depth(settings))
+        view = await self._view(payments, mints, self.depth(settings), payouts)
         log.info(
             "🔍 checking %d sent payments, %d sent mint items at block %d",
             len(payments),
@@ -154,15 +163,24 @@ class Confirmer:
                 self._note_wait(payment, outcome, view, settings.confirmation_timeout_s)
         done += await self._complete_all(confirmed)
         done += await self._decide_mints(mints, view)
+        done += await self._decide_payouts(payouts, view, settings.confirmation_timeout_s)
         waiting = [p for p, o in outcomes if o.action is Action.WAIT]
-        unmined = any(
-            not self._any_mined(p.relayer, p.tx_nonce, p.tx_hash, view)
-            and _age((p.processed_at or p.created_at).timestamp()) > REBROADCAST_AFTER_S
-            for p in waiting
-        ) or any(
-            not self._any_mined(m.relayer, m.tx_nonce, m.tx_hash, view)
-            and _age(m.updated_at.timestamp()) > REBROADCAST_AFTER_S
-            for m in mints
+        unmined = (
+            any(
+                not self._any_mined(p.relayer, p.tx_nonce, p.tx_hash, view)
+                and _age((p.processed_at or p.created_at).timestamp()) > REBROADCAST_AFTER_S
+                for p in waiting
+            )
+            or any(
+                not self._any_mined(m.relayer, m.tx_nonce, m.tx_hash, view)
+                and _age(m.updated_at.timestamp()) > REBROADCAST_AFTER_S
+                for m in mints
+            )
+            or any(
+                not self._any_mined(p.relayer, p.tx_nonce, p.tx_hash, view)
+                and _age(p.updated_at.timestamp()) > REBROADCAST_AFTER_S
+                for p in payouts
+            )
         )
         if unmined:
             async with self.broadcaster.lock:
@@ -178,10 +196,18 @@ class Confirmer:
 
     # -- reading the chain at the decision block ------------------------------------
 
-    async def _view(self, payments: list[Payment], mints: list[MintItem], depth: int) -> ChainView:
-        keys = {(p.relayer, p.tx_nonce) for p in payments} | {
-            (m.relayer, m.tx_nonce) for m in mints
-        }
+    async def _view(
+        self,
+        payments: list[Payment],
+        mints: list[MintItem],
+        depth: int,
+        payouts: Sequence[Payout] = (),
+    ) -> ChainView:
+        keys = (
+            {(p.relayer, p.tx_nonce) for p in payments}
+            | {(m.relayer, m.tx_nonce) for m in mints}
+            | {(p.relayer, p.tx_nonce) for p in payouts}
+        )
         relayers = sorted({r for r, _ in keys if r})
         head = await self.chain.block_number()
         block_number = decision_block(head, depth)
@@ -207,6 +233,7 @@ class Confirmer:
         hashes = sorted(
             {h for p in payments for h in self._candidates(p.relayer, p.tx_nonce, p.tx_hash, view)}
             | {h for m in mints for h in self._candidates(m.relayer, m.tx_nonce, m.tx_hash, view)}
+            | {h for p in payouts for h in self._candidates(p.relayer, p.tx_nonce, p.tx_hash, view)}
         )
         await self._read_receipts(hashes, view)
         return view
@@ -446,6 +473,89 @@ class Confirmer:
                 "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), tx_items[0].tx_hash, why
             )
         return len(done_ids)
+
+    # -- payouts ----------------------------------------------------------------------
+
+    def _payout_facts(self, payout: Payout, view: ChainView) -> PayoutFacts:
+        """The counted receipts of every tx signed for the payout's nonce. The treasury is
+        the key that signed it (`payout.relayer`)."""
+        assert payout.relayer is not None
+        paid_by = reverted_by = odd = None
+        for tx_hash in self._candidates(payout.relayer, payout.tx_nonce, payout.tx_hash, view):
+            receipt = view.counted.get(tx_hash)
+            if receipt is None:
+                continue
+            if pays(receipt, payout, payout.relayer):
+                paid_by = receipt.tx_hash
+            elif not receipt.success:
+                reverted_by = receipt.tx_hash
+            else:
+                odd = receipt.tx_hash
+        return PayoutFacts(paid_by, reverted_by, odd)
+
+    async def _decide_payouts(
+        self, payouts: Sequence[Payout], view: ChainView, timeout_s: int
+    ) -> int:
+        """Completed (with its ledger entries, one transaction each) when paid at depth;
+        failed when its tx reverted at depth, after reading the receipts once more;
+        otherwise it waits, logged once when unmined past `timeout_s`."""
+        done = 0
+        decided = [(p, decide_payout(self._payout_facts(p, view))) for p in payouts]
+        failing = [p for p, o in decided if o.action is Action.FAIL]
+        if failing:
+            await self._read_receipts(
+                sorted(
+                    {
+                        h
+                        for p in failing
+                        for h in self._candidates(p.relayer, p.tx_nonce, p.tx_hash, view)
+                    }
+                ),
+                view,
+            )
+            again = {p.id: decide_payout(self._payout_facts(p, view)) for p in failing}
+            decided = [(p, again.get(p.id, o)) for p, o in decided]
+        for payout, outcome in decided:
+            if outcome.action is Action.COMPLETE:
+                assert outcome.tx_hash is not None
+                if await self.store.complete_payout(
+                    payout.id,
+                    outcome.tx_hash,
+                    before_commit=lambda: faults.crash_point(faults.IN_CALLBACK),
+                ):
+                    done += 1
+                    self._noted.discard(payout.id)
+                    log.info(
+                        "💸 payout %s completed: %d of %s to %s (tx %s)",
+                        payout.id,
+                        payout.amount,
+                        payout.asset,
+                        payout.to_address,
+                        outcome.tx_hash,
+                    )
+            elif outcome.action is Action.FAIL:
+                if await self.store.fail_payout(payout.id, outcome.reason):
+                    done += 1
+                    log.warning("❌ payout %s failed: %s", payout.id, outcome.reason)
+            elif payout.id not in self._noted and (
+                "without its transfer" in outcome.reason
+                or (
+                    _age(payout.updated_at.timestamp()) > timeout_s
+                    and not self._any_mined(payout.relayer, payout.tx_nonce, payout.tx_hash, view)
+                )
+            ):
+                self._noted.add(payout.id)
+                log.warning(
+                    "⏳ payout %s: %s %ds after it was sent (tx %s, nonce %s); it waits (it "
+                    "is never signed anew: nothing would stop it being paid twice), re-sent "
+                    "and fee-bumped; an operator may look at it",
+                    payout.id,
+                    outcome.reason,
+                    int(_age(payout.updated_at.timestamp())),
+                    payout.tx_hash,
+                    payout.tx_nonce,
+                )
+        return done
 
 
 def _with(facts: PaymentFacts, used: bool | None, used_by: str | None) -> PaymentFacts:

@@ -109,6 +109,30 @@ def decide_mint(facts: MintFacts) -> Action:
     return Action.WAIT
 
 
+@dataclass(frozen=True, slots=True)
+class PayoutFacts:
+    """The counted receipts (canonical, at depth) of the txs payfirst signed for a payout's
+    nonce: at most one can be mined."""
+
+    paid_by: str | None  # a successful receipt holding the asset's Transfer(treasury, to, amount)
+    reverted_by: str | None  # a receipt with status 0
+    mined_without_transfer: str | None = None  # status 1 but no such Transfer log
+
+
+def decide_payout(facts: PayoutFacts) -> Outcome:
+    """COMPLETE (paid), FAIL (reverted: nothing moved) or WAIT. Nothing else is evidence:
+    no authorization stops a payout from being paid twice, so a missing tx (not mined, a
+    receipt a node does not give, a nonce consumed without a receipt of ours) is waited
+    for, never signed anew."""
+    if facts.paid_by is not None:
+        return Outcome(Action.COMPLETE, "paid by its tx", facts.paid_by)
+    if facts.reverted_by is not None:
+        return Outcome(Action.FAIL, f"payout tx {facts.reverted_by} reverted")
+    if facts.mined_without_transfer is not None:
+        return Outcome(Action.WAIT, f"tx {facts.mined_without_transfer} mined without its transfer")
+    return Outcome(Action.WAIT, "not mined at depth yet")
+
+
 # Confirmation depth: blocks that must be built on a receipt's block before payfirst acts
 # on it (decision block = head - depth). Chosen per chain id unless the
 # `confirmation_depth` setting (>= 0) overrides it.

@@ -1,4 +1,5 @@
-"""One relayer key's loops: start-up recovery, then its sender, confirmer and mint loops.
+"""One relayer key's loops: start-up recovery, then its sender, confirmer and mint loops,
+and on the network treasury's key its payout loop (payfirst.pipeline.payouts).
 
 Settings (`payfirst.domain.settings.RuntimeSettings`) are read at every tick, so an
 operator's change (`payfirst settings set`) takes effect without a restart; a value out of
@@ -19,6 +20,7 @@ from payfirst.domain.settings import RuntimeSettings
 from payfirst.pipeline.broadcaster import Broadcaster
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.minter import Minter
+from payfirst.pipeline.payouts import MAX_PAYOUTS_PER_TICK, PayoutSender
 from payfirst.pipeline.relayer import Relayer
 from payfirst.pipeline.sender import Sender
 from payfirst.pipeline.settings import SettingsReader
@@ -99,10 +101,12 @@ class RelayerLoops:
         *,
         settler: str | None = None,
         confirmation_depth: int | None = None,
+        treasury: str | None = None,
     ) -> None:
         """The loops settle on the network `relayer` signs for (`relayer.chain_id`: its
         payments, its relayer state). `confirmation_depth`: the network's own; None: the
-        confirmation_depth setting."""
+        confirmation_depth setting. `treasury`: the network's; when it is this relayer's
+        address, the payout loop runs here too."""
         self.store = store
         self.settings = SettingsReader(store)
         self.broadcaster = Broadcaster(store, chain, relayer)
@@ -110,6 +114,10 @@ class RelayerLoops:
         self.sender = Sender(self.broadcaster, settler)
         self.confirmer = Confirmer(self.broadcaster, depth=confirmation_depth)
         self.minter = Minter(self.broadcaster)
+        self.payouts: PayoutSender | None = None
+        if treasury is not None and treasury.lower() == relayer.address.lower():
+            self.payouts = PayoutSender(self.broadcaster)
+        self.payouts_wanted = asyncio.Event()  # payments completed: a threshold may be reached
         self.payment_queued = asyncio.Event()
         self.txs_sent = asyncio.Event()
         self.payments_completed = asyncio.Event()
@@ -147,6 +155,10 @@ class RelayerLoops:
             asyncio.create_task(self._loop("confirmer", self._confirm, self.txs_sent)),
             asyncio.create_task(self._loop("minter", self._mint, self.payments_completed)),
         ]
+        if self.payouts is not None:
+            self._tasks.append(
+                asyncio.create_task(self._loop("payouts", self._pay_out, self.payouts_wanted))
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -165,6 +177,7 @@ class RelayerLoops:
         done = await self.confirmer.run_once(settings)
         if done:
             self.payments_completed.set()
+            self.payouts_wanted.set()
         return done >= settings.confirmation_batch_size, settings.confirmation_interval_ms
 
     async def _mint(self, settings: RuntimeSettings) -> tuple[bool, int]:
@@ -173,6 +186,13 @@ class RelayerLoops:
         if done:
             self.txs_sent.set()
         return done >= size, settings.mint_interval_ms
+
+    async def _pay_out(self, settings: RuntimeSettings) -> tuple[bool, int]:
+        assert self.payouts is not None
+        signed = await self.payouts.run_once()
+        if signed:
+            self.txs_sent.set()
+        return signed >= MAX_PAYOUTS_PER_TICK, settings.payout_interval_ms
 
     async def _loop(
         self,

@@ -38,15 +38,24 @@ class Worker:
         lease_ttl_s: float = 15.0,
         settler: str | None = None,
         confirmation_depth: int | None = None,
+        treasury: str | None = None,
     ) -> None:
         """One network's worker: `chain` and `relayers` are that network's (each relayer's
         chain id is the network's: its leases, nonces and payments are that chain's), and
-        `confirmation_depth` its own (None: the confirmation_depth setting)."""
+        `confirmation_depth` its own (None: the confirmation_depth setting). `treasury`: the
+        network's; the relayer whose key it is runs the payout loop."""
         self.store = store
         self.chain = chain
         self.relayers = relayers
         self.settler = settler  # the BatchSettler every relayer's sender batches through (or None)
         self.confirmation_depth = confirmation_depth
+        self.treasury = treasury
+        if treasury is not None and all(r.address.lower() != treasury.lower() for r in relayers):
+            log.warning(
+                "the treasury %s is not one of this network's relayer keys: payouts wait "
+                "(a payout is a transfer signed by the treasury's key)",
+                treasury,
+            )
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_ttl_s = lease_ttl_s
         self.relayer_loops: dict[str, RelayerLoops] = {}
@@ -87,6 +96,7 @@ class Worker:
                     relayer,
                     settler=self.settler,
                     confirmation_depth=self.confirmation_depth,
+                    treasury=self.treasury,
                 )
                 self.relayer_loops[address] = loops
                 self._starting[address] = asyncio.create_task(loops.start())

@@ -10,9 +10,18 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from payfirst.domain.accounts import Account, ApiKey, Credential
-from payfirst.domain.ledger import Entry, LedgerPayment
+from payfirst.domain.endpoints import Endpoint
+from payfirst.domain.ledger import AccountKind, Entry, LedgerPayment, TransactionKind
 from payfirst.domain.models import MintItem, NewPayment, Payment, SignedTx, Token
-from payfirst.domain.statuses import MintStatus, PaymentStatus
+from payfirst.domain.payouts import (
+    Balance,
+    Payout,
+    PayoutCandidate,
+    PayoutRequest,
+    PayoutTerms,
+    TermsChange,
+)
+from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
 
 #: Why an authorization already queued is refused for another request: it is a different
 #: purchase (type, token or payee, asset, quantity or payload differ).
@@ -52,6 +61,76 @@ class LedgerRecord:
     recorded: tuple[Entry, ...]  # the `payment` transaction's entries
     has_payment_transaction: bool
     reversal: tuple[Entry, ...] | None  # None: not reversed
+
+
+# -- provider views (payfirst.usecases.views) ----------------------------------------
+
+#: Where a page of payments ends: the last row's (created_at, id); the next page starts
+#: after it, newest first.
+PaymentKey = tuple[datetime, UUID]
+#: Where a page of ledger entries ends: the last entry's (created_at, transaction_id, position).
+EntryKey = tuple[datetime, UUID, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentScope:
+    """Which payments a listing reads. `provider_id`: only that provider's (collected for
+    it, or paid to one of its endpoints); None: every payment."""
+
+    provider_id: UUID | None = None
+    statuses: tuple[PaymentStatus, ...] = ()  # (): any status
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    endpoint_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    """A payment as providers and the operator read it."""
+
+    id: UUID
+    status: PaymentStatus
+    payment_type: PaymentType
+    payer: str
+    amount: int
+    asset: str
+    chain_id: int | None  # None: the default network
+    pay_to: str
+    endpoint_id: UUID | None
+    provider_id: UUID | None
+    fee_bps: int | None
+    tx_hash: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntryScope:
+    """Which ledger entries a listing reads: those of the accounts of `account_kind` and
+    `owner` (None: any), of one payment's transactions, created in [since, until)."""
+
+    account_kind: AccountKind | None = None
+    owner: str | None = None
+    payment_id: UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """A ledger entry with its transaction and account."""
+
+    transaction_id: UUID
+    transaction_kind: TransactionKind
+    payment_id: UUID | None
+    position: int
+    account_kind: AccountKind
+    owner: str
+    asset: str
+    chain_id: int
+    amount: int  # signed
+    created_at: datetime
 
 
 class Store(Protocol):
@@ -402,3 +481,117 @@ class Store(Protocol):
 
     async def touch_api_key(self, key_id: UUID, at: datetime) -> None:
         """Record the key's use at `at`, unless it was recorded less than a minute before."""
+
+    # -- paid endpoints (payfirst.domain.endpoints) -------------------------------------
+
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        """Insert an endpoint (its provider's account must exist)."""
+
+    async def get_endpoint(self, endpoint_id: UUID) -> Endpoint | None:
+        """The endpoint, disabled or not; None if there is no such endpoint."""
+
+    async def list_endpoints(
+        self,
+        limit: int,
+        *,
+        provider_id: UUID | None = None,
+        after: UUID | None = None,
+        include_disabled: bool = False,
+    ) -> list[Endpoint]:
+        """Up to `limit` endpoints, oldest first (created_at, then id): one provider's, or
+        everyone's; disabled ones only with `include_disabled`; with `after`, those listed
+        after that endpoint (none if it is unknown)."""
+
+    async def update_endpoint(self, endpoint: Endpoint) -> Endpoint | None:
+        """Write an endpoint's terms and `updated_at` (its provider, creation and disabling
+        are kept); the endpoint as stored, None if there is no such endpoint."""
+
+    async def disable_endpoint(self, endpoint_id: UUID, at: datetime) -> Endpoint | None:
+        """Disable it at `at` (an earlier time is kept); None if there is no such endpoint."""
+
+    async def discoverable_endpoints(self, limit: int, offset: int) -> tuple[list[Endpoint], int]:
+        """A page of the enabled, discoverable endpoints, oldest first, and how many there
+        are in all."""
+
+    # provider views (payfirst.usecases.views): pages newest first, each after `before`
+    # (the previous page's last key; None: from the newest)
+    async def view_payments(
+        self, scope: PaymentScope, limit: int, before: PaymentKey | None = None
+    ) -> list[PaymentRow]:
+        """Up to `limit` payments in `scope`, by (created_at, id) descending."""
+
+    async def view_payment(self, payment_id: UUID, provider_id: UUID | None) -> PaymentRow | None:
+        """The payment, if it is in `provider_id`'s scope (None: any payment)."""
+
+    async def view_entries(
+        self, scope: EntryScope, limit: int, before: EntryKey | None = None
+    ) -> list[EntryRow]:
+        """Up to `limit` ledger entries in `scope`, by (created_at, transaction_id,
+        position) descending."""
+
+    # payouts (payfirst.domain.payouts; adapters/store_payouts.py)
+    async def create_payout(self, request: PayoutRequest) -> Payout:
+        """ONE transaction: lock the provider's account row (FOR UPDATE), and insert a
+        `pending` payout of `request.amount` (None: all that is available) to its payout
+        address if 0 < amount <= its ledger balance of the asset on the chain minus its
+        payouts pending, processing or sent. Raises PaymentRejected (nothing written):
+        UNKNOWN_ACCOUNT (no such provider), NO_PAYOUT_ADDRESS, INSUFFICIENT_BALANCE."""
+
+    async def get_payout(self, payout_id: UUID) -> Payout | None: ...
+
+    async def list_payouts(
+        self, provider_id: UUID | None, limit: int, *, before: UUID | None = None
+    ) -> list[Payout]:
+        """Up to `limit` payouts (of `provider_id`; None: everyone's), newest first; with
+        `before`, those listed after that payout."""
+
+    async def provider_balances(self, provider_id: UUID) -> list[Balance]:
+        """The provider's money per asset and chain, read in one snapshot."""
+
+    async def payout_candidates(self, chain_id: int) -> list[PayoutCandidate]:
+        """Providers with automatic payout terms, a payout address and money available on
+        the chain, per asset."""
+
+    async def get_payout_terms(self, account_id: UUID) -> PayoutTerms | None: ...
+
+    async def update_account_terms(
+        self, account_id: UUID, change: TermsChange
+    ) -> tuple[Account, PayoutTerms] | None:
+        """Set the fields named in `change.given`; the account and its payout terms, None
+        if there is no such account."""
+
+    async def claim_payouts(
+        self,
+        relayer: str,
+        limit: int,
+        sign: Callable[[Payout, int], SignedTx],
+        *,
+        chain_id: int,
+    ) -> list[Payout]:
+        """ONE transaction (the write-ahead step, as `claim_payments`): take up to `limit`
+        pending payouts of the chain (FOR UPDATE SKIP LOCKED), lock the relayer's row, give
+        each the next nonce, call `sign(payout, nonce)`, store relayer, nonce, tx_hash,
+        raw_tx and `processing`, advance next_nonce. Nothing is written if `sign` raises."""
+
+    async def sent_payouts(self, relayer: str, limit: int, *, chain_id: int) -> list[Payout]:
+        """The relayer's `sent` payouts on the chain, lowest nonce first."""
+
+    async def complete_payout(
+        self,
+        payout_id: UUID,
+        tx_hash: str,
+        before_commit: Callable[[], None] | None = None,
+    ) -> bool:
+        """ONE transaction: only if the payout is `processing` or `sent`: `completed` with
+        the tx that paid it, and its `payout` ledger transaction (the provider's account
+        -amount, the payee's external account +amount). False, writing nothing, otherwise."""
+
+    async def fail_payout(self, payout_id: UUID, error: str) -> bool:
+        """A `sent` payout whose tx reverted becomes `failed` (no ledger entry)."""
+
+    async def treasury_books(
+        self, holder: str, chain_id: int
+    ) -> tuple[dict[str, int], list[Payout]]:
+        """In one snapshot: `ledger_holdings(holder, chain_id)` and the chain's payouts whose
+        tx may have moved money the ledger does not show yet (processing, sent) or that the
+        ledger shows but may be above a block being checked (completed in the last hour)."""

@@ -54,6 +54,11 @@ class FacilitatorClient:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(transport=transport, follow_redirects=True)
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The httpx client it posts with (the middleware reads payfirst's registry with it)."""
+        return self._client
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()

@@ -1,6 +1,11 @@
 """`PaymentMiddleware`: put an x402 price on routes of a Starlette / FastAPI app, with
 payfirst (or any x402 facilitator) verifying and settling the payments.
 
+The prices come from a local table (`routes=`, any facilitator) or from payfirst's registry
+(`api_key=`, a provider key: the routes are the provider's endpoints registered in payfirst,
+each request priced by payfirst's own 402; payfirst settles them for the provider and
+credits its balance). Both may be given: the local table is looked at first.
+
 For a priced route:
 - no payment header: `402`, x402 v1 JSON body + v2 `PAYMENT-REQUIRED` header;
 - a payment: facilitator `/verify`; invalid: `402` with the reason;
@@ -33,17 +38,26 @@ from re import Pattern
 from typing import Any, Final, Literal
 
 import httpx
-from starlette.datastructures import URL, Headers, MutableHeaders
+from starlette.datastructures import URL, Headers, MutableHeaders, QueryParams
 from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payfirst import jsonsafe
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
 from payfirst.provider.facilitator_client import (
     SETTLE_TIMEOUT_S,
     FacilitatorClient,
     FacilitatorError,
+)
+from payfirst.provider.registry import (
+    REGISTRY_TTL_S,
+    EndpointRegistry,
+    RegisteredPrice,
+    RegistryUnavailable,
+    UnitsRefused,
+    units_of,
 )
 from payfirst.x402 import (
     MAX_TIMEOUT_SECONDS,
@@ -110,6 +124,11 @@ class Price:
     def _extra(self) -> dict[str, Any]:
         return {"name": self.asset_name, "version": self.asset_version}
 
+    def resource_info(self, resource: str) -> ResourceInfo:
+        return ResourceInfo(
+            url=resource, description=self.description or None, mime_type=self.mime_type
+        )
+
     def requirements_v2(self) -> PaymentRequirementsV2:
         return PaymentRequirementsV2(
             scheme=SCHEME_EXACT,
@@ -136,12 +155,16 @@ class Price:
         )
 
 
+#: What a paid request costs: a local `Price`, or the registry's requirements for it.
+Offer = Price | RegisteredPrice
+
+
 @dataclass(frozen=True)
 class VerifiedPayment:
     """What the handler finds in `request.state.x402`."""
 
     payer: str | None
-    price: Price
+    price: Offer
     payload: PaymentPayloadV1 | PaymentPayloadV2
     requirements: PaymentRequirementsV1 | PaymentRequirementsV2
     settlement: SettleResponse | None = None  # set when settle="before"
@@ -199,16 +222,20 @@ class _Held:
 
 class PaymentMiddleware:
     """ASGI middleware pricing routes. `routes` maps "METHOD /path" (Starlette path
-    syntax: "/items/{id}") to a `Price`. The facilitator is reached at `facilitator_url`
-    through `http_client=` (an httpx.AsyncClient you own) or `transport=` (e.g.
-    `httpx.ASGITransport(app=payfirst_app)`), else over the network."""
+    syntax: "/items/{id}") to a `Price`; `api_key` (a payfirst provider key) prices the
+    provider's endpoints registered in payfirst at `facilitator_url` instead, or as well.
+    The facilitator is reached at `facilitator_url` through `http_client=` (an
+    httpx.AsyncClient you own) or `transport=` (e.g. `httpx.ASGITransport(app=payfirst_app)`),
+    else over the network."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         facilitator_url: str,
-        routes: Mapping[str, Price],
+        routes: Mapping[str, Price] | None = None,
+        api_key: str | None = None,
+        registry_ttl_s: float = REGISTRY_TTL_S,
         settle: Literal["after", "before"] = "after",
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -218,15 +245,28 @@ class PaymentMiddleware:
     ) -> None:
         if settle not in ("after", "before"):
             raise ValueError(f"settle must be 'after' or 'before', not {settle!r}")
+        if routes is None and not api_key:
+            raise ValueError("give routes= (a price table) or api_key= (payfirst's registry)")
         self.app = app
         self.settle = settle
-        self.routes = _parse_routes(routes)
+        self.routes = _parse_routes(routes or {})
+        if api_key:
+            # payfirst settles a registered endpoint's payment only for its provider's key.
+            facilitator_headers = {
+                "Authorization": f"Bearer {api_key}",
+                **(facilitator_headers or {}),
+            }
         self.facilitator = FacilitatorClient(
             facilitator_url,
             client=http_client,
             transport=transport,
             headers=facilitator_headers,
             settle_timeout_s=settle_timeout_s,
+        )
+        self.registry = (
+            EndpointRegistry(self.facilitator.http, facilitator_url, api_key, ttl_s=registry_ttl_s)
+            if api_key
+            else None
         )
         self._clock = clock
         self._in_use: dict[tuple[str, str], _Claim] = {}
@@ -239,11 +279,49 @@ class PaymentMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        price = self._price_of(scope)
+        price: Offer | None = self._price_of(scope)
+        if price is None and self.registry is not None:
+            try:
+                price, receive = await self._registered_price(scope, receive)
+            except RegistryUnavailable as exc:
+                log.warning("x402 provider: %s", exc)
+                await JSONResponse(
+                    {
+                        "error": FACILITATOR_UNAVAILABLE,
+                        "message": "payfirst's registry is unreachable",
+                    },
+                    502,
+                )(scope, receive, send)
+                return
+            except UnitsRefused as exc:
+                await JSONResponse(
+                    {"error": Reason.INVALID_REQUEST.value, "message": str(exc)}, 400
+                )(scope, receive, send)
+                return
         if price is None:
             await self.app(scope, receive, send)
             return
         await self._paid(scope, receive, _exposing(send), price)
+
+    async def _registered_price(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[RegisteredPrice | None, Receive]:
+        """payfirst's price of this request if it is to one of the provider's endpoints,
+        and the `receive` to hand on (the body replayed when it was read for the units)."""
+        assert self.registry is not None
+        endpoint = await self.registry.match(scope["method"], scope["path"])
+        if endpoint is None:
+            return None, receive
+        units = 1
+        if endpoint.unit_param is not None:
+            raw, receive = await _unit_value(scope, receive, endpoint.unit_param)
+            if raw is not None:
+                counted = units_of(raw)
+                if counted is None:
+                    raise UnitsRefused(f"{endpoint.unit_param} must be a whole number >= 1")
+                units = counted
+        url = str(URL(scope=scope).replace(query=""))
+        return await self.registry.price(endpoint, units, url), receive
 
     async def aclose(self) -> None:
         """Close the facilitator client (done at lifespan shutdown too)."""
@@ -266,7 +344,7 @@ class PaymentMiddleware:
 
     # --- the paid request ------------------------------------------------------------
 
-    async def _paid(self, scope: Scope, receive: Receive, send: Send, price: Price) -> None:
+    async def _paid(self, scope: Scope, receive: Receive, send: Send, price: Offer) -> None:
         resource = str(URL(scope=scope))
         try:
             payload = parse_payment_header(Headers(scope=scope))
@@ -448,16 +526,14 @@ class PaymentMiddleware:
 # --- answers ---------------------------------------------------------------------------
 
 
-def _required(price: Price, resource: str, error: str, message: str = "") -> JSONResponse:
+def _required(price: Offer, resource: str, error: str, message: str = "") -> JSONResponse:
     """402 with the x402 v1 JSON body and the v2 PAYMENT-REQUIRED header."""
     body = wire(PaymentRequiredV1(error=error, accepts=[price.requirements_v1(resource)]))
     if message:
         body["message"] = message
     v2 = PaymentRequiredV2(
         error=error,
-        resource=ResourceInfo(
-            url=resource, description=price.description or None, mime_type=price.mime_type
-        ),
+        resource=price.resource_info(resource),
         accepts=[price.requirements_v2()],
     )
     return JSONResponse(body, 402, headers={PAYMENT_REQUIRED: encode_header(v2)})
@@ -471,7 +547,7 @@ def _settlement_header(
 
 
 def _settle_failed(
-    price: Price,
+    price: Offer,
     resource: str,
     payload: PaymentPayloadV1 | PaymentPayloadV2,
     settlement: SettleResponse,
@@ -526,3 +602,48 @@ def _exposing(send: Send) -> Send:
         await send(message)
 
     return wrapped
+
+
+#: The most of a request body read to find its unit count.
+MAX_UNITS_BODY: Final = 64 * 1024
+
+
+async def _unit_value(scope: Scope, receive: Receive, name: str) -> tuple[object, Receive]:
+    """The request's `name`: its query parameter, else the top-level field of its JSON body
+    (read whole, up to MAX_UNITS_BODY, and replayed to the app). None when absent."""
+    query = URL(scope=scope).query
+    if query:
+        values = QueryParams(query).getlist(name)
+        if values:
+            return values[-1], receive
+    content_type = Headers(scope=scope).get("content-type", "")
+    if "json" not in content_type.lower():
+        return None, receive
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, receive  # the client left
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_UNITS_BODY:
+            raise UnitsRefused(f"the body is too large to read {name} from")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    try:
+        data = jsonsafe.loads(body) if body else None
+    except ValueError:
+        return None, replay  # the app answers its own malformed body
+    return (data.get(name) if isinstance(data, dict) else None), replay

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from payfirst.domain.accounts import Account
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization, NewPayment, Payment
 from payfirst.domain.reasons import Reason
@@ -30,6 +31,7 @@ from payfirst.usecases.deps import (
     ServedNetworks,
     Tokens,
 )
+from payfirst.usecases.endpoints import EndpointRegistry, Sale
 from payfirst.usecases.idempotency import payment_id_of
 from payfirst.x402 import VerifyRequest, verify_exact_evm
 
@@ -87,17 +89,24 @@ class Facilitator:
     settle_pay_to: frozenset[str]
     min_settle_amount: int
     settle_timeout_s: float
+    #: Providers' paid endpoints: a caller with a key may settle a payment its requirements
+    #: name one of (extra.payfirst), at the registry's price. None: no registry.
+    endpoints: EndpointRegistry | None = None
 
-    async def verify(self, request: VerifyRequest) -> Valid | Invalid:
+    async def verify(
+        self, request: VerifyRequest, caller: Account | None = None
+    ) -> Valid | Invalid:
         """Valid only for an authorization never submitted before. A payload payfirst
         already has is a replay to a resource server (which verifies before serving), even
         when identical; a facilitator client retrying a settlement calls settle, which
-        answers that payment's result."""
+        answers that payment's result. `caller`: the account of the API key given (a
+        provider or the operator), which may name its paid endpoint."""
         try:
+            sale = await self._sale(request, caller)
             authorization = verify_exact_evm(
                 request.payment_payload, request.payment_requirements, int(self.clock())
             )
-            await self._check_admissible(authorization)
+            await self._check_admissible(authorization, sale)
             known = await self.store.find_payment(authorization.from_, authorization.nonce)
             if known is not None:
                 raise PaymentRejected(
@@ -109,13 +118,16 @@ class Facilitator:
             return Invalid(exc.reason, exc.message, payer_of(request))
         return Valid(authorization.from_)
 
-    async def settle(self, request: VerifyRequest, headers: Mapping[str, str]) -> SettleOutcome:
+    async def settle(
+        self, request: VerifyRequest, headers: Mapping[str, str], caller: Account | None = None
+    ) -> SettleOutcome:
         """Queue the payment (or find it queued) and wait for its outcome. `headers`: the
-        request's, for its Idempotency-Key. Raises PaymentRejected when the payment is
-        refused before it is queued."""
+        request's, for its Idempotency-Key; `caller`: as verify's. Raises PaymentRejected
+        when the payment is refused before it is queued."""
         payload = request.payment_payload
+        sale = await self._sale(request, caller)
         authorization = verify_exact_evm(payload, request.payment_requirements, int(self.clock()))
-        await self._check_admissible(authorization)
+        await self._check_admissible(authorization, sale)
         self.per_payer.take(authorization.from_)
         existing = await self.store.find_payment(authorization.from_, authorization.nonce)
         if existing is not None and existing.authorization == authorization:
@@ -140,6 +152,9 @@ class Facilitator:
                 },
                 idempotency_key=payment_id_of(headers, payload),
                 chain_id=chain_id,
+                endpoint_id=None if sale is None else sale.endpoint.id,
+                provider_id=None if sale is None else sale.provider_id,
+                fee_bps=None if sale is None else sale.fee_bps,
             )
         )
         if queued.created:
@@ -168,9 +183,17 @@ class Facilitator:
         assert payment is not None  # queued payments are never deleted
         return payment
 
-    async def _check_admissible(self, authorization: Authorization) -> None:
+    async def _sale(self, request: VerifyRequest, caller: Account | None) -> Sale | None:
+        """The paid endpoint a keyed caller's requirements name, priced by the registry;
+        without a key, none (extra.payfirst is then no one's word)."""
+        if caller is None or self.endpoints is None:
+            return None
+        return await self.endpoints.sale(caller, request.payment_requirements)
+
+    async def _check_admissible(self, authorization: Authorization, sale: Sale | None) -> None:
         """What this facilitator agrees to spend gas on: only pay-to addresses the operator
-        allowed, never a token payfirst sells by mint (a payment to it buys mints through
+        allowed (or a keyed provider's paid endpoint, at the registry's price: `sale`),
+        never a token payfirst sells by mint (a payment to it buys mints through
         /api/mint, and settling it here would take the buyer's money for nothing), and no
         dust. Checked before anything else, so a stranger can never make the relayer pay."""
         pay_to = checksum(authorization.to)
@@ -179,7 +202,7 @@ class Facilitator:
                 Reason.INVALID_PAYMENT_REQUIREMENTS,
                 f"payments to {pay_to} buy its mints: use POST /api/mint/{pay_to}",
             )
-        if pay_to not in self.settle_pay_to:
+        if sale is None and pay_to not in self.settle_pay_to:
             raise PaymentRejected(
                 Reason.INVALID_PAYMENT_REQUIREMENTS,
                 f"this facilitator does not settle payments to {pay_to}",

@@ -9,8 +9,9 @@
    is a violation (one of no payment the database refuses).
 3. Per network with a treasury, per asset: the treasury's on-chain balance equals what the
    ledger says it holds (provider balances + fees + its own external account) minus payouts
-   in flight. Payments to it still being settled may explain a surplus (reported, not a
-   violation); anything else is.
+   in flight (their tx mined at the checked block, the ledger not showing them yet).
+   Payments to it still being settled may explain a surplus (reported, not a violation);
+   anything else is.
 
 Bounded: payments are read a page at a time, each page's receipts and blocks in one round
 trip per network.
@@ -26,6 +27,7 @@ from uuid import UUID
 from eth_utils.crypto import keccak
 
 from payfirst.domain.ledger import Entry, entries_for_payment, reversal_of
+from payfirst.domain.payouts import Payout, PayoutStatus
 from payfirst.domain.statuses import PaymentStatus
 from payfirst.ports.chain import AuthorizationRef, Chain, Receipt
 from payfirst.ports.store import LedgerRecord, Store
@@ -69,11 +71,42 @@ class LedgerReport:
         return [f for f in self.findings if f.violation]
 
 
-async def payouts_in_flight(store: Store, chain_id: int, asset: str) -> int:
-    """What payouts have debited in the ledger but not yet moved on chain. Payouts do not
-    exist yet: the payouts item fills this in (from its own table, through the store)."""
-    del store, chain_id, asset
-    return 0
+async def payouts_in_flight(
+    store: Store, chain: Chain, chain_id: int, payouts: Sequence[Payout], block: int
+) -> dict[str, int]:
+    """{asset (lowercase): what payouts moved out of the treasury on chain at `block` that the
+    ledger does not show}: the amounts of payouts not yet completed whose tx (any tx signed
+    for its nonce) has a successful canonical receipt at or below `block`, minus those
+    completed in the ledger whose tx is not there (mined above `block`, while the check ran)."""
+    by_relayer: dict[str, list[int]] = {}
+    for payout in payouts:
+        if payout.relayer is not None and payout.tx_nonce is not None:
+            by_relayer.setdefault(payout.relayer, []).append(payout.tx_nonce)
+    history: dict[tuple[str, int], list[str]] = {}
+    for relayer, nonces in by_relayer.items():
+        for nonce, hashes in (await store.tx_hashes(relayer, nonces, chain_id=chain_id)).items():
+            history[(relayer, nonce)] = hashes
+    candidates = {
+        p.id: sorted(
+            {h for h in [p.tx_hash, *history.get((p.relayer or "", p.tx_nonce or -1), [])] if h}
+        )
+        for p in payouts
+    }
+    receipts = await _canonical_receipts(
+        chain, sorted({h for hs in candidates.values() for h in hs})
+    )
+    moved: dict[str, int] = {}
+    for payout in payouts:
+        mined = any(
+            (r := receipts.get(h)) is not None and r.success and r.block_number <= block
+            for h in candidates[payout.id]
+        )
+        asset = payout.asset.lower()
+        if mined and payout.status is not PayoutStatus.COMPLETED:
+            moved[asset] = moved.get(asset, 0) + payout.amount
+        elif not mined and payout.status is PayoutStatus.COMPLETED:
+            moved[asset] = moved.get(asset, 0) - payout.amount
+    return moved
 
 
 async def check_ledger(
@@ -240,20 +273,26 @@ def _settlement_findings(
 
 
 async def _treasury_findings(store: Store, network: CheckedNetwork, treasury: str) -> list[Finding]:
-    """Invariant 3. Read in this order — balance, then payments in flight, then the ledger —
-    so a payment settling meanwhile is in flight or in the ledger, never in neither."""
+    """Invariant 3. Read in this order — balance at a block, then payments in flight, then
+    the ledger with the payouts it may not show yet (one snapshot) — so a payment settling
+    meanwhile is in flight or in the ledger, never in neither, and a payout is counted once:
+    by the ledger, or as in flight when its tx is at or below the block but the ledger does
+    not show it yet."""
     booked = await store.ledger_holdings(treasury, network.chain_id)
     names = {a.lower(): a for a in network.assets} | {a.lower(): a for a in booked}
     if not names:
         return []
     assets = sorted(names.values())
-    balances = await network.chain.balances([(a, treasury) for a in assets], "latest")
+    block = await network.chain.block_number()
+    balances = await network.chain.balances([(a, treasury) for a in assets], block)
     in_flight = _by_lower(await store.amounts_in_flight_to(treasury, network.chain_id))
-    holdings = _by_lower(await store.ledger_holdings(treasury, network.chain_id))
+    books, open_payouts = await store.treasury_books(treasury, network.chain_id)
+    holdings = _by_lower(books)
+    paying = await payouts_in_flight(store, network.chain, network.chain_id, open_payouts, block)
     found: list[Finding] = []
     for asset, balance in zip(assets, balances, strict=True):
         subject = f"{network.chain_id}/{asset}"
-        payouts = await payouts_in_flight(store, network.chain_id, asset)
+        payouts = paying.get(asset.lower(), 0)
         expected = holdings.get(asset.lower(), 0) - payouts
         arriving = in_flight.get(asset.lower(), 0)
         if balance is None:

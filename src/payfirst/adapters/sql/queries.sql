@@ -102,10 +102,10 @@ RETURNING next_nonce;
 -- Queue the payments coalesced from one event-loop turn in one round trip; one outcome
 -- row per payment.
 SELECT idx, payment_id, outcome
-  FROM payfirst_queue_payments_v2(
+  FROM payfirst_queue_payments_v3(
       $1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],
       $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[],
-      $13::bigint[]);
+      $13::bigint[], $14::uuid[], $15::integer[], $16::uuid[]);
 
 -- name: find_payment
 -- The payment of a payer's authorization nonce.
@@ -379,6 +379,10 @@ SELECT DISTINCT ON (nonce)
         SELECT nonce, tx_hash, raw_tx, status FROM mint_queue
          WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
            AND token_address IN (SELECT address FROM tokens WHERE chain_id = $3)
+        UNION ALL
+        SELECT nonce, tx_hash, raw_tx, status FROM payouts
+         WHERE relayer = $1 AND (nonce >= $2 OR status = 'processing') AND raw_tx IS NOT NULL
+           AND chain_id = $3
        ) AS txs
  ORDER BY nonce, tx_hash;
 
@@ -388,6 +392,9 @@ SELECT raw_tx FROM payment_queue
  WHERE relayer = $1 AND nonce = $2 AND tx_hash = $3 AND status IN ('processing', 'sent')
 UNION ALL
 SELECT raw_tx FROM mint_queue
+ WHERE relayer = $1 AND nonce = $2 AND tx_hash = $3 AND status IN ('processing', 'sent')
+UNION ALL
+SELECT raw_tx FROM payouts
  WHERE relayer = $1 AND nonce = $2 AND tx_hash = $3 AND status IN ('processing', 'sent')
 LIMIT 1;
 

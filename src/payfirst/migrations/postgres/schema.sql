@@ -498,9 +498,13 @@ CREATE TABLE accounts (
     payout_address  text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     revoked_at      timestamptz,
+    payout_threshold   numeric(78, 0),
+    payout_interval_s  integer,
     CONSTRAINT accounts_role_check CHECK (role IN ('operator', 'provider', 'agent')),
     CONSTRAINT accounts_name_check CHECK (char_length(name) BETWEEN 1 AND 100),
-    CONSTRAINT accounts_fee_bps_check CHECK (fee_bps BETWEEN 0 AND 10000)
+    CONSTRAINT accounts_fee_bps_check CHECK (fee_bps BETWEEN 0 AND 10000),
+    CONSTRAINT accounts_payout_threshold_check CHECK (payout_threshold > 0),
+    CONSTRAINT accounts_payout_interval_check CHECK (payout_interval_s BETWEEN 60 AND 31622400)
 );
 
 CREATE INDEX idx_accounts_created ON accounts (created_at, id);
@@ -546,12 +550,15 @@ CREATE TABLE ledger_transactions (
     reverses    uuid REFERENCES ledger_transactions (id),
     reason      text,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    payout_id   uuid,
     CONSTRAINT ledger_transactions_kind_check CHECK (kind IN ('payment', 'reversal', 'payout')),
     CONSTRAINT ledger_transactions_payment_kind_key UNIQUE (payment_id, kind),
     CONSTRAINT ledger_transactions_of_a_payment
         CHECK (kind = 'payout' OR payment_id IS NOT NULL),
     CONSTRAINT ledger_transactions_reversal_reverses
-        CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
+        CHECK ((kind = 'reversal') = (reverses IS NOT NULL)),
+    CONSTRAINT ledger_transactions_payout_key UNIQUE (payout_id),
+    CONSTRAINT ledger_transactions_payout_kind_check CHECK (payout_id IS NULL OR kind = 'payout')
 );
 
 -- An entry is (its transaction, its position in it): no sequence, one index fewer. Its
@@ -720,3 +727,138 @@ CREATE INDEX idx_payment_queue_provider_created ON payment_queue (provider_id, c
     WHERE provider_id IS NOT NULL;
 CREATE INDEX idx_payment_queue_endpoint_created ON payment_queue (endpoint_id, created_at, id)
     WHERE endpoint_id IS NOT NULL;
+
+-- payfirst_queue_payment_v2 with what a payment to a provider's paid endpoint records,
+-- fixed when it is accepted: the endpoint paid for and, when the platform collects (payTo is
+-- the network's treasury), the provider credited and the fee in basis points
+-- (payfirst.domain.ledger splits it at completion). An authorization already queued is the
+-- same purchase only for the same endpoint (or none, both).
+CREATE FUNCTION payfirst_queue_payment_v3(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text, p_chain_id bigint,
+    p_provider_id uuid, p_fee_bps integer, p_endpoint_id uuid
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_chain_id bigint := p_chain_id;
+    v_existing payment_queue%ROWTYPE;
+BEGIN
+    IF v_chain_id IS NULL AND p_payment_type = 'mint' THEN
+        SELECT t.chain_id INTO v_chain_id FROM tokens t WHERE t.address = p_token_address;
+    END IF;
+
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key, chain_id,
+        provider_id, fee_bps, endpoint_id
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, 'pending', p_idempotency_key,
+        v_chain_id, p_provider_id, p_fee_bps, p_endpoint_id
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            -- Not the authorization: the payer's idempotency key is taken by another one.
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity
+              AND v_existing.endpoint_id IS NOT DISTINCT FROM p_endpoint_id
+              AND (v_existing.chain_id IS NULL OR v_chain_id IS NULL
+                   OR v_existing.chain_id = v_chain_id) THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT v_id, 'created'::text;
+END;
+$$;
+
+CREATE FUNCTION payfirst_queue_payments_v3(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[], p_chain_ids bigint[], p_provider_ids uuid[], p_fee_bpss integer[],
+    p_endpoint_ids uuid[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment_v3(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i], p_chain_ids[i],
+                  p_provider_ids[i], p_fee_bpss[i], p_endpoint_ids[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
+
+-- 0014: payouts (payfirst.domain.payouts); a payout's ledger transaction is ledger_transactions.payout_id.
+CREATE TABLE payouts (
+    id            uuid PRIMARY KEY,
+    provider_id   uuid NOT NULL REFERENCES accounts (id),
+    asset         text NOT NULL,
+    chain_id      bigint NOT NULL,
+    to_address    text NOT NULL,
+    amount        numeric(78, 0) NOT NULL,
+    status        text NOT NULL DEFAULT 'pending',
+    trigger       text NOT NULL,
+    relayer       text,
+    nonce         bigint,
+    tx_hash       text,
+    raw_tx        text,
+    error         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    completed_at  timestamptz,
+    CONSTRAINT payouts_amount_check CHECK (amount > 0),
+    CONSTRAINT payouts_status_check
+        CHECK (status IN ('pending', 'processing', 'sent', 'completed', 'failed')),
+    CONSTRAINT payouts_trigger_check CHECK (trigger IN ('on_demand', 'threshold', 'schedule')),
+    CONSTRAINT payouts_signed_check CHECK (
+        status = 'pending'
+        OR (relayer IS NOT NULL AND nonce IS NOT NULL AND tx_hash IS NOT NULL
+            AND raw_tx IS NOT NULL))
+);
+
+CREATE INDEX idx_payouts_provider_created ON payouts (provider_id, created_at, id);
+CREATE INDEX idx_payouts_open ON payouts (chain_id, status, created_at)
+    WHERE status IN ('pending', 'processing', 'sent');
+CREATE INDEX idx_payouts_relayer_nonce ON payouts (relayer, chain_id, nonce)
+    WHERE raw_tx IS NOT NULL;
+
+ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_payout_id_fkey
+    FOREIGN KEY (payout_id) REFERENCES payouts (id);

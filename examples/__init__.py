@@ -1,0 +1,1 @@
+"""Runnable examples of payfirst's libraries against a running payfirst (`make run`)."""
