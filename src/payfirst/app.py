@@ -116,6 +116,8 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
             name="get_provider_payment",
         ),
         Route("/v1/ledger/entries", views.list_entries, methods=["GET"]),
+        # Agents' payers and spending policies (api/policies.py).
+        # Webhooks (api/webhooks.py).
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(

@@ -27,7 +27,9 @@ from payfirst.adapters.migrate import migrate as run_migrations
 from payfirst.adapters.sql import QUERIES as _Q
 from payfirst.adapters.store_endpoints import EndpointRows
 from payfirst.adapters.store_payouts import PayoutRows
+from payfirst.adapters.store_policies import PolicyRows
 from payfirst.adapters.store_views import ProviderViewRows
+from payfirst.adapters.store_webhooks import WebhookRows
 from payfirst.domain.accounts import Account, ApiKey, Credential, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.ledger import Account as LedgerAccount
@@ -255,7 +257,7 @@ PAYMENT_CHANGED_CHANNEL = "payfirst_payment_changed"
 LISTENER_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows):
+class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, WebhookRows):
     """The Store port on PostgreSQL. Build it with `await PostgresStore.connect(dsn)`."""
 
     def __init__(

@@ -1,0 +1,1 @@
+-- The queries of adapters/store_policies.py (see sql/__init__.py for the format).

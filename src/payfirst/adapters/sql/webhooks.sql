@@ -1,0 +1,1 @@
+-- The queries of adapters/store_webhooks.py (see sql/__init__.py for the format).
