@@ -178,7 +178,8 @@ async def test_a_paid_route_is_never_served_free_when_payfirst_is_unreachable(
 
 async def units(request: Request) -> Response:
     body = await request.json() if request.method == "POST" else {}
-    return JSONResponse({"echo": body, "paid": request.state.x402.requirements.amount})
+    paid = request.state.x402
+    return JSONResponse({"echo": body, "paid": paid.requirements.amount, "units": paid.units})
 
 
 async def test_per_unit_prices_read_the_units_from_the_query_or_the_json_body(
@@ -215,6 +216,21 @@ async def test_per_unit_prices_read_the_units_from_the_query_or_the_json_body(
         by_query = await plain.post("/translate?pages=4", json={"text": "hej"})
         too_many = await plain.post("/translate", json={"pages": 11})
         not_a_number = await plain.post("/translate?pages=x")
+        # Wherever a handler could read the count, the price counts the same: a JSON body
+        # without (or with another) Content-Type, and never fewer units than it serves.
+        untyped = await plain.post("/translate", content=b'{"pages": 10}')
+        mislabelled = await plain.post(
+            "/translate", content=b'{"pages": 10}', headers={"content-type": "text/plain"}
+        )
+        refused = [
+            await plain.post("/translate?pages=1", json={"pages": 10}),  # two counts
+            await plain.post("/translate", json={"text": "hej"}),  # none
+            await plain.post("/translate", content=b"pages=10"),  # not JSON
+            await plain.post("/translate", content=b'{"pages": 10, "x": NaN}'),
+            await plain.post("/translate", json={"pages": 2.5}),
+            await plain.post("/translate", json={"pages": True}),
+            await plain.post("/translate", json=[{"pages": 1}]),
+        ]
         async with PayingClient(ANVIL_KEYS[3], timeout=120) as client:
             paid = await client.post(f"{app_url}/translate", json={"pages": 3, "text": "hej"})
     assert by_body.status_code == 402
@@ -222,9 +238,17 @@ async def test_per_unit_prices_read_the_units_from_the_query_or_the_json_body(
     assert decode_header(by_query.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "8000"
     assert too_many.status_code == 400, too_many.text
     assert not_a_number.status_code == 400, not_a_number.text
+    for answer in (untyped, mislabelled):
+        assert answer.status_code == 402, answer.text
+        assert decode_header(answer.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "20000"
+    assert [r.status_code for r in refused] == [400] * len(refused), [r.text for r in refused]
     # The body read for the units reaches the handler whole.
     assert paid.response.status_code == 200, paid.response.text
-    assert paid.response.json() == {"echo": {"pages": 3, "text": "hej"}, "paid": "6000"}
+    assert paid.response.json() == {
+        "echo": {"pages": 3, "text": "hej"},
+        "paid": "6000",
+        "units": 3,
+    }
     assert paid.settlement is not None
     row = await settled_row(h, paid.settlement.transaction)
     assert (row["status"], int(row["amount"])) == ("completed", 6000)
@@ -240,3 +264,50 @@ async def wait_for(condition: Any, timeout_s: float = 60.0) -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.2)
+
+
+async def served(request: Request) -> Response:
+    return JSONResponse({"served": True})
+
+
+async def test_disabled_head_and_repriced_endpoints_are_never_served_unpaid(stack: Stack) -> None:
+    provider = {"Authorization": f"Bearer {stack.provider.api_key}"}
+    endpoint_id = stack.provider.endpoint["id"]
+    app = Starlette(
+        routes=[Route("/weather/{city}", served, methods=["GET"])],
+        middleware=[
+            Middleware(
+                PaymentMiddleware,
+                facilitator_url=stack.payfirst_url,
+                api_key=stack.provider.api_key,
+                registry_ttl_s=3600,
+            )
+        ],
+    )
+    async with (
+        serving(app, lifespan="on") as app_url,
+        httpx.AsyncClient(base_url=app_url) as plain,
+        httpx.AsyncClient(base_url=stack.payfirst_url, headers=provider) as payfirst,
+    ):
+        head = await plain.head("/weather/rome")
+        assert head.status_code == 402
+        # A new price while the middleware still knows the old one: the payment at the old
+        # price is refused by payfirst (never served), and the next request asks the new one.
+        repriced = await payfirst.patch(f"/v1/endpoints/{endpoint_id}", json={"amount": "12000"})
+        assert repriced.status_code == 200, repriced.text
+        async with PayingClient(ANVIL_KEYS[4], timeout=120) as client:
+            stale = await client.get(f"{app_url}/weather/rome")
+            assert stale.response.status_code == 402, stale.response.text
+            fresh = await client.get(f"{app_url}/weather/rome")
+        assert fresh.response.status_code == 200, fresh.response.text
+        assert fresh.payment is not None and fresh.payment.amount == 12_000
+        # Disabled: not for sale, and not served free either, once the list is read again.
+        assert (await payfirst.delete(f"/v1/endpoints/{endpoint_id}")).status_code == 200
+        middleware = app.middleware_stack
+        while not isinstance(middleware, PaymentMiddleware):
+            middleware = middleware.app  # type: ignore[attr-defined]
+        assert middleware.registry is not None
+        middleware.registry.forget(endpoint_id)
+        disabled = await plain.get("/weather/rome")
+        assert disabled.status_code == 404, disabled.text
+        assert "served" not in disabled.text

@@ -53,6 +53,7 @@ from payfirst.provider.facilitator_client import (
 )
 from payfirst.provider.registry import (
     REGISTRY_TTL_S,
+    EndpointDisabled,
     EndpointRegistry,
     RegisteredPrice,
     RegistryUnavailable,
@@ -168,6 +169,11 @@ class VerifiedPayment:
     payload: PaymentPayloadV1 | PaymentPayloadV2
     requirements: PaymentRequirementsV1 | PaymentRequirementsV2
     settlement: SettleResponse | None = None  # set when settle="before"
+
+    @property
+    def units(self) -> int:
+        """The units paid for: a per-unit endpoint's handler serves exactly this many."""
+        return self.price.units if isinstance(self.price, RegisteredPrice) else 1
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,12 @@ class PaymentMiddleware:
                     {"error": Reason.INVALID_REQUEST.value, "message": str(exc)}, 400
                 )(scope, receive, send)
                 return
+            except EndpointDisabled:
+                await JSONResponse(
+                    {"error": Reason.NOT_FOUND.value, "message": "this endpoint is not for sale"},
+                    404,
+                )(scope, receive, send)
+                return
         if price is None:
             await self.app(scope, receive, send)
             return
@@ -312,14 +324,13 @@ class PaymentMiddleware:
         endpoint = await self.registry.match(scope["method"], scope["path"])
         if endpoint is None:
             return None, receive
+        if endpoint.disabled:
+            raise EndpointDisabled(endpoint.id)
         units = 1
         if endpoint.unit_param is not None:
-            raw, receive = await _unit_value(scope, receive, endpoint.unit_param)
-            if raw is not None:
-                counted = units_of(raw)
-                if counted is None:
-                    raise UnitsRefused(f"{endpoint.unit_param} must be a whole number >= 1")
-                units = counted
+            units, receive = await _units(scope, receive, endpoint.unit_param)
+            if endpoint.max_units is not None and units > endpoint.max_units:
+                raise UnitsRefused(f"{endpoint.unit_param} is at most {endpoint.max_units}")
         url = str(URL(scope=scope).replace(query=""))
         return await self.registry.price(endpoint, units, url), receive
 
@@ -386,6 +397,9 @@ class PaymentMiddleware:
                     return
                 if not verified.is_valid:
                     reason = verified.invalid_reason or "invalid_payment"
+                    stale = reason == Reason.INVALID_PAYMENT_REQUIREMENTS
+                    if stale and self.registry and isinstance(price, RegisteredPrice):
+                        self.registry.forget(price.endpoint_id)  # the price may have changed
                     log.info("x402 provider: payment refused by the facilitator: %s", reason)
                     await _required(price, resource, reason, verified.invalid_message or "")(
                         scope, receive, send
@@ -608,28 +622,51 @@ def _exposing(send: Send) -> Send:
 MAX_UNITS_BODY: Final = 64 * 1024
 
 
-async def _unit_value(scope: Scope, receive: Receive, name: str) -> tuple[object, Receive]:
-    """The request's `name`: its query parameter, else the top-level field of its JSON body
-    (read whole, up to MAX_UNITS_BODY, and replayed to the app). None when absent."""
+async def _units(scope: Scope, receive: Receive, name: str) -> tuple[int, Receive]:
+    """The unit count a per-unit request buys, read where a handler would read it: the
+    query parameter `name` and the top-level field `name` of a JSON body (read whole, up
+    to MAX_UNITS_BODY, and replayed to the app). Fails closed, so the price never counts
+    fewer units than the handler serves: the count must be given, a non-empty body must be
+    a JSON object whatever its Content-Type says, and query and body must agree."""
+    given: set[object] = set()
     query = URL(scope=scope).query
     if query:
-        values = QueryParams(query).getlist(name)
-        if values:
-            return values[-1], receive
-    content_type = Headers(scope=scope).get("content-type", "")
-    if "json" not in content_type.lower():
-        return None, receive
+        given.update(QueryParams(query).getlist(name))
+    body, receive = await _read_body(scope, receive)
+    if body.strip():
+        try:
+            data = jsonsafe.loads(body)
+        except ValueError as exc:
+            raise UnitsRefused(f"a request that buys {name} carries a JSON body") from exc
+        if not isinstance(data, dict):
+            raise UnitsRefused(f"a request that buys {name} carries a JSON object")
+        if name in data:
+            given.add(data[name] if isinstance(data[name], str | int) else repr(data[name]))
+    counts = {units_of(value) for value in given}
+    if not counts:
+        raise UnitsRefused(f"{name} is required: the number of units bought")
+    if None in counts:
+        raise UnitsRefused(f"{name} must be a whole number >= 1")
+    if len(counts) > 1:
+        raise UnitsRefused(f"{name} is given twice with different values")
+    (count,) = counts
+    assert count is not None
+    return count, receive
+
+
+async def _read_body(scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
+    """The request body (at most MAX_UNITS_BODY) and a `receive` that replays it."""
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            return None, receive  # the client left
+            raise UnitsRefused("the request ended before its body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_UNITS_BODY:
-            raise UnitsRefused(f"the body is too large to read {name} from")
+            raise UnitsRefused(f"a body that buys units is at most {MAX_UNITS_BODY} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
     body = b"".join(chunks)
@@ -642,8 +679,4 @@ async def _unit_value(scope: Scope, receive: Receive, name: str) -> tuple[object
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    try:
-        data = jsonsafe.loads(body) if body else None
-    except ValueError:
-        return None, replay  # the app answers its own malformed body
-    return (data.get(name) if isinstance(data, dict) else None), replay
+    return body, replay

@@ -2,9 +2,11 @@
 
 The provider keeps no price table: the middleware reads its endpoints from payfirst
 (`GET /v1/endpoints` with its key, again every `ttl_s`) to know which requests are paid, and
-asks payfirst for each one's requirements (`GET /v1/endpoints/{id}/requirements`, payfirst's
-own 402), so the price, asset, network and payee are always payfirst's. payfirst checks them
-again when it verifies and settles the payment."""
+payfirst's 402 for each endpoint (`GET /v1/endpoints/{id}/requirements`, once per `ttl_s`),
+so the price, asset, network and payee are always payfirst's. A request's own requirements
+are that 402 with its URL and, for a per-unit price, units x the unit price: unpaid
+requests never reach payfirst one by one. payfirst checks the requirements against the
+registry again when it verifies and settles the payment."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from re import Pattern
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -49,6 +51,11 @@ class RegistryUnavailable(Exception):
     """payfirst's registry could not be read (unreachable, or an answer not understood)."""
 
 
+class EndpointDisabled(Exception):
+    """The request is to one of the provider's endpoints that is disabled: not for sale,
+    and not served free either."""
+
+
 class UnitsRefused(Exception):
     """payfirst refused the request's unit count (or the URL) for this endpoint; the
     message says why."""
@@ -62,6 +69,8 @@ class RegisteredEndpoint:
     method: str  # "*" for any
     pattern: Pattern[str]
     unit_param: str | None  # per-unit pricing: the query parameter or JSON field
+    max_units: int | None = None
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,25 @@ class RegisteredPrice:
     v1: PaymentRequirementsV1
     v2: PaymentRequirementsV2
     resource: ResourceInfo
+    units: int = 1
     description: str = ""
     mime_type: str = "application/json"
+
+    def for_request(self, units: int, url: str) -> RegisteredPrice:
+        """These requirements for `units` at `url`: units x the unit price, the URL as
+        the resource, and the units in extra.payfirst (what payfirst prices again)."""
+        amount = int(self.v2.amount) * units
+        extra = dict(self.v2.extra or {})
+        extra["payfirst"] = {**dict(extra.get("payfirst") or {}), "units": units}
+        return replace(
+            self,
+            units=units,
+            v1=self.v1.model_copy(
+                update={"max_amount_required": str(amount), "resource": url, "extra": extra}
+            ),
+            v2=self.v2.model_copy(update={"amount": str(amount), "extra": extra}),
+            resource=self.resource.model_copy(update={"url": url}),
+        )
 
     def requirements_v1(self, resource: str) -> PaymentRequirementsV1:
         return self.v1
@@ -90,12 +116,16 @@ def parse_endpoint(data: Mapping[str, Any]) -> RegisteredEndpoint:
     resource = str(data["resource"])
     path = resource if resource.startswith("/") else (urlsplit(resource).path or "/")
     pattern, _, _ = compile_path(path)
-    unit_param = data.get("unit_param") if data.get("pricing") == "per_unit" else None
+    per_unit = data.get("pricing") == "per_unit"
+    unit_param = data.get("unit_param") if per_unit else None
+    max_units = data.get("max_units") if per_unit else None
     return RegisteredEndpoint(
         id=str(data["id"]),
         method=str(data.get("method") or "*").upper(),
         pattern=pattern,
         unit_param=str(unit_param) if unit_param else None,
+        max_units=max_units if isinstance(max_units, int) else None,
+        disabled=bool(data.get("disabled_at")),
     )
 
 
@@ -118,33 +148,38 @@ class EndpointRegistry:
         self._clock = clock
         self._endpoints: list[RegisteredEndpoint] | None = None
         self._loaded_at = 0.0
-        self._prices: OrderedDict[tuple[str, int, str], tuple[float, RegisteredPrice]] = (
-            OrderedDict()
-        )
+        self._prices: OrderedDict[str, tuple[float, RegisteredPrice]] = OrderedDict()
 
     async def match(self, method: str, path: str) -> RegisteredEndpoint | None:
-        """The first of the provider's enabled endpoints that matches the request. Raises
-        RegistryUnavailable only while no list was ever read: a paid route is never served
-        free because payfirst could not be asked."""
+        """The first of the provider's endpoints (disabled ones too: the caller refuses
+        them) that matches the request; HEAD matches GET, as Starlette serves it. Raises
+        RegistryUnavailable while no whole list was ever read: a paid route is never
+        served free because payfirst could not be asked."""
+        methods = ("*", method, "GET") if method == "HEAD" else ("*", method)
         for endpoint in await self._current():
-            if endpoint.method in ("*", method) and endpoint.pattern.match(path):
+            if endpoint.method in methods and endpoint.pattern.match(path):
                 return endpoint
         return None
 
     async def price(self, endpoint: RegisteredEndpoint, units: int, url: str) -> RegisteredPrice:
         """payfirst's requirements for `units` of `endpoint` served at `url`."""
-        key = (endpoint.id, units, url)
         now = self._clock()
-        cached = self._prices.get(key)
+        cached = self._prices.get(endpoint.id)
         if cached is not None and now - cached[0] < self._ttl_s:
-            self._prices.move_to_end(key)
-            return cached[1]
-        price = await self._fetch_price(endpoint, units, url)
-        self._prices[key] = (now, price)
-        self._prices.move_to_end(key)
+            self._prices.move_to_end(endpoint.id)
+            return cached[1].for_request(units, url)
+        template = await self._fetch_price(endpoint)
+        self._prices[endpoint.id] = (now, template)
+        self._prices.move_to_end(endpoint.id)
         while len(self._prices) > MAX_CACHED_REQUIREMENTS:
             self._prices.popitem(last=False)
-        return price
+        return template.for_request(units, url)
+
+    def forget(self, endpoint_id: str) -> None:
+        """Read the list and this endpoint's price again at the next request (payfirst
+        refused a price: it changed)."""
+        self._prices.pop(endpoint_id, None)
+        self._loaded_at = float("-inf")
 
     async def _current(self) -> list[RegisteredEndpoint]:
         if self._endpoints is not None and self._clock() - self._loaded_at < self._ttl_s:
@@ -163,17 +198,20 @@ class EndpointRegistry:
         endpoints: list[RegisteredEndpoint] = []
         after: str | None = None
         for _ in range(_MAX_PAGES):
-            params = {"limit": str(_PAGE)} | ({"after": after} if after else {})
-            data = await self._get_json("/v1/endpoints", params)
+            params = {"limit": str(_PAGE), "include_disabled": "true"}
+            data = await self._get_json(
+                "/v1/endpoints", params | ({"after": after} if after else {})
+            )
             try:
                 page = data["endpoints"]
-                endpoints += [parse_endpoint(e) for e in page if not e.get("disabled_at")]
+                endpoints += [parse_endpoint(e) for e in page]
                 if not data.get("has_more") or not page:
                     return endpoints
                 after = str(page[-1]["id"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise RegistryUnavailable(f"unexpected endpoint list: {exc!r}") from exc
-        return endpoints
+        # A partial list could leave a paid route unmatched, and so free.
+        raise RegistryUnavailable(f"more than {_PAGE * _MAX_PAGES} endpoints")
 
     async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         answer = await self._get(path, params)
@@ -192,11 +230,10 @@ class EndpointRegistry:
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"payfirst unreachable: {exc!r}") from exc
 
-    async def _fetch_price(
-        self, endpoint: RegisteredEndpoint, units: int, url: str
-    ) -> RegisteredPrice:
+    async def _fetch_price(self, endpoint: RegisteredEndpoint) -> RegisteredPrice:
+        """payfirst's 402 for one unit of `endpoint`."""
         path = f"/v1/endpoints/{endpoint.id}/requirements"
-        answer = await self._get(path, {"units": str(units), "url": url})
+        answer = await self._get(path, {"units": "1"})
         data = _json(answer)
         if answer.status_code == 400:
             message = data.get("message") if isinstance(data, dict) else None
@@ -207,7 +244,7 @@ class EndpointRegistry:
         try:
             v1 = PaymentRequiredV1.model_validate(data)
             v2 = PaymentRequiredV2.model_validate(decode_header(answer.headers[PAYMENT_REQUIRED]))
-            resource = v2.resource or ResourceInfo(url=url)
+            resource = v2.resource or ResourceInfo(url=v1.accepts[0].resource)
             return RegisteredPrice(
                 endpoint_id=endpoint.id,
                 v1=v1.accepts[0],
