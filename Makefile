@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test check lint types imports pytest deps postgres contracts bench clean
+.PHONY: run test check lint types imports pytest deps postgres contracts bench clean image
 
 run: deps
 	$(BIN)/payfirst serve
@@ -64,3 +64,7 @@ contracts: node_modules/.installed
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# The server's container image (Dockerfile; docker-compose.yml runs it with PostgreSQL).
+image:
+	bash scripts/image-check.sh
