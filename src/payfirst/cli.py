@@ -34,6 +34,7 @@ from payfirst.domain.errors import ConfigError, PaymentRejected
 from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.logs import configure as configure_logging
 from payfirst.pipeline.broadcaster import Broadcaster
 from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.settings import SettingsReader
@@ -130,13 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"payfirst: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # One line per RPC call drowns the operator's log; payfirst logs what they mean.
-    logging.getLogger("httpx").setLevel(
-        max(logging.WARNING, logging.getLevelName(config.log_level))
-    )
+    configure_logging(config.log_level, config.log_format)
     if args.command in ("serve", "api", "worker"):
         restore_default_sigint()
     try:

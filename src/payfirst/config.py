@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from eth_utils.address import is_checksum_address, to_checksum_address
 
@@ -44,6 +45,8 @@ class Config:
     # How long POST /settle waits for on-chain confirmation before `settlement_pending`.
     settle_timeout_s: int = 30
     log_level: str = "INFO"
+    # "text" lines, or one JSON object per line (payfirst.logs).
+    log_format: Literal["text", "json"] = "text"
     # Who /settle may pay: the pay-to addresses an operator allowed. Empty: /settle and
     # /verify refuse every payment (an open facilitator makes the relayer a gas faucet).
     settle_pay_to: tuple[str, ...] = ()
@@ -92,6 +95,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         settle_timeout_s=_int(env, "PAYFIRST_SETTLE_TIMEOUT_S", 30, 0, 600),
         api_processes=_int(env, "PAYFIRST_API_PROCESSES", 1, 1, 64),
         log_level=_choice(env, "PAYFIRST_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_format="json"
+        if _choice(env, "PAYFIRST_LOG_FORMAT", "text", ("TEXT", "JSON")) == "JSON"
+        else "text",
         settle_pay_to=_addresses(env, "PAYFIRST_SETTLE_PAY_TO"),
         min_settle_amount=_int(env, "PAYFIRST_MIN_SETTLE_AMOUNT", 1000, 1, 10**30),
         rate_limit_per_client=_int(env, "PAYFIRST_RATE_LIMIT_PER_CLIENT", 6000, 0, 10**9),
