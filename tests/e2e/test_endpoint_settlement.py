@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
+from payfirst.adapters.evm_chain import EvmChain
+from payfirst.api.services import Services
+from payfirst.app import build_app
 from payfirst.client.signing import Payer
 from payfirst.domain.accounts import Role
 from payfirst.x402 import PaymentRequirementsV2
@@ -209,3 +214,57 @@ async def test_a_bad_key_is_401_and_an_agents_403_on_verify_and_settle(platform:
         answer = await p.call("POST", route, agent, json=body)
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
     assert await queued(p) == []
+
+
+async def test_a_retried_settlement_answers_its_payment_whatever_the_price_now(
+    platform: Platform,
+) -> None:
+    """A settlement still pending is retried (as x402 clients do) after the provider
+    changed its price, then after it disabled the endpoint: the retry answers the payment
+    queued at the price of its time, never invalid_payment_requirements."""
+    p = platform
+    shop = await p.key(Role.PROVIDER, "shop")
+    other = await p.key(Role.PROVIDER, "other")
+    operator = await p.key(Role.OPERATOR)
+    view = await p.register(shop, resource="/a", amount="10000")
+    payer = p.h.payer(9)
+    body = request_v2(payer, await quoted(p, view["id"]))
+    await p.h.worker.stop()
+    impatient = Services(
+        store=p.h.store,
+        chain=EvmChain(p.h.rpc),
+        chain_id=p.h.deployment.chain_id,
+        settle_timeout_s=0.2,
+        treasury_address=TREASURY,
+        platform_fee_bps=PLATFORM_FEE_BPS,
+    )
+    transport = httpx.ASGITransport(app=build_app(impatient))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        q = Platform(p.h, http)
+        first = (await q.call("POST", "/settle", shop, json=body)).json()
+        assert first["errorReason"] == "settlement_pending", first
+        changed = await q.call("PATCH", f"/v1/endpoints/{view['id']}", shop, json={"amount": "7"})
+        assert changed.status_code == 200
+        for key in (shop, operator):
+            retried = (await q.call("POST", "/settle", key, json=body)).json()
+            assert retried["errorReason"] == "settlement_pending", retried
+        # Not the endpoint's provider, or no key: the registry's word, as before.
+        for key in (other, None):
+            refused = (await q.call("POST", "/settle", key, json=body)).json()
+            assert refused["errorReason"] == "invalid_payment_requirements", refused
+        await q.call("DELETE", f"/v1/endpoints/{view['id']}", shop)
+        retried = (await q.call("POST", "/settle", shop, json=body)).json()
+        assert retried["errorReason"] == "settlement_pending", retried
+        await p.h.worker.start()
+        p.h.worker.payment_queued.set()
+        await p.h.settled()
+        final = (await q.call("POST", "/settle", shop, json=body)).json()
+    assert final["success"] is True, final
+    assert final["amount"] == "10000"
+    (row,) = await queued(p)
+    assert (row["status"], row["amount"], str(row["endpoint_id"])) == (
+        "completed",
+        10000,
+        view["id"],
+    )
+    assert (row["provider_id"], row["fee_bps"]) == (shop.account_id, PLATFORM_FEE_BPS)

@@ -6,22 +6,25 @@ the x402 Bazaar listing of the discoverable ones."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
 import pytest_asyncio
+from jsonschema import Draft202012Validator
 
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.api.services import Services
 from payfirst.app import build_app
 from payfirst.domain.accounts import Role
+from payfirst.domain.networks import KNOWN_NETWORKS, Network
 from payfirst.usecases.accounts import Accounts
+from payfirst.usecases.deps import ServedNetwork
 from payfirst.x402 import PaymentRequiredV2, decode_header
 from tests.e2e.harness import SETTLE_PAY_TO, Harness
-from tests.fixtures.store import fetch_raw
+from tests.fixtures.store import execute_raw, fetch_raw
 
 # The platform's treasury on the test chain, and its default fee.
 TREASURY = "0x7000000000000000000000000000000000000007"
@@ -205,6 +208,57 @@ BAD_BODIES: list[Any] = [
     {"resource": "/a", "amount": "1", "discoverable": "yes"},
     {"resource": "/a", "amount": "1", "discoverable": True},  # a path: not discoverable
     {"resource": "/a", "amount": "1", "max_timeout_seconds": 0},
+    {"resource": "/a", "amount": "1", "max_timeout_seconds": 9},
+    {"resource": "/a", "amount": "1", "pay_to": "0x" + "0" * 40},
+    # NUL and other control characters, in every text field: 400, never a 500.
+    {"resource": "/a", "amount": "1", "input_schema": {"a\u0000": {"type": "string"}}},
+    {"resource": "/a", "amount": "1", "input_schema": {"pattern": "\u0000"}},
+    {"resource": "/a", "amount": "1", "output_schema": {"enum": [{"k": ["x\u0000"]}]}},
+    {"resource": "/a", "amount": "1", "output_schema": {"description": "x" * 16_400}},
+    {
+        "resource": "/a",
+        "amount": "1",
+        "input_schema": {
+            "not": {
+                "not": {
+                    "not": {
+                        "not": {
+                            "not": {
+                                "not": {
+                                    "not": {
+                                        "not": {
+                                            "not": {
+                                                "not": {
+                                                    "not": {
+                                                        "not": {
+                                                            "not": {"not": {"not": {"not": {}}}}
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    },  # 17 levels
+    {"resource": "/a", "amount": "1", "description": "a\u0000b"},
+    {"resource": "/a", "amount": "1", "description": "a\u001bb"},
+    {"resource": "/a\u0000", "amount": "1"},
+    {"resource": "https://api.example.com/a\u0000", "amount": "1"},
+    {"resource": "https://api.example.com/a\u0007", "amount": "1"},
+    {"resource": "/a", "amount": "1", "mime_type": "text/plain\u0000"},
+    {"resource": "/a", "amount": "1", "mime_type": "text/plain; a=\u0001"},
+    {"resource": "/a", "amount": "1", "pricing": "per_unit", "unit_param": "n\u0000"},
+    {"resource": "/a", "amount": "1", "network": "eip155:31337\u0000"},
+    {"resource": "/a", "amount": "1", "asset": "\u0000"},
+    {"resource": "/a", "amount": "1", "method": "GET\u0000"},
+    {"resource": "/a", "amount": "1\u0000"},
+    {"resource": "/a", "amount": "1", "provider_id": "\u0000"},
     {"resource": "/a", "amount": "1", "max_timeout_seconds": 86_401},
     {"resource": "/a", "amount": "1", "price": "1"},  # unknown field
     {"resource": "/a", "amount": "1", "provider_id": "nope"},
@@ -234,6 +288,13 @@ async def test_a_bad_body_is_400_with_a_reason_and_stores_nothing(platform: Plat
         json={"resource": "/a", "amount": "1", "pay_to": p.h.deployment.token},
     )
     assert mint_token.status_code == 400 and "mint" in mint_token.json()["message"]
+    the_asset = await p.call(
+        "POST",
+        "/v1/endpoints",
+        shop,
+        json={"resource": "/a", "amount": "1", "pay_to": p.h.deployment.usdc.lower()},
+    )
+    assert the_asset.status_code == 400 and "asset" in the_asset.json()["message"]
     malformed = await p.call(
         "POST",
         "/v1/endpoints",
@@ -527,8 +588,9 @@ async def test_the_bazaar_lists_enabled_discoverable_endpoints(platform: Platfor
         },
     }
     bazaar = item["extensions"]["bazaar"]
-    assert bazaar["info"]["input"] == {"type": "http", "method": "GET"}
-    assert bazaar["schema"]["properties"]["output"] == listed[0]["output_schema"]
+    assert bazaar["info"]["input"] == {"type": "http", "method": "GET", "queryParams": {}}
+    output = bazaar["schema"]["properties"]["output"]
+    assert output["properties"]["example"] == listed[0]["output_schema"]
     page = await p.call("GET", "/discovery/resources", params={"limit": "2", "offset": "2"})
     assert [i["resource"] for i in page.json()["items"]] == [listed[2]["resource"]]
     assert page.json()["pagination"] == {"limit": 2, "offset": 2, "total": 3}
@@ -539,8 +601,206 @@ async def test_the_bazaar_lists_enabled_discoverable_endpoints(platform: Platfor
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": "0"}, {"limit": "101"}, {"offset": "-1"}, {"offset": "x"}]
+    "params",
+    [{"limit": "0"}, {"limit": "101"}, {"offset": "-1"}, {"offset": "x"}, {"offset": "10001"}],
 )
 async def test_bad_bazaar_parameters_are_400(platform: Platform, params: dict[str, str]) -> None:
     answer = await platform.call("GET", "/discovery/resources", params=params)
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+
+
+async def test_the_bazaar_offset_goes_up_to_10000(platform: Platform) -> None:
+    answer = await platform.call("GET", "/discovery/resources", params={"offset": "10000"})
+    assert answer.status_code == 200
+    assert answer.json()["items"] == [] and answer.json()["pagination"]["offset"] == 10_000
+
+
+async def test_every_bazaar_extension_is_valid_against_its_own_schema(platform: Platform) -> None:
+    """What x402's facilitator checks (Ajv) before it catalogues a resource."""
+    p = platform
+    shop = await p.key(Role.PROVIDER)
+    weather = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city", "days"],
+    }
+    for n, (method, output) in enumerate(
+        [("GET", {"type": "string"}), ("POST", {"type": "object"}), ("*", None), ("PUT", None)]
+    ):
+        await p.register(
+            shop,
+            method=method,
+            resource=f"https://api.example.com/r{n}",
+            discoverable=True,
+            input_schema=weather,
+            output_schema=output,
+        )
+    items = (await p.call("GET", "/discovery/resources")).json()["items"]
+    assert len(items) == 4
+    for item in items:
+        bazaar = item["extensions"]["bazaar"]
+        Draft202012Validator.check_schema(bazaar["schema"])
+        errors = list(Draft202012Validator(bazaar["schema"]).iter_errors(bazaar["info"]))
+        assert errors == [], (item["resource"], [e.message for e in errors])
+    first = items[0]["extensions"]["bazaar"]["info"]
+    assert first["input"]["queryParams"] == {"city": "", "days": 1}
+    assert first["output"] == {"type": "json", "example": ""}
+    body = items[1]["extensions"]["bazaar"]["info"]["input"]
+    assert (body["bodyType"], body["body"]) == ("json", {"city": "", "days": 1})
+
+
+async def test_naming_the_same_network_again_changes_nothing(platform: Platform) -> None:
+    p = platform
+    shop = await p.key(Role.PROVIDER)
+    view = await p.register(shop, resource="/a", pay_to=OWN_PAY_TO)
+    path = f"/v1/endpoints/{view['id']}"
+    for same in ("eip155:31337", "eip155:31337"):
+        answer = await p.call("PATCH", path, shop, json={"network": same, "amount": "20000"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["pay_to"] == OWN_PAY_TO  # not reset to the treasury
+        assert answer.json()["asset"] == view["asset"]
+    for body in ({"network": None}, {"network": None, "pay_to": OWN_PAY_TO}):
+        refused = await p.call("PATCH", path, shop, json=body)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert (await p.call("GET", path, shop)).json()["pay_to"] == OWN_PAY_TO
+
+
+SETTLER_ON_ANVIL = "0x5e77000000000000000000000000000000005E77"
+(BASE_SEPOLIA,) = (n for n in KNOWN_NETWORKS if n.chain_id == 84532)
+
+
+@pytest_asyncio.fixture(name="two_networks")
+async def two_networks_fixture(harness: Harness) -> AsyncIterator[Platform]:
+    """payfirst serving the test chain (with a settler contract and the treasury) and Base
+    Sepolia (no chain reached: the registry only needs its assets)."""
+    anvil = Network(
+        "eip155:31337",
+        31337,
+        settler_address=SETTLER_ON_ANVIL,
+        treasury_address=TREASURY,
+    )
+    base_sepolia = replace(BASE_SEPOLIA, treasury_address=TREASURY)
+    services = Services(
+        store=harness.store,
+        chain=None,
+        networks=(ServedNetwork(anvil, None), ServedNetwork(base_sepolia, None)),
+    )
+    transport = httpx.ASGITransport(app=build_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        yield Platform(harness, http)
+
+
+async def test_a_change_of_network_names_its_asset_and_pay_to(two_networks: Platform) -> None:
+    p = two_networks
+    shop = await p.key(Role.PROVIDER)
+    view = await p.register(shop, resource="/a", pay_to=OWN_PAY_TO)
+    assert view["network"] == "eip155:31337"
+    path = f"/v1/endpoints/{view['id']}"
+    base_usdc = BASE_SEPOLIA.assets[0]
+    for body in (
+        {"network": "eip155:84532"},
+        {"network": "eip155:84532", "asset": base_usdc.address},
+        {"network": "eip155:84532", "pay_to": OWN_PAY_TO},
+        {"network": "eip155:84532", "asset": None, "pay_to": OWN_PAY_TO},
+        {"network": "eip155:84532", "asset": p.h.deployment.usdc, "pay_to": OWN_PAY_TO},
+    ):
+        refused = await p.call("PATCH", path, shop, json=body)
+        assert refused.status_code == 400, (body, refused.text)
+        assert refused.json()["error"] == "invalid_request"
+    assert (await p.call("GET", path, shop)).json() == view
+    moved = await p.call(
+        "PATCH",
+        path,
+        shop,
+        json={"network": "base-sepolia", "asset": base_usdc.address, "pay_to": OWN_PAY_TO},
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["network"], moved.json()["asset"], moved.json()["pay_to"]) == (
+        "eip155:84532",
+        base_usdc.address,
+        OWN_PAY_TO,
+    )
+
+
+async def test_a_pay_to_that_would_trap_the_money_is_refused(two_networks: Platform) -> None:
+    p = two_networks
+    shop = await p.key(Role.PROVIDER)
+    base_usdc = BASE_SEPOLIA.assets[0]
+    for pay_to, network, asset in (
+        ("0x" + "0" * 40, "eip155:31337", None),
+        (SETTLER_ON_ANVIL, "eip155:31337", None),
+        (SETTLER_ON_ANVIL.lower(), "eip155:31337", None),
+        (p.h.deployment.usdc, "eip155:31337", None),
+        (base_usdc.address.lower(), "eip155:84532", base_usdc.address),
+    ):
+        body = {"resource": "/a", "amount": "1", "pay_to": pay_to, "network": network}
+        if asset is not None:
+            body["asset"] = asset
+        answer = await p.call("POST", "/v1/endpoints", shop, json=body)
+        assert answer.status_code == 400, (pay_to, answer.text)
+        assert answer.json()["error"] == "invalid_request"
+    view = await p.register(shop, resource="/a", pay_to=OWN_PAY_TO)
+    answer = await p.call(
+        "PATCH", f"/v1/endpoints/{view['id']}", shop, json={"pay_to": SETTLER_ON_ANVIL}
+    )
+    assert answer.status_code == 400
+    # The settler is only the settler on its own network.
+    elsewhere = await p.register(
+        shop, resource="/b", network="eip155:84532", pay_to=SETTLER_ON_ANVIL
+    )
+    assert elsewhere["pay_to"] == SETTLER_ON_ANVIL
+    assert len(await stored(p)) == 2
+
+
+async def test_after_must_be_one_of_the_listed_endpoints(platform: Platform) -> None:
+    """Another provider's endpoint as `after` is answered as an unknown id is: no oracle."""
+    p = platform
+    a = await p.key(Role.PROVIDER, "a")
+    b = await p.key(Role.PROVIDER, "b")
+    mine = [(await p.register(a, resource=f"/a{n}"))["id"] for n in range(2)]
+    theirs = (await p.register(b, resource="/b"))["id"]
+    answers = [
+        await p.call("GET", "/v1/endpoints", a, params={"after": after})
+        for after in (theirs, str(uuid4()))
+    ]
+    assert [r.status_code for r in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["error"] == "invalid_request"
+    page = await p.call("GET", "/v1/endpoints", a, params={"after": mine[0]})
+    assert [e["id"] for e in page.json()["endpoints"]] == mine[1:]
+    operator = await p.key(Role.OPERATOR)
+    everyone = await p.call("GET", "/v1/endpoints", operator, params={"after": mine[0]})
+    assert [e["id"] for e in everyone.json()["endpoints"]] == [mine[1], theirs]
+    of_b = await p.call(
+        "GET",
+        "/v1/endpoints",
+        operator,
+        params={"after": mine[0], "provider_id": str(b.account_id)},
+    )
+    assert of_b.status_code == 400
+
+
+async def test_a_provider_has_at_most_1000_enabled_endpoints(platform: Platform) -> None:
+    p = platform
+    shop = await p.key(Role.PROVIDER)
+    other = await p.key(Role.PROVIDER, "other")
+    await execute_raw(
+        p.h.store,
+        "INSERT INTO endpoints (id, provider_id, method, resource, amount, asset, chain_id, pay_to)"
+        " SELECT gen_random_uuid(), $1, 'GET', '/r' || n, 1000, $2, 31337, $3"
+        " FROM generate_series(1, 999) n",
+        shop.account_id,
+        p.h.deployment.usdc,
+        OWN_PAY_TO,
+    )
+    last = await p.register(shop, resource="/last")
+    over = await p.call("POST", "/v1/endpoints", shop, json={"resource": "/x", "amount": "1"})
+    assert over.status_code == 400 and over.json()["error"] == "invalid_request"
+    assert "1000" in over.json()["message"]
+    operator = await p.key(Role.OPERATOR)
+    for_shop = {"resource": "/x", "amount": "1", "provider_id": str(shop.account_id)}
+    assert (await p.call("POST", "/v1/endpoints", operator, json=for_shop)).status_code == 400
+    assert len(await stored(p)) == 1000
+    await p.register(other, resource="/x")  # another provider's count is its own
+    await p.call("DELETE", f"/v1/endpoints/{last['id']}", shop)
+    await p.register(shop, resource="/again")  # a disabled one freed its place

@@ -7,20 +7,36 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 
-from payfirst.api.views import ENTRY_COLUMNS, PAYMENT_COLUMNS
+from payfirst.adapters.evm_chain import EvmChain
+from payfirst.api.services import Services
+from payfirst.api.views import ENTRY_COLUMNS, PAYMENT_COLUMNS, payment_view
+from payfirst.app import build_app
 from payfirst.domain.accounts import Role
 from payfirst.domain.ledger import fee_of
-from tests.e2e.harness import SELLER, SHOP, Harness, request_v2, requirements_v2
+from payfirst.domain.models import Token
+from payfirst.domain.statuses import PaymentStatus, PaymentType
+from payfirst.ports.store import PaymentRow
+from payfirst.usecases.deps import ServedNetworks
+from payfirst.usecases.views import AssetInfo
+from tests.e2e.harness import (
+    SELLER,
+    SETTLE_PAY_TO,
+    SHOP,
+    Harness,
+    request_v2,
+    requirements_v2,
+)
 from tests.e2e.test_admin_auth import Caller, assert_unauthorized, call, caller
 from tests.fixtures.store import execute_raw, fetch_raw
 
@@ -404,3 +420,110 @@ async def test_an_agent_is_403_and_no_key_401(harness: Harness, path: str) -> No
     assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
     assert_unauthorized(await call(h, "GET", path))
     assert_unauthorized(await call(h, "GET", path, params={"format": "csv"}))
+
+
+def _app(h: Harness, **config: Any) -> httpx.AsyncClient:
+    services = Services(
+        store=h.store,
+        chain=EvmChain(h.rpc),
+        chain_id=h.deployment.chain_id,
+        settle_pay_to=SETTLE_PAY_TO,
+        **config,
+    )
+    transport = httpx.ASGITransport(app=build_app(services))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+
+
+async def test_fee_and_net_are_shown_for_a_completed_payment_only(paid: Paid) -> None:
+    """A payment not yet completed (or failed) is never shown as credited."""
+    p = paid
+    await p.h.worker.stop()
+    body = request_v2(p.h.payer(8), requirements_v2(p.h, A_COLLECTED, pay_to=TREASURY))
+    async with _app(p.h, settle_timeout_s=0.2) as http:
+        answer = (await http.post("/settle", json=body)).json()
+    assert answer["errorReason"] == "settlement_pending", answer
+    (pending,) = await fetch_raw(
+        p.h.store, "SELECT id FROM payment_queue WHERE status <> 'completed'"
+    )
+    path = f"/v1/payments/{pending['id']}"
+    row = (await _get(p, p.a, path)).json()
+    assert (row["status"], row["provider_id"], row["fee_bps"]) == (
+        "pending",
+        str(p.a.account.id),
+        FEE_BPS,
+    )
+    assert (row["fee"], row["net"]) == (None, None)
+    listed = (await _get(p, p.a, "/v1/payments", status="pending")).json()["payments"]
+    assert listed == [row]
+    exported = _csv_rows(await _get(p, p.a, "/v1/payments", format="csv"), "payments.csv")
+    (as_csv,) = (r for r in exported if r["id"] == str(pending["id"]))
+    assert (as_csv["fee"], as_csv["net"]) == ("", "")
+    await p.h.worker.start()
+    p.h.worker.payment_queued.set()
+    await p.h.settled()
+    done = (await _get(p, p.a, path)).json()
+    fee = fee_of(A_COLLECTED, FEE_BPS)
+    assert (done["status"], done["fee"], done["net"]) == (
+        "completed",
+        str(fee),
+        str(A_COLLECTED - fee),
+    )
+
+
+@pytest.mark.parametrize("status", [s for s in PaymentStatus if s is not PaymentStatus.COMPLETED])
+@pytest.mark.parametrize("provider_id", [None, UUID(int=7)])
+def test_no_share_is_shown_before_completion(status: PaymentStatus, provider_id: UUID) -> None:
+    row = PaymentRow(
+        id=uuid4(),
+        status=status,
+        payment_type=PaymentType.SETTLE,
+        payer=SELLER,
+        amount=10_000,
+        asset=SELLER,
+        chain_id=31337,
+        pay_to=TREASURY,
+        endpoint_id=uuid4(),
+        provider_id=provider_id,
+        fee_bps=FEE_BPS if provider_id else None,
+        tx_hash=None,
+        error=None,
+        created_at=datetime.now(UTC),
+        updated_at=datetime.now(UTC),
+    )
+    view = payment_view(row, AssetInfo(ServedNetworks([]), _no_tokens), lambda c, a: 6)
+    assert (view["fee"], view["net"]) == (None, None)
+    completed = payment_view(
+        dataclasses.replace(row, status=PaymentStatus.COMPLETED),
+        AssetInfo(ServedNetworks([]), _no_tokens),
+        lambda c, a: 6,
+    )
+    assert completed["net"] == str(10_000 - (fee_of(10_000, FEE_BPS) if provider_id else 0))
+
+
+async def _no_tokens() -> list[Token]:
+    return []
+
+
+async def test_an_export_of_more_rows_than_its_limit_is_400_before_any_row(paid: Paid) -> None:
+    """Never an export cut short without a word: narrow it with since/until."""
+    p = paid
+    mine = p.ids[A_COLLECTED] + p.ids[A_DIRECT]  # 5 payments
+    auth = p.a.headers
+    async with _app(p.h, export_limit=len(mine) - 1) as http:
+        over = await http.get("/v1/payments", params={"format": "csv"}, headers=auth)
+        assert over.status_code == 400, over.text
+        assert over.headers["content-type"] == "application/json"
+        assert over.json()["error"] == "invalid_request"
+        assert "since" in over.json()["message"]
+        narrowed = await http.get(
+            "/v1/payments", params={"format": "csv", "endpoint_id": str(p.a2)}, headers=auth
+        )
+        assert len(_csv_rows(narrowed, "payments.csv")) == len(p.ids[A_DIRECT])
+        assert narrowed.headers["x-export-limit"] == str(len(mine) - 1)
+        entries = await http.get(
+            "/v1/ledger/entries", params={"format": "csv"}, headers=p.operator.headers
+        )
+        assert entries.status_code == 400, entries.text
+    async with _app(p.h, export_limit=len(mine)) as http:
+        exact = await http.get("/v1/payments", params={"format": "csv"}, headers=auth)
+        assert {r["id"] for r in _csv_rows(exact, "payments.csv")} == _strs(mine)

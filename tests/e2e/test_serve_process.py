@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from payfirst.adapters.devchain import Deployment, free_port
 from payfirst.adapters.store_postgres import PostgresStore
@@ -134,14 +135,17 @@ def test_serve_then_demo_then_restart(workdir: Path) -> None:
 def test_api_processes_share_one_port(
     tmp_path: Path, devchain: Deployment, pg_dsn: str, pg_store: PostgresStore
 ) -> None:
-    """PAYFIRST_API_PROCESSES=2: two processes answer on one port; Ctrl-C stops both."""
+    """PAYFIRST_API_PROCESSES=2: two processes answer on one port; Ctrl-C stops both. Their
+    metrics are one: each writes to PAYFIRST_METRICS_DIR, any of them answers /metrics."""
     port = free_port()
+    metrics_dir = tmp_path / "metrics"
     env = {
         **os.environ,
         "PAYFIRST_PORT": str(port),
         "PAYFIRST_RPC_URL": devchain.rpc_url,
         "PAYFIRST_DATABASE_URL": f"{pg_dsn}?search_path={pg_store.schema}",
         "PAYFIRST_API_PROCESSES": "2",
+        "PAYFIRST_METRICS_DIR": str(metrics_dir),
     }
     server = subprocess.Popen(
         [BIN / "payfirst", "api"],
@@ -165,6 +169,21 @@ def test_api_processes_share_one_port(
         assert len(children) == 1
         answers = [httpx.get(f"http://127.0.0.1:{port}/api/tokens").status_code for _ in range(20)]
         assert answers == [200] * 20
+        # Each process asked the chain its id at start: any /metrics counts both.
+        pids = {int(f.stem.rsplit("_", 1)[1]) for f in metrics_dir.glob("counter_*.db")}
+        assert pids == {server.pid, int(children[0])}
+        for _ in range(4):
+            families = text_string_to_metric_families(
+                httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            )
+            asked = sum(
+                sample.value
+                for family in families
+                if family.name == "payfirst_rpc_requests"
+                for sample in family.samples
+                if sample.name.endswith("_total") and sample.labels["method"] == "eth_chainId"
+            )
+            assert asked >= 2
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=15)

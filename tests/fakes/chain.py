@@ -5,7 +5,8 @@ Tests drive it: `mine_blocks` moves the head, `mine` puts a receipt in the head 
 `set_nonce` sets an account's transaction count from a block on, `reorg` replaces every
 block from a height up (new hashes; what they held is gone) and `forget_receipt` makes
 the node lose a receipt it should have, `keep_receipt` answer one a reorg removed. Block n is `BLOCK_TIME_S * n` seconds after
-`GENESIS_TIME`. Every read answers as of the block asked for."""
+`GENESIS_TIME`. Every read answers as of the block asked for, except the contracts' terms
+(`mint_tokens`, `assets`, `roles`, `code`), which hold at every block."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 
 from payfirst.ports.chain import (
     AUTHORIZATION_USED_TOPIC,
+    AssetTerms,
     AuthorizationRef,
     Block,
     BlockId,
     ChainRejected,
     ChainUnavailable,
     Log,
+    MintTokenTerms,
     Receipt,
 )
 
@@ -57,6 +60,12 @@ class FakeChain:
         self.reject_log_lookups = False  # `authorization_logs` raises ChainRejected
         self.unknown_states: set[AuthorizationRef] = set()  # normalized: answered None
         self.balances_of: dict[tuple[str, str], int] = {}  # (asset, holder), lowercase
+        self.native_balances_of: dict[str, int] = {}  # holder (lowercase): wei
+        # Contracts, by lowercase address (their terms hold at every block).
+        self.code: set[str] = set()  # contracts that are neither of the two below
+        self.mint_tokens: dict[str, MintTokenTerms] = {}
+        self.assets: dict[str, AssetTerms] = {}
+        self.roles: set[tuple[str, bytes, str]] = set()  # (contract, role, account)
         self.sent: list[str] = []  # raw txs broadcast, in order
         self._receipts: dict[str, Receipt] = {}
         self._hidden: set[str] = set()  # receipts the node does not give
@@ -184,6 +193,10 @@ class FakeChain:
         self._answer()
         return [self.balances_of.get((a.lower(), h.lower())) for a, h in holdings]
 
+    async def native_balances(self, holders: Sequence[str], block: BlockId) -> list[int | None]:
+        self._answer()
+        return [self.native_balances_of.get(h.lower()) for h in holders]
+
     async def has_minted(self, mints: Sequence[tuple[str, str]], block: BlockId) -> list[bool]:
         self._answer()
         number = self._number(block)
@@ -202,6 +215,25 @@ class FakeChain:
         if used is None or not from_block <= used[0] <= to_block:
             return []
         return [_authorization_log(authorization, *used)]
+
+    async def has_code(self, address: str, block: BlockId) -> bool:
+        self._answer()
+        wanted = address.lower()
+        return wanted in self.code or wanted in self.mint_tokens or wanted in self.assets
+
+    async def mint_token_terms(self, token: str, block: BlockId) -> MintTokenTerms | None:
+        self._answer()
+        return self.mint_tokens.get(token.lower())
+
+    async def asset_terms(self, asset: str, block: BlockId) -> AssetTerms | None:
+        self._answer()
+        return self.assets.get(asset.lower())
+
+    async def have_role(
+        self, contract: str, role: bytes, accounts: Sequence[str], block: BlockId
+    ) -> list[bool | None]:
+        self._answer()
+        return [(contract.lower(), role, a.lower()) in self.roles for a in accounts]
 
     async def send_raw_transaction(self, raw_tx: str) -> str:
         self._answer()

@@ -103,6 +103,38 @@ async def test_endpoints_are_listed_by_provider_a_page_at_a_time(pg_store: Postg
     assert [e.id for e in everything] == [e.id for e in own]
     assert len(await pg_store.list_endpoints(10, include_disabled=True)) == 6
     assert await pg_store.list_endpoints(10, after=uuid4()) == []
+    # Another provider's endpoint is no place in this one's list: nothing after it.
+    theirs_first = endpoint(theirs, -1)
+    await pg_store.create_endpoint(theirs_first)
+    assert await pg_store.list_endpoints(10, provider_id=mine, after=theirs_first.id) == []
+    everyone = await pg_store.list_endpoints(10, after=theirs_first.id, include_disabled=True)
+    assert len(everyone) == 6
+
+
+async def test_an_endpoint_is_created_only_under_the_providers_limit(
+    pg_store: PostgresStore,
+) -> None:
+    owner, other = await provider(pg_store, "owner"), await provider(pg_store, "other")
+    made = [endpoint(owner, n) for n in range(3)]
+    for e in made:
+        assert await pg_store.create_endpoint(e, limit=3)
+    assert not await pg_store.create_endpoint(endpoint(owner, 5), limit=3)
+    assert await pg_store.create_endpoint(endpoint(other, 6), limit=3)
+    assert await pg_store.create_endpoint(endpoint(owner, 7))  # no limit
+    await pg_store.disable_endpoint(made[0].id, T0 + timedelta(days=1))
+    await pg_store.disable_endpoint(made[1].id, T0 + timedelta(days=1))
+    assert await pg_store.create_endpoint(endpoint(owner, 8), limit=3)
+    rows = await fetch_raw(pg_store, "SELECT provider_id FROM endpoints")
+    assert sum(r["provider_id"] == owner for r in rows) == 5
+
+
+async def test_concurrent_registrations_never_pass_the_limit(pg_store: PostgresStore) -> None:
+    owner = await provider(pg_store)
+    created = await asyncio.gather(
+        *(pg_store.create_endpoint(endpoint(owner, n), limit=4) for n in range(10))
+    )
+    assert sorted(created) == [False] * 6 + [True] * 4
+    assert len(await fetch_raw(pg_store, "SELECT id FROM endpoints")) == 4
 
 
 async def test_an_update_replaces_the_terms_and_keeps_the_rest(pg_store: PostgresStore) -> None:
@@ -199,6 +231,12 @@ async def test_a_payment_for_an_endpoint_records_it_with_the_provider_and_fee(
         direct.id: (endpoint_id, None, None),
         plain.id: (None, None, None),
     }
+    # A payment read back names the endpoint it paid for.
+    for new, paid_for in ((collected, endpoint_id), (plain, None)):
+        found = await pg_store.find_payment(new.payer, new.authorization.nonce)
+        assert found is not None and found.endpoint_id == paid_for
+        got_back = await pg_store.get_payment(new.id)
+        assert got_back is not None and got_back.endpoint_id == paid_for
 
 
 async def test_an_authorization_is_the_same_purchase_only_for_the_same_endpoint(

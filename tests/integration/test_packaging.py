@@ -140,6 +140,17 @@ def test_the_wheel_carries_the_contracts_and_migrations(wheel: Path) -> None:
     assert "payfirst/migrations/postgres/0001_init.sql" in names
     assert "payfirst/migrations/postgres/schema.sql" in names
     assert "payfirst/adapters/sql/queries.sql" in names
+    # The status page: its HTML, scripts, styles and the vendored uPlot with its licence.
+    for asset in (
+        "status.html",
+        "status.js",
+        "status.css",
+        "uPlot.iife.min.js",
+        "uPlot.min.css",
+        "uPlot.LICENSE",
+    ):
+        assert f"payfirst/api/static/{asset}" in names, asset
+    assert "payfirst/adapters/sql/status.sql" in names
     assert "payfirst = payfirst.entry:main" in entry_points
     # The base install is the libraries'; the server's dependencies are an extra.
     requires = [_requirement(r) for r in metadata.get_all("Requires-Dist") or []]
@@ -184,13 +195,16 @@ def test_the_installed_wheel_finds_its_contract_artifacts(wheel: Path, tmp_path:
         print(contracts.build_dir())
         print(artifact.contract_name, artifact.bytecode[:2])
         print(Path(sql.__file__).parent, "ping" in sql.QUERIES, "CREATE TABLE" in migrate.schema_sql())
+        from payfirst.api import status
+        print(status.__file__, b"uPlot" in status._static("uPlot.iife.min.js"))
         """,
         [],
         tmp_path,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     )
-    package, build_dir, artifact, queries = out.strip().splitlines()
+    package, build_dir, artifact, queries, page = out.strip().splitlines()
     assert package == str(site / "payfirst")
     assert build_dir == str(site / "payfirst" / "contract_artifacts")
     assert artifact == "BatchSettler 0x"
     assert queries == f"{site / 'payfirst' / 'adapters' / 'sql'} True True"
+    assert page == f"{site / 'payfirst' / 'api' / 'status.py'} True"

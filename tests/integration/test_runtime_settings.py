@@ -88,9 +88,9 @@ async def test_a_bad_stored_value_uses_the_default_and_is_logged_once(
     assert (more, interval_ms) == (False, DEFAULTS.payment_batch_interval_ms)
     logged = [r.getMessage() for r in caplog.records]
     assert logged == [
-        "⚠️ system_settings: payment_batch_interval_ms must be at least 50, not 0: "
+        "system_settings: payment_batch_interval_ms must be at least 50, not 0: "
         "the default 4000 is used",
-        "⚠️ system_settings: payment_batch_size must be at least 1, not 0: the default 50 is used",
+        "system_settings: payment_batch_size must be at least 1, not 0: the default 50 is used",
     ]
 
 

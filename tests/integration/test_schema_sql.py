@@ -167,7 +167,13 @@ async def test_schema_sql_equals_every_migration_applied(fresh_schema: SchemaFac
     assert triggers == {
         ("payment_queued_notify", "payment_queue"),
         ("payment_changed_notify", "payment_queue"),
+        ("spending_policies_changed_notify", "spending_policies"),
+        ("agent_payers_changed_notify", "agent_payers"),
         ("mint_changed_notify", "mint_queue"),
+        ("payment_webhook_inserted_v1", "payment_queue"),
+        ("payment_webhook_changed_v1", "payment_queue"),
+        ("mint_webhook_completed_v1", "mint_queue"),
+        ("payout_webhook_completed_v1", "payouts"),
         ("ledger_entries_append_only", "ledger_entries"),
         ("ledger_transactions_append_only", "ledger_transactions"),
         ("ledger_accounts_append_only", "ledger_accounts"),

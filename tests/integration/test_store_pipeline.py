@@ -722,6 +722,7 @@ async def test_payment_stats_counts(store: Store) -> None:
         "completed": 2,
         "failed": 1,
         "confirmation_failed": 0,
+        "awaiting_approval": 0,
     }
     assert stats["mints"] == {
         "pending": 2,

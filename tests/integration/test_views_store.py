@@ -303,19 +303,43 @@ async def test_a_cursor_is_refused_with_other_filters_or_tampered_with(world: Wo
     assert at.tzinfo is not None and isinstance(row, UUID) and pos == 0
 
 
-async def test_an_export_reads_every_row_a_page_at_a_time_up_to_its_cap(world: World) -> None:
+async def test_an_export_reads_every_row_a_page_at_a_time(world: World) -> None:
     w = world
     scope = await w.views.payment_scope(w.a, PaymentFilters())
     expected = await _newest_first(w.store, w.payments["a_collected"] + w.payments["a_direct"])
-    pages = [[p.id for p in rows] async for rows in w.views.all_payments(scope, page=3)]
+    pages = [[p.id for p in rows] async for rows in await w.views.export_payments(scope, page=3)]
     assert [len(p) for p in pages] == [3, 3, 2]
     assert [p for rows in pages for p in rows] == expected
-    capped = [p.id async for rows in w.views.all_payments(scope, cap=5, page=3) for p in rows]
-    assert capped == expected[:5]
+    exactly = ProviderViews(w.store, export_limit=8)  # as many as match: all of them
+    assert [p.id async for rows in await exactly.export_payments(scope) for p in rows] == expected
     await _complete_all(w.store)
     entry_scope = await w.views.entry_scope(w.operator, EntryFilters())
-    exported = [e async for rows in w.views.all_entries(entry_scope, page=4) for e in rows]
+    exported = [e async for rows in await w.views.export_entries(entry_scope, page=4) for e in rows]
     assert exported == await _all_entries(w.views, entry_scope, 100)
+
+
+async def test_an_export_of_more_than_its_limit_is_refused_before_any_row(world: World) -> None:
+    """An export is never cut short without a word: more rows than the limit is 400 (narrow
+    with since/until), checked before the first row is read."""
+    w = world
+    small = ProviderViews(w.store, export_limit=7)
+    scope = await small.payment_scope(w.a, PaymentFilters())  # 8 payments
+    with pytest.raises(PaymentRejected) as refused:
+        await small.export_payments(scope)
+    assert refused.value.reason is Reason.INVALID_REQUEST
+    assert "since" in refused.value.message
+    narrower = await small.payment_scope(
+        w.a, PaymentFilters(until=BASE_TIME + timedelta(seconds=2))
+    )
+    rows = [p async for page in await small.export_payments(narrower) for p in page]
+    assert 0 < len(rows) <= 7
+    await _complete_all(w.store)
+    entries = await small.entry_scope(w.operator, EntryFilters())
+    with pytest.raises(PaymentRejected):
+        await small.export_entries(entries)
+    assert await w.store.count_view_entries(entries, 3) == 3
+    assert await w.store.count_view_payments(scope, 100) == 8
+    assert await w.store.count_view_payments(scope, 5) == 5
 
 
 def _sign_each(payment: Payment, nonce: int) -> SignedTx:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from payfirst.domain.endpoints import Endpoint, Pricing, path_matches, path_regex
 from payfirst.domain.errors import PaymentRejected
@@ -15,15 +16,18 @@ from payfirst.domain.reasons import Reason
 from payfirst.usecases.endpoints import (
     AssetInfo,
     Quote,
+    bazaar_extension,
     check_amount,
     check_description,
     check_method,
     check_mime_type,
     check_resource,
+    check_schema,
     check_timeout,
     check_unit_param,
     check_units,
     discovery_item,
+    example_of,
     payment_required,
 )
 from payfirst.x402 import PaymentRequiredV2, decode_header
@@ -123,8 +127,19 @@ def test_a_fixed_price_sells_one_unit_and_a_per_unit_price_up_to_its_maximum() -
         (check_unit_param, 3),
         (check_description, "x" * 1001),
         (check_description, "bell\x07"),
+        (check_description, "nul\x00"),
+        (check_resource, "/a\x00"),
+        (check_resource, "/a/{x}\x00"),
+        (check_resource, "https://api.example.com/\x00"),
+        (check_resource, "https://api.example.com/\x1f"),
         (check_mime_type, "json"),
+        (check_mime_type, "application/json\x00"),
+        (check_mime_type, "application/json; charset=utf-8\x00"),
+        (check_mime_type, "application/json;\x1b"),
+        (check_unit_param, "n\x00"),
+        (check_method, "GET\x00"),
         (check_timeout, 0),
+        (check_timeout, 9),  # the provider middleware's floor is 10 s
         (check_timeout, 86_401),
         (check_timeout, "300"),
     ],
@@ -191,6 +206,164 @@ def test_a_bazaar_item_is_the_x402_discovery_resource() -> None:
     }
     schema = bazaar["schema"]
     assert schema["properties"]["input"]["properties"]["body"] == e.input_schema
-    assert schema["properties"]["output"] == e.output_schema
+    assert schema["properties"]["output"]["properties"]["example"] == e.output_schema
     plain = discovery_item(Quote(replace(e, description=""), USDC, 1, e.resource))
     assert "description" not in plain
+
+
+def nested(depth: int) -> dict[str, object]:
+    """A JSON object `depth` levels deep (a list is a level too)."""
+    schema: dict[str, object] = {"enum": [1]}
+    for _ in range(depth - 2):
+        schema = {"not": schema}
+    return schema
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a\x00": {"type": "string"}}},  # in a key
+        {"\x00": 1},
+        {"type": "string", "pattern": "^a\x00"},  # in a string
+        {"enum": ["ok", "no\x00"]},  # in a list
+        {"a": [{"b": [{"c\x00": None}]}]},  # deep down
+        nested(17),
+        {"description": "x" * (16 * 1024)},  # 16 KiB and more as JSON
+        {"enum": ["é" * 9000]},  # counted in bytes, not characters
+        [],
+        "object",
+    ],
+)
+def test_a_schema_with_a_nul_or_too_big_or_deep_is_refused(schema: object) -> None:
+    with pytest.raises(PaymentRejected) as raised:
+        check_schema(schema, "input_schema")
+    assert raised.value.reason is Reason.INVALID_REQUEST
+    assert "input_schema" in raised.value.message
+
+
+def test_a_schema_within_the_bounds_is_kept() -> None:
+    assert check_schema(None, "s") is None
+    for schema in (nested(16), {"description": "x" * (16 * 1024 - 20)}, {"a\u2028b": "\t"}):
+        assert check_schema(schema, "s") == schema
+    assert check_timeout(10) == 10
+
+
+# --- the Bazaar extension: `info` valid against its own `schema`, as x402's facilitator checks
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "minLength": 2}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+}
+BAZAAR_CASES: list[dict[str, object]] = [
+    {"method": "GET", "input_schema": WEATHER, "output_schema": {"type": "object"}},
+    {"method": "GET", "input_schema": None, "output_schema": None},
+    {"method": "*", "input_schema": WEATHER, "output_schema": None},
+    {"method": "DELETE", "input_schema": {"properties": {"id": {"type": "string"}}}},
+    {"method": "HEAD", "input_schema": {"type": "object", "additionalProperties": False}},
+    {"method": "POST", "input_schema": WEATHER, "output_schema": {"type": "string"}},
+    {"method": "POST", "input_schema": None, "output_schema": None},
+    {
+        "method": "PUT",
+        "input_schema": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "minItems": 2, "items": {"enum": ["a", "b"]}},
+                "when": {"type": "string", "format": "date-time"},
+                "n": {"type": "number", "exclusiveMinimum": 3.5, "multipleOf": 2},
+                "flag": {"type": ["boolean", "null"]},
+                "kind": {"const": "x"},
+                "both": {
+                    "allOf": [
+                        {"required": ["a"]},
+                        {"properties": {"a": {"type": "integer", "minimum": 7}}},
+                    ]
+                },
+                "either": {"anyOf": [{"type": "integer", "maximum": -3}, {"type": "string"}]},
+                "told": {"type": "string", "examples": ["hello"], "minLength": 5},
+            },
+            "required": ["items", "when", "n", "flag", "kind", "both", "either", "told"],
+        },
+        "output_schema": {
+            "type": "object",
+            "properties": {"forecast": {"type": "array", "items": {"type": "number"}}},
+            "required": ["forecast"],
+        },
+    },
+    {"method": "PATCH", "input_schema": {"type": "object", "default": {"a": 1}}},
+    {"method": "OPTIONS", "input_schema": None, "output_schema": {"type": "array", "minItems": 1}},
+]
+
+
+@pytest.mark.parametrize("terms", BAZAAR_CASES)
+def test_the_bazaar_info_is_valid_against_its_own_schema(terms: dict[str, object]) -> None:
+    e = endpoint(**terms)
+    extension = bazaar_extension(e)
+    Draft202012Validator.check_schema(extension["schema"])
+    errors = list(Draft202012Validator(extension["schema"]).iter_errors(extension["info"]))
+    assert errors == [], [e.message for e in errors]
+    assert discovery_item(Quote(e, USDC, 1, e.resource))["extensions"]["bazaar"] == extension
+
+
+def test_the_bazaar_shapes_are_x402s() -> None:
+    """As createQueryDiscoveryExtension / createBodyDiscoveryExtension, with the method the
+    resource server's enrichment names."""
+    query = bazaar_extension(endpoint(method="GET", input_schema=WEATHER, output_schema=None))
+    assert query["info"] == {
+        "input": {"type": "http", "method": "GET", "queryParams": {"city": "xx", "days": 0}}
+    }
+    given = query["schema"]["properties"]["input"]
+    assert given["properties"]["queryParams"] == WEATHER
+    assert given["properties"]["method"] == {"type": "string", "enum": ["GET"]}
+    assert given["required"] == ["type", "method"]
+    assert given["additionalProperties"] is False
+    assert "output" not in query["schema"]["properties"]
+
+    body = bazaar_extension(
+        endpoint(method="POST", input_schema=WEATHER, output_schema={"type": "object"})
+    )
+    assert body["info"]["input"] == {
+        "type": "http",
+        "method": "POST",
+        "bodyType": "json",
+        "body": {"city": "xx", "days": 0},
+    }
+    properties = body["schema"]["properties"]
+    assert properties["input"]["properties"]["body"] == WEATHER
+    assert properties["input"]["required"] == ["type", "method", "bodyType", "body"]
+    assert body["info"]["output"] == {"type": "json", "example": {}}
+    assert properties["output"] == {
+        "type": "object",
+        "properties": {"type": {"type": "string"}, "example": {"type": "object"}},
+        "required": ["type"],
+    }
+    anything = bazaar_extension(endpoint(method="*", input_schema=None))
+    assert anything["info"]["input"] == {"type": "http", "method": "GET", "queryParams": {}}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "integer", "minimum": 10, "multipleOf": 4},
+        {"type": "integer", "maximum": -5},
+        {"type": "number", "minimum": 0.5},
+        {"type": "integer", "minimum": 1e400},  # no such float: the least integer instead
+        {"type": "string", "minLength": 100_000},
+        {"type": "array", "items": {"type": "string"}},
+        {"enum": [None]},
+        {"oneOf": [{"type": "null"}, {"type": "string"}]},
+        {"type": "object", "required": ["x"], "additionalProperties": {"type": "boolean"}},
+        {"type": "string", "format": "uuid"},
+        True,
+    ],
+)
+def test_an_example_is_one_its_schema_accepts(schema: object) -> None:
+    example = example_of(schema)
+    if schema == {"type": "integer", "minimum": 1e400} or schema == {
+        "type": "string",
+        "minLength": 100_000,
+    }:
+        return  # out of reach: still a value, never an error
+    assert list(Draft202012Validator(schema).iter_errors(example)) == []  # type: ignore[arg-type]

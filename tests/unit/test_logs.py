@@ -48,3 +48,11 @@ def test_an_unknown_format_names_the_variable() -> None:
     assert load_config({"PAYFIRST_LOG_FORMAT": "json"}).log_format == "json"
     with pytest.raises(ConfigError, match="PAYFIRST_LOG_FORMAT"):
         load_config({"PAYFIRST_LOG_FORMAT": "xml"})
+
+
+def test_the_request_log_can_be_turned_off(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("INFO", "text", access_log=False)
+    logging.getLogger("payfirst.access").info("GET /health 200")
+    logging.getLogger("payfirst.access").warning("kept")
+    assert [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines()] == ["kept"]
+    assert load_config({"PAYFIRST_ACCESS_LOG": "0"}).access_log is False

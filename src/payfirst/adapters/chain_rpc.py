@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from payfirst.metrics import metrics, rpc_method
 from payfirst.ports.chain import BlockId, ChainRejected, ChainUnavailable
 
 __all__ = [
@@ -97,8 +98,12 @@ class RpcClient:
         timeout: float = 10.0,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        network: str = "unknown",
     ) -> None:
         self.url = url
+        #: The CAIP-2 id of the chain it serves: its metrics' label (never the URL, which
+        #: may carry an API key).
+        self.network = network
         # When (time.monotonic()) the endpoint last answered JSON-RPC: an outage ends only
         # when it answers again, not when a caller happened to need no call.
         self.answered_at = 0.0
@@ -126,6 +131,21 @@ class RpcClient:
         return await self._post_to(self.url, payload)
 
     async def _post_to(self, url: str, payload: Any) -> Any:
+        m = metrics()
+        method = rpc_method(payload)
+        started = time.monotonic()
+        try:
+            body = await self._answer(url, payload)
+        except ChainUnavailable:
+            m.rpc_requests.labels(self.network, method, "unavailable").inc()
+            raise
+        finally:
+            m.rpc_seconds.labels(self.network).observe(time.monotonic() - started)
+        failed = isinstance(body, dict) and body.get("error") is not None
+        m.rpc_requests.labels(self.network, method, "error" if failed else "ok").inc()
+        return body
+
+    async def _answer(self, url: str, payload: Any) -> Any:
         try:
             response = await self._http.post(url, json=payload)
         except httpx.HTTPError as exc:
@@ -295,10 +315,11 @@ class FailoverRpcClient(RpcClient):
         transport: httpx.AsyncBaseTransport | None = None,
         primary_retry_s: float = PRIMARY_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
+        network: str = "unknown",
     ) -> None:
         if not urls:
             raise ValueError("FailoverRpcClient needs at least one URL")
-        super().__init__(urls[0], timeout, transport=transport)
+        super().__init__(urls[0], timeout, transport=transport, network=network)
         self.urls = tuple(urls)
         self._primary_retry_s = primary_retry_s
         self._clock = clock

@@ -5,21 +5,24 @@ batches of READS_PER_RPC_BATCH, sent concurrently, since providers cap their siz
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from payfirst.adapters.chain_rpc import RpcClient, RpcError
 from payfirst.evm import calls
-from payfirst.evm.abi import decode_result
+from payfirst.evm.abi import checksum, decode_result
 from payfirst.ports.chain import (
     AUTHORIZATION_USED_TOPIC,
+    AssetTerms,
     AuthorizationRef,
     Block,
     BlockId,
     ChainRejected,
     ChainUnavailable,
     Log,
+    MintTokenTerms,
     Receipt,
 )
 
@@ -94,6 +97,11 @@ class EvmChain:
             lambda raw: int(decode_result(["uint256"], raw)[0]),
         )
 
+    async def native_balances(self, holders: Sequence[str], block: BlockId) -> list[int | None]:
+        return await self._reads(
+            [("eth_getBalance", [holder, _tag(block)]) for holder in holders], _quantity
+        )
+
     async def has_minted(self, mints: Sequence[tuple[str, str]], block: BlockId) -> list[bool]:
         answers = await self.rpc.call_many(
             [_eth_call(token, calls.has_minted(mint_id), block) for token, mint_id in mints]
@@ -117,6 +125,78 @@ class EvmChain:
             },
         )
         return [_log(entry) for entry in logs or []]
+
+    async def has_code(self, address: str, block: BlockId) -> bool:
+        code = await self.rpc.call("eth_getCode", address, _tag(block))
+        if not isinstance(code, str) or not code.startswith("0x"):
+            raise ChainUnavailable(f"expected code as 0x hex, got {code!r:.100}")
+        return len(code) > 2
+
+    async def mint_token_terms(self, token: str, block: BlockId) -> MintTokenTerms | None:
+        answers = await self._read_each(
+            token, [(calls.getter(f), [t]) for f, t in calls.MINT_TOKEN_READS], block
+        )
+        if any(a is None for a in answers):
+            return None
+        name, symbol, mint_amount, max_count, price, payment, count, role = (
+            a[0] for a in answers if a is not None
+        )
+        return MintTokenTerms(
+            address=checksum(token),
+            name=str(name),
+            symbol=str(symbol),
+            mint_amount=int(mint_amount),
+            max_mint_count=int(max_count),
+            price_per_mint=int(price),
+            payment_token=checksum(str(payment)),
+            mint_count=int(count),
+            minter_role=bytes(role),
+        )
+
+    async def asset_terms(self, asset: str, block: BlockId) -> AssetTerms | None:
+        nobody = "0x" + "00" * 20
+        domain, name, version, decimals, state = await self._read_each(
+            asset,
+            [
+                (calls.getter("eip712Domain()"), calls.EIP712_DOMAIN_TYPES),
+                (calls.getter("name()"), ["string"]),
+                (calls.getter("version()"), ["string"]),
+                (calls.getter("decimals()"), ["uint8"]),
+                (calls.authorization_state(nobody, b"\x00" * 32), ["bool"]),
+            ],
+            block,
+        )
+        if decimals is None:
+            return None
+        eip3009 = state is not None
+        if domain is not None:
+            _, d_name, d_version, d_chain_id, d_contract, _, _ = domain
+            return AssetTerms(
+                address=checksum(asset),
+                name=str(d_name),
+                version=str(d_version),
+                decimals=int(decimals[0]),
+                eip3009=eip3009,
+                domain_chain_id=int(d_chain_id),
+                verifying_contract=checksum(str(d_contract)),
+            )
+        if name is None or version is None:
+            return None
+        return AssetTerms(
+            address=checksum(asset),
+            name=str(name[0]),
+            version=str(version[0]),
+            decimals=int(decimals[0]),
+            eip3009=eip3009,
+        )
+
+    async def have_role(
+        self, contract: str, role: bytes, accounts: Sequence[str], block: BlockId
+    ) -> list[bool | None]:
+        return await self._reads(
+            [_eth_call(contract, calls.has_role(role, a), block) for a in accounts],
+            lambda raw: bool(decode_result(["bool"], raw)[0]),
+        )
 
     async def send_raw_transaction(self, raw_tx: str) -> str:
         return await self.rpc.send_raw_transaction(raw_tx)
@@ -144,6 +224,23 @@ class EvmChain:
             *(chunk(reads[i : i + size]) for i in range(0, len(reads), size))
         )
         return [answer for part in parts for answer in part]
+
+    async def _read_each(
+        self, to: str, reads: Sequence[tuple[str, list[str]]], block: BlockId
+    ) -> list[tuple[Any, ...] | None]:
+        """Reads of one contract in one JSON-RPC batch, each decoded as its own types; a
+        read that reverted or answered unreadable data is None."""
+        answers = await self.rpc.call_many(
+            [_eth_call(to, data, block) for data, _ in reads], return_errors=True
+        )
+        return [
+            _decoded(functools.partial(_decode_as, types), a)
+            for (_, types), a in zip(reads, answers, strict=True)
+        ]
+
+
+def _decode_as(types: list[str], raw: str) -> tuple[Any, ...]:
+    return decode_result(types, raw)
 
 
 def _decoded(decode: Callable[[str], T], answer: Any) -> T | None:

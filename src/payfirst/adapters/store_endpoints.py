@@ -16,31 +16,37 @@ from payfirst.domain.endpoints import Endpoint, Pricing
 class EndpointRows:
     _pool: asyncpg.Pool
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
+    async def create_endpoint(self, endpoint: Endpoint, *, limit: int | None = None) -> bool:
         e = endpoint
-        await self._pool.execute(
-            _Q["insert_endpoint"],
-            e.id,
-            e.provider_id,
-            e.method,
-            e.resource,
-            e.pricing.value,
-            e.amount,
-            e.unit_param,
-            e.max_units,
-            e.asset,
-            e.chain_id,
-            e.pay_to,
-            e.description,
-            e.mime_type,
-            e.input_schema,
-            e.output_schema,
-            e.discoverable,
-            e.max_timeout_seconds,
-            e.created_at,
-            e.updated_at,
-            e.disabled_at,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            if limit is not None:
+                await conn.execute(_Q["lock_endpoints_of_provider"], e.provider_id)
+                if await conn.fetchval(_Q["count_enabled_endpoints"], e.provider_id) >= limit:
+                    return False
+            await conn.execute(
+                _Q["insert_endpoint"],
+                e.id,
+                e.provider_id,
+                e.method,
+                e.resource,
+                e.pricing.value,
+                e.amount,
+                e.unit_param,
+                e.max_units,
+                e.asset,
+                e.chain_id,
+                e.pay_to,
+                e.description,
+                e.mime_type,
+                e.input_schema,
+                e.output_schema,
+                e.discoverable,
+                e.max_timeout_seconds,
+                e.created_at,
+                e.updated_at,
+                e.disabled_at,
+            )
+        return True
 
     async def get_endpoint(self, endpoint_id: UUID) -> Endpoint | None:
         row = await self._pool.fetchrow(_Q["get_endpoint"], endpoint_id)

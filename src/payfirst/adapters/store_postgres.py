@@ -28,8 +28,9 @@ from payfirst.adapters.sql import QUERIES as _Q
 from payfirst.adapters.store_endpoints import EndpointRows
 from payfirst.adapters.store_payouts import PayoutRows
 from payfirst.adapters.store_policies import PolicyRows
+from payfirst.adapters.store_status import StatusRows
 from payfirst.adapters.store_views import ProviderViewRows
-from payfirst.adapters.store_webhooks import WebhookRows
+from payfirst.adapters.store_webhooks import WEBHOOK_CHANNEL, WebhookRows
 from payfirst.domain.accounts import Account, ApiKey, Credential, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.ledger import Account as LedgerAccount
@@ -48,6 +49,7 @@ from payfirst.domain.models import (
     SignedTx,
     Token,
 )
+from payfirst.domain.policies import REFUSED_OUTCOMES
 from payfirst.domain.reasons import Reason
 from payfirst.domain.settings import check_setting
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
@@ -114,6 +116,7 @@ def _payment(row: asyncpg.Record) -> Payment:
         processed_at=row["processed_at"],
         result=row["result"],
         chain_id=None if row["chain_id"] is None else int(row["chain_id"]),
+        endpoint_id=None if row["endpoint_id"] is None else _uuid(row["endpoint_id"]),
     )
 
 
@@ -182,7 +185,7 @@ DEFAULT_CHAIN_KEY = 0
 
 class _AcceptCoalescer:
     """Coalesces the queue_payment calls that arrive in the same event-loop turn into one
-    call of the payfirst_queue_payments_v3 function: one round trip and one commit for many
+    call of the payfirst_queue_payments_v4 function (v3 with spending policies): one round trip and one commit for many
     payments, with no added wait (a lone payment is flushed on the very next turn). Each
     payment is still decided exactly as on its own."""
 
@@ -253,11 +256,14 @@ log = logging.getLogger("payfirst.store")
 
 NEW_PAYMENT_CHANNEL = "payfirst_payment_queued"
 PAYMENT_CHANGED_CHANNEL = "payfirst_payment_changed"
+POLICY_CHANGED_CHANNEL = "payfirst_policy_changed"
 # After losing its LISTEN connection (database restart) the store retries this often.
 LISTENER_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, WebhookRows):
+class PostgresStore(
+    EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, WebhookRows, StatusRows
+):
     """The Store port on PostgreSQL. Build it with `await PostgresStore.connect(dsn)`."""
 
     def __init__(
@@ -274,6 +280,8 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, Webh
         self._listener: asyncpg.Connection | None = None
         self._watchers: list[Callable[[], None]] = []
         self._change_watchers: list[Callable[[UUID | None], None]] = []
+        self._webhook_watchers: list[Callable[[], None]] = []
+        self._policy_watchers: list[Callable[[str | None], None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
         self._closing = False
@@ -446,6 +454,11 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, Webh
         payment_id, outcome = await self._queue.submit(payment)
         if outcome == "created":
             return QueuedPayment(payment.id, created=True)
+        if outcome == "held":  # above its payer's approval threshold: awaiting_approval
+            return QueuedPayment(payment.id, created=True, held=True)
+        refusal = REFUSED_OUTCOMES.get(outcome)
+        if refusal is not None:
+            raise PaymentRejected(refusal.reason, refusal.message)
         if outcome == "duplicate" and payment_id is not None:
             return QueuedPayment(payment_id, created=False)
         if outcome == "nonce_reused":
@@ -1025,8 +1038,12 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, Webh
         await self._listen()
         self._change_watchers.append(callback)
 
+    async def watch_policy_changes(self, callback: Callable[[str | None], None]) -> None:
+        await self._listen()
+        self._policy_watchers.append(callback)
+
     async def _listen(self) -> None:
-        """One LISTEN connection per store for both channels. If it is lost (a database
+        """One LISTEN connection per store for every channel. If it is lost (a database
         restart), it is re-opened in the background and every watcher is woken with "anything
         may have changed", since notices sent meanwhile are gone."""
         async with self._listener_lock:  # one connection, however many ask at once
@@ -1036,6 +1053,8 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, Webh
             try:
                 await listener.add_listener(NEW_PAYMENT_CHANNEL, self._on_new_payment)
                 await listener.add_listener(PAYMENT_CHANGED_CHANNEL, self._on_payment_changed)
+                await listener.add_listener(WEBHOOK_CHANNEL, self._on_webhook_message)
+                await listener.add_listener(POLICY_CHANGED_CHANNEL, self._on_policy_changed)
             except BaseException:
                 await listener.close()
                 raise
@@ -1062,6 +1081,13 @@ class PostgresStore(EndpointRows, PayoutRows, ProviderViewRows, PolicyRows, Webh
         self._on_new_payment(None, 0, NEW_PAYMENT_CHANNEL, "")
         for watcher in self._change_watchers:
             watcher(None)
+        self._on_webhook_message(None, 0, WEBHOOK_CHANNEL, "")
+        for policy_watcher in self._policy_watchers:
+            policy_watcher(None)
+
+    def _on_policy_changed(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        for watcher in self._policy_watchers:
+            watcher(str(payload) if payload else None)
 
     def _on_new_payment(self, conn: object, pid: int, channel: str, payload: object) -> None:
         for watcher in self._watchers:

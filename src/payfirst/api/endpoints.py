@@ -38,7 +38,7 @@ from payfirst.x402 import PAYMENT_REQUIRED, caip2
 
 DISCOVERY_DEFAULT_LIMIT: Final = 20
 DISCOVERY_MAX_LIMIT: Final = 100
-DISCOVERY_MAX_OFFSET: Final = 1_000_000
+DISCOVERY_MAX_OFFSET: Final = 10_000
 _NUMBER: Final = re.compile(r"[0-9]{1,7}", re.ASCII)
 
 
@@ -56,10 +56,14 @@ async def create_endpoint(request: Request, caller: Credential) -> Response:
       discoverable); pricing fixed (amount per call) or per_unit (amount per unit, the count
       from the request's unit_param, 1..max_units); amount in atomic units of the asset
       (a decimal string). network, asset and pay_to default to the default network, its
-      default asset and its treasury. Unknown fields are refused.
+      default asset and its treasury; pay_to is never the zero address, the asset's
+      contract, the network's settler or a token sold by mint. max_timeout_seconds
+      10..86400 (default 300). input_schema and output_schema are JSON objects of at most
+      16 KiB and 16 levels. A provider has at most 1000 enabled endpoints (disabling one
+      frees its place). Unknown fields are refused.
     responses:
       201: {description: The endpoint}
-      400: {description: Malformed body}
+      400: {description: "Malformed body, or the provider has 1000 enabled endpoints"}
       401: {description: No valid API key}
       403: {description: The key's role is agent}
       404: {description: No such provider account (operator)}
@@ -77,7 +81,7 @@ async def list_endpoints(request: Request, caller: Credential) -> Response:
     description: >
       A provider's own; the operator's, everyone's or one provider's (provider_id).
       Disabled ones only with include_disabled=true. Paged as /v1/accounts (limit 1..100,
-      after, has_more).
+      after, has_more); after must be an endpoint of the listing (400 otherwise).
     responses:
       200: {description: A page of endpoints}
       400: {description: "Bad limit, after, provider_id or include_disabled"}
@@ -126,8 +130,9 @@ async def update_endpoint(request: Request, caller: Credential) -> Response:
     summary: Change some of a paid endpoint's terms.
     description: >
       The fields of POST /v1/endpoints but provider_id, each optional; the result is
-      checked whole. A new network without asset or pay_to takes that network's defaults.
-      A price change applies to payments accepted after it.
+      checked whole. A change of network must give asset and pay_to on it as well (the
+      same network named again changes nothing; null is refused). A price change applies
+      to payments accepted after it.
     responses:
       200: {description: The endpoint}
       400: {description: Malformed body}
@@ -195,7 +200,8 @@ async def discovery_resources(request: Request) -> Response:
       No key needed. x402 DiscoveryResourcesResponse - x402Version, items (resource,
       type http, x402Version, accepts, lastUpdated, description, mimeType, extensions),
       pagination (limit, offset, total). type filters by protocol (only http is listed
-      here); limit 1..100 (default 20); offset 0..1000000.
+      here); limit 1..100 (default 20); offset 0..10000. Each item's extensions.bazaar is
+      x402's discovery extension, its info valid against its schema.
     responses:
       200: {description: A page of discoverable resources}
       400: {description: "Bad type, limit or offset"}

@@ -29,6 +29,7 @@ from payfirst.api.services import services
 from payfirst.domain.accounts import Account, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.reasons import Reason
+from payfirst.metrics import count_refusal
 from payfirst.usecases.facilitation import (
     Invalid,
     Settled,
@@ -94,6 +95,7 @@ async def verify(request: Request) -> Response:
         return refusal(exc)
     verdict = await svc.facilitator.verify(body, caller)
     if isinstance(verdict, Invalid):
+        count_refusal(verdict.reason.value)
         invalid = VerifyResponse(
             is_valid=False,
             invalid_reason=verdict.reason,
@@ -131,6 +133,7 @@ async def settle(request: Request) -> Response:
     try:
         outcome = await svc.facilitator.settle(body, request.headers, caller)
     except PaymentRejected as exc:
+        count_refusal(exc.reason.value)
         # A malformed or conflicting request is an HTTP error; a payment that cannot be
         # settled is answered as a settlement that failed.
         if (

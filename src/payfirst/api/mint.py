@@ -14,6 +14,7 @@ from payfirst.api.services import Services, services
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Token
 from payfirst.domain.reasons import Reason
+from payfirst.metrics import count_refusal
 from payfirst.usecases.purchase import MintOrder, Queued, find_token
 from payfirst.x402 import payment_required
 
@@ -41,6 +42,7 @@ async def mint(request: Request) -> Response:
         quantity = _quantity(body, services(request).max_quantity_per_request)
         return await _buy(request, request.path_params["token"], quantity)
     except PaymentRejected as exc:
+        count_refusal(exc.reason.value)
         return rejection(exc)
 
 
@@ -58,6 +60,7 @@ async def batch_mint(request: Request) -> Response:
         quantity = _quantity(body, services(request).max_quantity_per_request)
         return await _buy(request, token_address, quantity)
     except PaymentRejected as exc:
+        count_refusal(exc.reason.value)
         return rejection(exc)
 
 
@@ -69,13 +72,15 @@ async def _buy(request: Request, token_address: str, quantity: int) -> Response:
             {
                 "paymentQueueId": str(result.payment_id),
                 "quantity": result.quantity,
-                "status": "payment_pending",
+                "status": "awaiting_approval" if result.held else "payment_pending",
                 "note": f"Poll /api/payment/{result.payment_id}",
             },
             status_code=202,
         )
     if result.refusal is not None and status_of(result.refusal.reason) != 402:
         raise result.refusal  # malformed (400): no requirements to offer again
+    if result.refusal is not None:
+        count_refusal(result.refusal.reason.value)
     body, header = payment_required(result.token, result.quantity, result.resource, result.reason)
     if result.message:
         body["message"] = result.message

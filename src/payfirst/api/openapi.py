@@ -146,6 +146,24 @@ class Health(_Doc):
     networks: dict[str, ChainHead | str] | None = None
 
 
+class Liveness(_Doc):
+    status: Literal["ok"]
+
+
+class RelayerReadiness(_Doc):
+    network: str = Field(description="CAIP-2")
+    address: str
+    balanceWei: str | None = Field(description="its gas balance; null: the chain did not say")
+    neededWei: str | None = Field(description="2 x base fee x 1,000,000 gas")
+    canPayGas: bool
+
+
+class Readiness(_Doc):
+    status: Literal["ok", "not_ready"]
+    problems: list[str]
+    relayers: list[RelayerReadiness]
+
+
 # --- accounts and API keys (the /v1 admin routes) ---------------------------------------
 
 
@@ -268,7 +286,7 @@ class EndpointPatch(_Strict):
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
     discoverable: bool | None = Field(None, description="needs a full-URL resource")
-    max_timeout_seconds: int | None = Field(None, ge=1, le=86_400)
+    max_timeout_seconds: int | None = Field(None, ge=10, le=86_400)
 
 
 class EndpointBody(EndpointPatch):
@@ -661,7 +679,15 @@ _PAYOUT_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
 
 class ProviderPaymentView(_Doc):
     id: UUID
-    status: Literal["pending", "processing", "sent", "completed", "failed", "confirmation_failed"]
+    status: Literal[
+        "pending",
+        "processing",
+        "sent",
+        "completed",
+        "failed",
+        "confirmation_failed",
+        "awaiting_approval",
+    ]
     payment_type: Literal["mint", "settle"]
     payer: str
     amount: str = Field(description="atomic units of the asset")
@@ -672,8 +698,10 @@ class ProviderPaymentView(_Doc):
     endpoint_id: UUID | None
     provider_id: UUID | None
     fee_bps: int | None
-    fee: str | None = Field(description="the platform's fee when it collected the payment")
-    net: str = Field(description="the provider's share")
+    fee: str | None = Field(
+        description="completed only: the platform's fee when it collected the payment"
+    )
+    net: str | None = Field(description="completed only: the payee's share (amount - fee)")
     tx_hash: str | None
     error: str | None
     created_at: str
@@ -770,8 +798,436 @@ _VIEW_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ),
 }
 
+# --- agents' payers and spending policies (api/policies.py) -------------------------------
+
+
+class PayerChallengeBody(_Strict):
+    address: str = Field(pattern=ADDRESS_PATTERN, description="the payer address")
+    account_id: UUID | None = Field(None, description="the operator's: the agent's id")
+
+
+class PayerChallengeView(_Doc):
+    address: str
+    account_id: UUID
+    message: str = Field(description="the text to sign (EIP-191 personal_sign)")
+    expires_at: str
+
+
+class PayerBody(_Strict):
+    address: str = Field(pattern=ADDRESS_PATTERN)
+    signature: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{130}$", description="the payer key's signature of the message"
+    )
+    account_id: UUID | None = Field(None, description="the operator's: the agent's id")
+
+
+class PayerView(_Doc):
+    address: str = Field(description="EIP-55")
+    account_id: UUID
+    verified_at: str
+    created_at: str
+
+
+class PayerList(_Doc):
+    payers: list[PayerView]
+    has_more: bool
+
+
+_LIMIT_DOC: Final = (
+    'atomic units: one amount for every asset, or {asset address or "*": amount}; null: none'
+)
+_POLICY_AMOUNT = str | dict[str, str]
+
+
+class PolicyBody(_Strict):
+    max_per_payment: _POLICY_AMOUNT | None = Field(None, description=_LIMIT_DOC)
+    max_per_day: _POLICY_AMOUNT | None = Field(None, description="rolling 24 h; " + _LIMIT_DOC)
+    max_per_month: _POLICY_AMOUNT | None = Field(
+        None, description="calendar month (UTC); " + _LIMIT_DOC
+    )
+    approval_threshold: _POLICY_AMOUNT | None = Field(
+        None, description="above it a payment awaits approval; " + _LIMIT_DOC
+    )
+    allowed_providers: list[UUID] | None = Field(None, max_length=100)
+    allowed_endpoints: list[UUID] | None = Field(None, max_length=100)
+    allowed_pay_to: list[str] | None = Field(None, max_length=100)
+    allowed_networks: list[str | int] | None = Field(
+        None, max_length=100, description="CAIP-2 ids, x402 v1 names or chain ids"
+    )
+
+
+class PolicyView(_Doc):
+    payer: str
+    max_per_payment: dict[str, str] | None
+    max_per_day: dict[str, str] | None
+    max_per_month: dict[str, str] | None
+    approval_threshold: dict[str, str] | None
+    allowed_providers: list[UUID] | None
+    allowed_endpoints: list[UUID] | None
+    allowed_pay_to: list[str] | None
+    allowed_networks: list[str] | None = Field(description="CAIP-2")
+    updated_at: str | None
+
+
+class HeldPaymentView(_Doc):
+    id: UUID
+    status: Literal["awaiting_approval", "pending", "failed"]
+    payment_type: Literal["mint", "settle"]
+    payer: str
+    amount: str = Field(description="atomic units of the asset")
+    asset: str
+    pay_to: str
+    network: str | None = Field(description="CAIP-2")
+    valid_before: int = Field(description="the authorization's validBefore (unix s)")
+    error: str | None
+    created_at: str
+
+
+class HeldPaymentList(_Doc):
+    payments: list[HeldPaymentView]
+
+
+def _path_address(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"pattern": ADDRESS_PATTERN}}
+
+
+_AGENT_404: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    400: ("Not an address", ErrorBody),
+    404: ("No such payer (or another agent's)", ErrorBody),
+    **_NO_KEY,
+    **_WRONG_ROLE,
+}
+_POLICY_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/payers/challenge", "post"): Operation(
+        {
+            201: ("The message to sign and when it expires", PayerChallengeView),
+            404: ("account_id names no active agent account", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=PayerChallengeBody,
+    ),
+    ("/v1/payers", "post"): Operation(
+        {
+            200: ("The payer, already this agent's", PayerView),
+            201: ("The payer", PayerView),
+            400: ("invalid_payer_proof, or a malformed body", ErrorBody),
+            404: ("account_id names no active agent account", ErrorBody),
+            409: ("payer_taken: another agent's payer", ErrorBody),
+            413: ("Request body too large", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=PayerBody,
+    ),
+    ("/v1/payers", "get"): Operation(
+        {
+            200: ("A page of payers", PayerList),
+            400: ("Bad limit, after or account_id", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[
+            _query("limit", "default 50", {"type": "integer", "minimum": 1, "maximum": 100}),
+            _query("after", "the last address of the previous page", {"pattern": ADDRESS_PATTERN}),
+            _query(
+                "account_id", "the operator's: one agent's", {"type": "string", "format": "uuid"}
+            ),
+        ],
+    ),
+    ("/v1/payers/{address}", "delete"): Operation(
+        {200: ("The payer, detached with its policy", PayerView), **_AGENT_404},
+        parameters=[_path_address("address")],
+    ),
+    ("/v1/payers/{address}/policy", "put"): Operation(
+        {200: ("The policy", PolicyView), **_AGENT_404, **_BODY_LIMITS},
+        body=PolicyBody,
+        parameters=[_path_address("address")],
+    ),
+    ("/v1/payers/{address}/policy", "get"): Operation(
+        {200: ("The policy", PolicyView), **_AGENT_404},
+        parameters=[_path_address("address")],
+    ),
+    ("/v1/payers/{address}/policy", "delete"): Operation(
+        {200: ("The policy, removed", PolicyView), **_AGENT_404},
+        parameters=[_path_address("address")],
+    ),
+    ("/v1/approvals", "get"): Operation(
+        {
+            200: ("Payments awaiting approval, oldest first", HeldPaymentList),
+            400: ("Bad limit", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        parameters=[
+            _query("limit", "default 50", {"type": "integer", "minimum": 1, "maximum": 100}),
+        ],
+    ),
+    ("/v1/approvals/{payment_id}/approve", "post"): Operation(
+        {
+            200: ("The payment, now pending", HeldPaymentView),
+            404: ("No such payment awaiting approval (or another agent's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_path_id("payment_id")],
+    ),
+    ("/v1/approvals/{payment_id}/reject", "post"): Operation(
+        {
+            200: ("The payment, now failed (payment_rejected)", HeldPaymentView),
+            404: ("No such payment awaiting approval (or another agent's)", ErrorBody),
+            **_BODY_LIMITS,
+            **_NO_KEY,
+            **_WRONG_ROLE,
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_path_id("payment_id")],
+    ),
+}
+
+# --- webhooks (api/webhooks.py) ---------------------------------------------------------
+
+_EVENT_TYPE = Literal[
+    "payment.queued",
+    "payment.awaiting_approval",
+    "payment.completed",
+    "payment.failed",
+    "mint.completed",
+    "payout.completed",
+    "webhook.disabled",
+]
+
+
+class WebhookPatch(_Strict):
+    url: str | None = Field(None, min_length=1, max_length=2048, description="http(s)")
+    event_types: list[_EVENT_TYPE] | None = Field(None, description="empty: every type")
+    description: str | None = Field(None, max_length=1000)
+
+
+class WebhookBody(WebhookPatch):
+    url: str = Field(min_length=1, max_length=2048, description="http(s)")
+    account_id: UUID | None = Field(None, description="the operator's: another account's")
+
+
+class WebhookView(_Doc):
+    id: UUID
+    account_id: UUID
+    url: str
+    event_types: list[str]
+    description: str
+    enabled: bool
+    disabled_at: str | None
+    disabled_reason: str | None
+    failing_since: str | None = Field(description="no success since (null: not failing)")
+    created_at: str
+    updated_at: str
+
+
+class WebhookCreated(WebhookView):
+    secret: str = Field(description="whsec_...: verify the webhook-signature with it")
+
+
+class WebhookList(_Doc):
+    webhooks: list[WebhookView]
+    has_more: bool
+
+
+class WebhookSecret(_Doc):
+    secret: str
+
+
+class WebhookAttemptView(_Doc):
+    id: str
+    message_id: str = Field(description="the webhook-id header")
+    started_at: str
+    status: int | None = Field(description="the response's status (null: no response)")
+    latency_ms: int
+    body: str | None = Field(description="the response body's first KiB")
+    error: str | None
+
+
+class WebhookAttemptList(_Doc):
+    attempts: list[WebhookAttemptView]
+    has_more: bool
+    next_before: str | None
+
+
+class WebhookReplayBody(_Strict):
+    message_id: str | None = Field(None, max_length=64)
+    since: str | None = Field(None, description="ISO 8601 with offset")
+    until: str | None = Field(None, description="ISO 8601 with offset (default now)")
+
+
+class WebhookReplayQueued(_Doc):
+    queued: int
+
+
+class WebhookDeleted(_Doc):
+    id: UUID
+    deleted: Literal[True]
+
+
+_WEBHOOK_ID: Final = _path_id("webhook_id")
+_NO_WEBHOOK: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    400: ("Not a webhook id", ErrorBody),
+    404: ("No such endpoint (or another account's)", ErrorBody),
+}
+_WEBHOOK_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/webhooks", "post"): Operation(
+        {
+            201: ("The endpoint and its signing secret", WebhookCreated),
+            400: ("invalid_webhook_url, or a malformed body", ErrorBody),
+            404: ("account_id names another account (or none)", ErrorBody),
+            413: ("Request body too large", ErrorBody),
+            **_NO_KEY,
+        },
+        body=WebhookBody,
+    ),
+    ("/v1/webhooks", "get"): Operation(
+        {
+            200: ("A page of endpoints, oldest first", WebhookList),
+            400: ("Bad limit, after or account_id", ErrorBody),
+            404: ("account_id names another account", ErrorBody),
+            **_NO_KEY,
+        },
+        parameters=[
+            *_PAGE,
+            _query(
+                "account_id", "the operator's: one account's", {"type": "string", "format": "uuid"}
+            ),
+        ],
+    ),
+    ("/v1/webhooks/{webhook_id}", "get"): Operation(
+        {200: ("The endpoint", WebhookView), **_NO_WEBHOOK, **_NO_KEY},
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}", "patch"): Operation(
+        {
+            200: ("The endpoint", WebhookView),
+            **_NO_WEBHOOK,
+            **_BODY_LIMITS,
+            **_NO_KEY,
+        },
+        body=WebhookPatch,
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}", "delete"): Operation(
+        {200: ("Deleted", WebhookDeleted), **_NO_WEBHOOK, **_NO_KEY},
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}/secret", "get"): Operation(
+        {200: ("The signing secret", WebhookSecret), **_NO_WEBHOOK, **_NO_KEY},
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}/secret/rotate", "post"): Operation(
+        {200: ("The new signing secret", WebhookSecret), **_NO_WEBHOOK, **_NO_KEY},
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}/attempts", "get"): Operation(
+        {200: ("A page of attempts, newest first", WebhookAttemptList), **_NO_WEBHOOK, **_NO_KEY},
+        parameters=[
+            _WEBHOOK_ID,
+            _query(
+                "limit",
+                "at most this many (default 50)",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+            ),
+            _query("before", "the previous page's next_before", {"type": "string"}),
+        ],
+    ),
+    ("/v1/webhooks/{webhook_id}/replay", "post"): Operation(
+        {
+            202: ("How many deliveries were queued", WebhookReplayQueued),
+            400: ("Not a webhook id, or a malformed body", ErrorBody),
+            404: ("No such endpoint or message (or another account's)", ErrorBody),
+            413: ("Request body too large", ErrorBody),
+            **_NO_KEY,
+        },
+        body=WebhookReplayBody,
+        parameters=[_WEBHOOK_ID],
+    ),
+    ("/v1/webhooks/{webhook_id}/enable", "post"): Operation(
+        {200: ("The endpoint, enabled", WebhookView), **_NO_WEBHOOK, **_NO_KEY},
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_WEBHOOK_ID],
+    ),
+}
+
+# --- the status page (api/status.py) -----------------------------------------------------
+
+
+class StuckDecision(_Doc):
+    payment_id: UUID
+    status: str = Field(description="after the decision (sent: not decided yet, its tx re-sent)")
+    decided: bool
+    error: str | None
+    tx_hash: str | None
+
+
+class StatusEvent(_Doc):
+    """The data of one `status` event of /v1/status/stream."""
+
+    at: str = Field(description="the database's clock")
+    queue: dict[str, int] = Field(description="payments per unfinished status")
+    rates: dict[str, float] = Field(description="accepted, completed, failed per second")
+    rate_window_s: int
+    last_minute: dict[str, int] = Field(description="accepted, completed, failed")
+    latency_s: dict[str, Any] = Field(
+        description="accept_to_sent and sent_to_completed: {p50, p95, p99}; window_s, sample"
+    )
+    relayers: list[dict[str, Any]] = Field(
+        description="network, chain_id, address, balance_wei, balance, needed_wei, "
+        "can_pay_gas, stored_next_nonce, nonce_gap"
+    )
+    failures: list[dict[str, Any]] = Field(description="the latest 20, the latest first")
+    stuck: dict[str, Any] = Field(description="after_s, count, payments (longest sent first)")
+
+
+_STATUS_OFF: Final[dict[int, tuple[str, type[BaseModel] | None]]] = {
+    404: ("The status page is disabled (PAYFIRST_STATUS_PAGE=0)", ErrorBody),
+}
+_STATUS_OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("/v1/status/stream", "get"): Operation(
+        {
+            200: ("Server-sent events: a `status` event every second", StatusEvent),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+            **_STATUS_OFF,
+            503: ("Too many status streams are open, or the database is unreachable", ErrorBody),
+        },
+        media_type="text/event-stream",
+    ),
+    ("/v1/status/stuck/{payment_id}/decide", "post"): Operation(
+        {
+            200: ("The payment's status after the decision", StuckDecision),
+            400: ("Not a payment id, or a body", ErrorBody),
+            404: ("Unknown payment, or the status page is disabled", ErrorBody),
+            413: ("Request body too large", ErrorBody),
+            409: ("The payment is not sent", ErrorBody),
+            **_NO_KEY,
+            **_WRONG_ROLE,
+            503: ("No relayer key in this process, or the chain is unreachable", ErrorBody),
+        },
+        body=EmptyBody,
+        body_required=False,
+        parameters=[_PAYMENT_ID],
+    ),
+}
+
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("/health", "get"): Operation({200: ("Both reachable", Health), 503: ("Degraded", Health)}),
+    ("/health/live", "get"): Operation({200: ("The process answers", Liveness)}),
+    ("/health/ready", "get"): Operation(
+        {200: ("Ready", Readiness), 503: ("Not ready: what is missing", Readiness)}
+    ),
     ("/api/tokens", "get"): Operation({200: ("Tokens for sale", TokenList)}),
     ("/api/tokens/{address}", "get"): Operation(
         {
@@ -885,12 +1341,15 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         parameters=[
             _query("type", "the protocol (http)", {"type": "string", "maxLength": 32}),
             _query("limit", "default 20", {"type": "integer", "minimum": 1, "maximum": 100}),
-            _query("offset", "", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            _query("offset", "", {"type": "integer", "minimum": 0, "maximum": 10_000}),
         ],
     ),
     **{key: replace(op, bearer=True) for key, op in _ADMIN_OPERATIONS.items()},
     **{key: replace(op, bearer=True) for key, op in _PAYOUT_OPERATIONS.items()},
     **{key: replace(op, bearer=True) for key, op in _VIEW_OPERATIONS.items()},
+    **{key: replace(op, bearer=True) for key, op in _POLICY_OPERATIONS.items()},
+    **{key: replace(op, bearer=True) for key, op in _WEBHOOK_OPERATIONS.items()},
+    **{key: replace(op, bearer=True) for key, op in _STATUS_OPERATIONS.items()},
 }
 
 _REF: Final = "#/components/schemas/{model}"

@@ -20,7 +20,11 @@ from payfirst.ports.store import Store
 from payfirst.usecases.deps import CannotWait, ServedNetwork, ServedNetworks
 from payfirst.usecases.endpoints import EndpointRegistry
 from payfirst.usecases.facilitation import Facilitator
+from payfirst.usecases.policies import PolicyCache, PolicyGate
 from payfirst.usecases.purchase import MintSales
+from payfirst.usecases.status import DecideByChain, StatusBoard
+from payfirst.usecases.views import EXPORT_LIMIT
+from payfirst.usecases.webhooks import UrlCheck
 from payfirst.x402.networks import CHAIN_ID_V1_NETWORKS
 
 
@@ -119,6 +123,15 @@ class Services:
     treasury_address: str | None = None
     # The platform's fee on payments it collects for a provider without a fee of its own.
     platform_fee_bps: int = 0
+    # Checks a webhook URL's addresses when it is registered (the SSRF guard's, given by
+    # the composition root); None: public addresses only (payfirst.api.webhooks).
+    webhook_url_check: UrlCheck | None = None
+    # The most rows a CSV export of payments or ledger entries holds (more: 400).
+    export_limit: int = EXPORT_LIMIT
+    # The status page (api/status.py): served unless PAYFIRST_STATUS_PAGE=0; its "decide by
+    # the chain" (the reset-stuck logic, given by the composition root; None: 503).
+    status_page: bool = True
+    decide_by_chain: DecideByChain | None = None
     tokens: TokenCache = field(init=False)
     per_client: RateLimiter = field(init=False)
     per_payer: RateLimiter = field(init=False)
@@ -127,6 +140,9 @@ class Services:
     sales: MintSales = field(init=False)
     facilitator: Facilitator = field(init=False)
     endpoints: EndpointRegistry = field(init=False)
+    policies: PolicyGate = field(init=False)
+    status: StatusBoard = field(init=False)
+    status_streams: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.served = ServedNetworks(self.networks or self._single_network())
@@ -137,6 +153,9 @@ class Services:
         self.endpoints = EndpointRegistry(
             self.store, self.served, self.tokens, platform_fee_bps=self.platform_fee_bps
         )
+        self.status = StatusBoard(self.store, self.served, self.decide_by_chain)
+        # Payers' spending policies, cached in this process, dropped on every change notice.
+        self.policies = PolicyGate(PolicyCache(self.store))
         self.sales = MintSales(
             store=self.store,
             tokens=self.tokens.get,
@@ -144,6 +163,7 @@ class Services:
             per_payer=self.per_payer,
             on_payment_queued=self.on_payment_queued,
             networks=self.served if self.served.all else None,
+            policies=self.policies,
         )
         self.facilitator = Facilitator(
             store=self.store,
@@ -157,6 +177,7 @@ class Services:
             min_settle_amount=self.min_settle_amount,
             settle_timeout_s=self.settle_timeout_s,
             endpoints=self.endpoints,
+            policies=self.policies,
         )
 
     def _single_network(self) -> tuple[ServedNetwork, ...]:

@@ -25,10 +25,10 @@ from payfirst.domain.accounts import Credential, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.ledger import fee_of
 from payfirst.domain.reasons import Reason
+from payfirst.domain.statuses import PaymentStatus
 from payfirst.ports.store import EntryRow, PaymentRow
 from payfirst.usecases.accounts import check_id
 from payfirst.usecases.views import (
-    EXPORT_LIMIT,
     AssetInfo,
     DecimalsOf,
     EntryFilters,
@@ -95,7 +95,8 @@ _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _views(request: Request) -> ProviderViews:
-    return ProviderViews(services(request).store)
+    svc = services(request)
+    return ProviderViews(svc.store, svc.export_limit)
 
 
 def _assets(request: Request) -> AssetInfo:
@@ -114,13 +115,14 @@ async def list_payments(request: Request, caller: Credential) -> Response:
       3339 date-times of creation, endpoint_id. limit (1..100, default 50) payments after
       `cursor` (the previous page's next_cursor, valid with the same filters only);
       next_cursor is null on the last page. Amounts are strings of atomic units, decimals
-      alongside; fee and net are the platform's fee and the provider's share when the
-      platform collected the payment (fee null otherwise). format=csv (or Accept text/csv)
-      answers every matching payment as CSV (limit and cursor do not apply), at most
-      100000 rows: narrow a larger export with since/until.
+      alongside; fee and net are set for a completed payment only (null before, and for a
+      failed one): net the payee's share, fee the platform's when it collected the payment
+      (null otherwise). format=csv (or Accept text/csv) answers every matching payment as
+      CSV (limit and cursor do not apply); more than 100000 matching is 400 before any row
+      is sent: narrow the export with since/until.
     responses:
       200: {description: "payments and next_cursor, or CSV"}
-      400: {description: A bad or unknown query parameter}
+      400: {description: "A bad or unknown query parameter, or too many rows for an export"}
       401: {description: No valid API key}
       403: {description: The key's role is neither provider nor operator}
       404: {description: "provider_id: no such account (or not the caller's)"}
@@ -142,8 +144,9 @@ async def list_payments(request: Request, caller: Credential) -> Response:
         return _csv(
             "payments.csv",
             PAYMENT_COLUMNS,
-            views.all_payments(scope),
+            await views.export_payments(scope),
             lambda row: payment_view(row, assets, decimals),
+            views.export_limit,
         )
     limit = check_page_size(_one(params, "limit"))
     page = await views.payments(scope, limit, _one(params, "cursor"))
@@ -185,11 +188,11 @@ async def list_entries(request: Request, caller: Credential) -> Response:
       provider); the operator every entry, or those of one provider (provider_id) or of one
       account kind (account_kind external, provider or fees). Filters: since (inclusive)
       and until (exclusive) RFC 3339 date-times, payment_id. Paged and exported as
-      /v1/payments; amounts are signed strings of atomic units (negative leaves the
-      account).
+      /v1/payments (more than 100000 matching an export is 400); amounts are signed
+      strings of atomic units (negative leaves the account).
     responses:
       200: {description: "entries and next_cursor, or CSV"}
-      400: {description: A bad or unknown query parameter}
+      400: {description: "A bad or unknown query parameter, or too many rows for an export"}
       401: {description: No valid API key}
       403: {description: The key's role is neither provider nor operator}
       404: {description: "provider_id: no such account (or not the caller's)"}
@@ -212,8 +215,9 @@ async def list_entries(request: Request, caller: Credential) -> Response:
         return _csv(
             "ledger-entries.csv",
             ENTRY_COLUMNS,
-            views.all_entries(scope),
+            await views.export_entries(scope),
             lambda row: entry_csv_view(row, assets, decimals),
+            views.export_limit,
         )
     limit = check_page_size(_one(params, "limit"))
     page = await views.entries(scope, limit, _one(params, "cursor"))
@@ -300,7 +304,10 @@ def _iso(at: datetime) -> str:
 
 
 def payment_view(row: PaymentRow, assets: AssetInfo, decimals: DecimalsOf) -> Row:
-    fee = None if row.provider_id is None else fee_of(row.amount, row.fee_bps or 0)
+    # Only a completed payment is credited: before (and when it failed) no share is shown.
+    done = row.status is PaymentStatus.COMPLETED
+    collected = done and row.provider_id is not None
+    fee = fee_of(row.amount, row.fee_bps or 0) if collected else None
     return {
         "id": str(row.id),
         "status": row.status.value,
@@ -315,7 +322,7 @@ def payment_view(row: PaymentRow, assets: AssetInfo, decimals: DecimalsOf) -> Ro
         "provider_id": _text(row.provider_id),
         "fee_bps": row.fee_bps,
         "fee": _text(fee),
-        "net": str(row.amount - (fee or 0)),
+        "net": str(row.amount - (fee or 0)) if done else None,
         "tx_hash": row.tx_hash,
         "error": row.error,
         "created_at": _iso(row.created_at),
@@ -382,6 +389,7 @@ def _csv(
     columns: Sequence[str],
     pages: AsyncIterator[list[T]],
     view: Callable[[T], Row],
+    limit: int,
 ) -> Response:
     async def body() -> AsyncIterator[str]:
         yield csv_lines(columns, [dict(zip(columns, columns, strict=True))])
@@ -393,6 +401,6 @@ def _csv(
         media_type=CSV_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Export-Limit": str(EXPORT_LIMIT),
+            "X-Export-Limit": str(limit),
         },
     )

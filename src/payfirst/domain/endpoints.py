@@ -22,7 +22,14 @@ MAX_DESCRIPTION_CHARS: Final = 1000
 DEFAULT_MAX_UNITS: Final = 1000
 MAX_UNITS_LIMIT: Final = 1_000_000
 DEFAULT_TIMEOUT_S: Final = 300
+#: The provider middleware's Price floor: a payment's validity window is never shorter.
+MIN_TIMEOUT_S: Final = 10
 MAX_TIMEOUT_S: Final = 86_400
+#: The most enabled endpoints one provider has (a disabled one frees its place).
+MAX_ENDPOINTS_PER_PROVIDER: Final = 1000
+#: Bounds of an input or output schema, apart from the body's: its JSON size and depth.
+MAX_SCHEMA_BYTES: Final = 16 * 1024
+MAX_SCHEMA_DEPTH: Final = 16
 DEFAULT_MIME_TYPE: Final = "application/json"
 UINT256_MAX: Final = 2**256 - 1
 

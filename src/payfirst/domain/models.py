@@ -125,6 +125,7 @@ class Payment:
     processed_at: datetime | None
     result: dict[str, Any] | None
     chain_id: int | None = None  # None: the default network
+    endpoint_id: UUID | None = None  # the provider's paid endpoint it paid for, if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ class Reason(StrEnum):
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_WAITERS = "too_many_waiters"
+    PAYMENT_NOT_SENT = "payment_not_sent"  # the status page decides only a `sent` payment
     # --- accounts and API keys (the /v1 admin routes) -------------------------------
     # No valid key: missing, malformed, unknown, revoked, expired, or its account revoked
     # (all alike: the answer never says which).
@@ -69,6 +70,27 @@ class Reason(StrEnum):
     INSUFFICIENT_BALANCE = "insufficient_balance"  # more than the available balance
     NO_PAYOUT_ADDRESS = "no_payout_address"  # the provider has not set where to pay
     UNKNOWN_PAYOUT = "unknown_payout"  # also another provider's
+    # --- agents' payers and spending policies -------------------------------------
+    # A payment its payer's spending policy refuses (x402 answers: the client may act on them).
+    POLICY_MAX_PER_PAYMENT = "policy_max_per_payment"
+    POLICY_DAILY_LIMIT = "policy_daily_limit"  # rolling 24 h, per asset
+    POLICY_MONTHLY_LIMIT = "policy_monthly_limit"  # calendar month (UTC), per asset
+    POLICY_NOT_ALLOWED = "policy_not_allowed"  # provider, endpoint, payTo or network
+    PAYMENT_AWAITING_APPROVAL = "payment_awaiting_approval"  # held for the owner's approval
+    PAYMENT_REJECTED = "payment_rejected"  # the payer's owner rejected the held payment
+    UNKNOWN_PAYER = "unknown_payer"  # also another agent's payer
+    PAYER_TAKEN = "payer_taken"  # the address is another agent's payer
+    INVALID_PAYER_PROOF = "invalid_payer_proof"  # no open challenge this signature signs
+    # --- webhooks ------------------------------------------------------------------------
+    UNKNOWN_WEBHOOK = "unknown_webhook"  # also another account's endpoint
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"  # not http(s), or an address not allowed
+    UNKNOWN_WEBHOOK_MESSAGE = "unknown_webhook_message"  # also another account's
+    # --- registering a token for sale (`payfirst tokens add`) -----------------------
+    NOT_A_MINT_TOKEN = "not_a_mint_token"  # no contract there, or not a MintToken
+    TOKEN_TERMS_MISMATCH = "token_terms_mismatch"  # a claimed price, cap or asset
+    UNSUPPORTED_PAYMENT_ASSET = "unsupported_payment_asset"  # not an EIP-3009 asset it knows
+    MINTER_ROLE_MISSING = "minter_role_missing"  # a relayer could not mint
+    TOKEN_ON_ANOTHER_CHAIN = "token_on_another_chain"  # registered on another network
     # --- the HTTP edge ------------------------------------------------------------------
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

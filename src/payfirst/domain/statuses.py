@@ -11,6 +11,9 @@ class PaymentStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CONFIRMATION_FAILED = "confirmation_failed"
+    # Held by its payer's spending policy (above its approval threshold) until the payer's
+    # owner approves it (-> pending) or rejects it (-> failed); the sender never claims it.
+    AWAITING_APPROVAL = "awaiting_approval"
 
     @property
     def is_terminal(self) -> bool:

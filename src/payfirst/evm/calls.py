@@ -12,13 +12,16 @@ from payfirst.evm.abi import bytes32, checksum, encode_call
 
 __all__ = [
     "DEFAULT_ADMIN_ROLE",
+    "EIP712_DOMAIN_TYPES",
     "MINTER_ROLE",
+    "MINT_TOKEN_READS",
     "SETTLE_BATCH",
     "TRANSFER_WITH_AUTHORIZATION_BYTES",
     "TRANSFER_WITH_AUTHORIZATION_VRS",
     "authorization_state",
     "balance_of",
     "batch_mint",
+    "getter",
     "grant_role",
     "has_minted",
     "has_role",
@@ -138,6 +141,27 @@ def has_minted(mint_id: str | bytes) -> str:
 
 def grant_role(role: bytes, account: str) -> str:
     return encode_call("grantRole(bytes32,address)", [role, checksum(account)])
+
+
+def getter(signature: str) -> str:
+    """Calldata for a function of no arguments, e.g. `PRICE_PER_MINT()`."""
+    return encode_call(signature, [])
+
+
+#: What `Chain.mint_token_terms` reads of a MintToken, and each answer's ABI type.
+MINT_TOKEN_READS: tuple[tuple[str, str], ...] = (
+    ("name()", "string"),
+    ("symbol()", "string"),
+    ("MINT_AMOUNT()", "uint256"),
+    ("MAX_MINT_COUNT()", "uint256"),
+    ("PRICE_PER_MINT()", "uint256"),
+    ("PAYMENT_TOKEN()", "address"),
+    ("mintCount()", "uint256"),
+    ("MINTER_ROLE()", "bytes32"),
+)
+
+#: EIP-5267's `eip712Domain()` answer.
+EIP712_DOMAIN_TYPES = ["bytes1", "string", "string", "uint256", "address", "bytes32", "uint256[]"]
 
 
 def has_role(role: bytes, account: str) -> str:

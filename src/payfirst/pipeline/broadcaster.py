@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from payfirst.metrics import metrics
 from payfirst.pipeline import faults
 from payfirst.pipeline.decide import bumped_fee
 from payfirst.pipeline.relayer import Fees, Relayer, fees_for, tx_fees
@@ -42,6 +43,7 @@ class Broadcaster:
         # every store call: the chain the relayer signs for, so a claim never takes another
         # chain's payments nor signs them with another chain's nonce.
         self.chain_id = relayer.chain_id
+        self.network = f"eip155:{relayer.chain_id}"  # its metrics' and log records' label
         # Claims and broadcasts of one relayer take turns inside this process, so
         # transactions leave in nonce order.
         self.lock = asyncio.Lock()
@@ -89,16 +91,25 @@ class Broadcaster:
                 continue
             if not tx.sent:
                 accepted.append(tx.tx_hash)
-                log.info(
-                    "📤 sent tx (relayer %s nonce %d, tx %s)"
+                log.debug(
+                    "sent tx (relayer %s nonce %d, tx %s)"
                     if not isinstance(result, ChainRejected)
-                    else "📤 tx already with the node (relayer %s nonce %d, tx %s)",
+                    else "tx already with the node (relayer %s nonce %d, tx %s)",
                     self.relayer.address,
                     tx.nonce,
                     tx.tx_hash,
                 )
         if accepted:
             await self.store.mark_sent(accepted)
+            metrics().txs.labels("sent", self.network).inc(len(accepted))
+            log.info(
+                "sent %d tx(s) of relayer %s (nonces %d..%d)",
+                len(accepted),
+                self.relayer.address,
+                min(tx.nonce for tx in txs if tx.tx_hash in accepted),
+                max(tx.nonce for tx in txs if tx.tx_hash in accepted),
+                extra={"network": self.network, "count": len(accepted)},
+            )
         return BroadcastResult(len(accepted), failed)
 
     async def bump_stuck(
@@ -152,7 +163,7 @@ class Broadcaster:
             if head.nonce not in self._over_cap:
                 self._over_cap.add(head.nonce)
                 log.warning(
-                    "⛽ tx %s (nonce %d) is stuck below the market, but its replacement would "
+                    "tx %s (nonce %d) is stuck below the market, but its replacement would "
                     "offer %d wei/gas, above the cap (max_fee_per_gas_gwei): not bumped",
                     head.tx_hash,
                     head.nonce,
@@ -165,8 +176,9 @@ class Broadcaster:
         ):
             return None  # decided meanwhile
         self._head = ((head.nonce, replacement.hash), now)
+        metrics().txs.labels("replaced", self.network).inc()
         log.warning(
-            "⛽ tx %s (nonce %d) unmined for %.0fs%s: replaced by %s "
+            "tx %s (nonce %d) unmined for %.0fs%s: replaced by %s "
             "(maxFeePerGas %d -> %d, maxPriorityFeePerGas %d -> %d)",
             head.tx_hash,
             head.nonce,

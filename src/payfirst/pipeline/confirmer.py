@@ -41,6 +41,7 @@ from payfirst.domain.models import MintItem, Payment
 from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import RuntimeSettings
 from payfirst.domain.statuses import PaymentStatus, PaymentType
+from payfirst.metrics import metrics
 from payfirst.pipeline import faults
 from payfirst.pipeline.broadcaster import Broadcaster
 from payfirst.pipeline.decide import (
@@ -139,8 +140,8 @@ class Confirmer:
         if not payments and not mints and not payouts:
             return 0
         view = await self._view(payments, mints, self.depth(settings), payouts)
-        log.info(
-            "🔍 checking %d sent payments, %d sent mint items at block %d",
+        log.debug(
+            "checking %d sent payments, %d sent mint items at block %d",
             len(payments),
             len(mints),
             view.block,
@@ -157,7 +158,7 @@ class Confirmer:
             elif outcome.action is Action.REQUEUE:
                 if await self.store.requeue_payment(payment.id, outcome.reason):
                     log.warning(
-                        "↩️ payment %s: %s (tx %s)", payment.id, outcome.reason, payment.tx_hash
+                        "payment %s: %s (tx %s)", payment.id, outcome.reason, payment.tx_hash
                     )
             else:
                 self._note_wait(payment, outcome, view, settings.confirmation_timeout_s)
@@ -191,7 +192,7 @@ class Confirmer:
                     stuck_after_s=settings.confirmation_timeout_s,
                 )
         if done:
-            log.info("   ✅ %d confirmed or settled", done)
+            log.debug("%d confirmed or settled", done)
         return done
 
     # -- reading the chain at the decision block ------------------------------------
@@ -361,10 +362,36 @@ class Confirmer:
             payment.id, PaymentStatus.CONFIRMATION_FAILED, reason, only_from=PaymentStatus.SENT
         ):
             return 0
+        metrics().txs.labels("reverted", self.broadcaster.network).inc()
         log.warning(
-            "❌ payment %s confirmation failed: %s (tx %s)", payment.id, reason, payment.tx_hash
+            "payment %s confirmation failed: %s (tx %s)", payment.id, reason, payment.tx_hash
         )
         return 1
+
+    def _observe_completed(self, completed: list[tuple[Payment, str]]) -> None:
+        """The metrics of payments just completed: their txs, and how long each step took."""
+        if not completed:
+            return
+        network = self.broadcaster.network
+        m = metrics()
+        m.txs.labels("confirmed", network).inc(len({tx for _, tx in completed}))
+        now = time.time()
+        stages = m.settlement_seconds
+        for payment, _ in completed:
+            accepted = payment.created_at.timestamp()
+            sent = (payment.processed_at or payment.created_at).timestamp()
+            stages.labels("accepted_to_sent", network).observe(max(0.0, sent - accepted))
+            stages.labels("sent_to_confirmed", network).observe(max(0.0, now - sent))
+            stages.labels("accepted_to_confirmed", network).observe(max(0.0, now - accepted))
+
+    def _observe_minted(self, items: list[MintItem]) -> None:
+        """Mint items are made when their payment is confirmed: their age is that step."""
+        now = time.time()
+        latency = metrics().settlement_seconds.labels(
+            "confirmed_to_minted", self.broadcaster.network
+        )
+        for item in items:
+            latency.observe(max(0.0, now - item.created_at.timestamp()))
 
     def _note_wait(
         self, payment: Payment, outcome: Outcome, view: ChainView, timeout_s: int
@@ -380,13 +407,13 @@ class Confirmer:
             return
         if "not found" in outcome.reason:
             self._noted.add(payment.id)
-            log.warning("⏳ payment %s: %s; checking again", payment.id, outcome.reason)
+            log.warning("payment %s: %s; checking again", payment.id, outcome.reason)
         elif _age(sent_at) > timeout_s and not self._any_mined(
             payment.relayer, payment.tx_nonce, payment.tx_hash, view
         ):
             self._noted.add(payment.id)
             log.warning(
-                "⏳ payment %s stuck: its tx (nonce %s, %s) not mined %ds after it was sent "
+                "payment %s stuck: its tx (nonce %s, %s) not mined %ds after it was sent "
                 "(confirmation_timeout_s): re-sent, and the relayer's head-of-line tx "
                 "replaced with higher fees (up to max_fee_per_gas_gwei); it can still land",
                 payment.id,
@@ -415,9 +442,10 @@ class Confirmer:
         )
         completed = set(done)
         self._noted -= completed
+        self._observe_completed([(p, tx) for p, tx in confirmed if p.id in completed])
         items = sum(len(ids) for payment_id, _, ids in completions if payment_id in completed)
         log.info(
-            "✅ %d payments confirmed (%d txs); created %dx mint items",
+            "%d payments confirmed (%d txs); created %dx mint items",
             len(done),
             len({tx for _, tx in confirmed}),
             items,
@@ -451,7 +479,8 @@ class Confirmer:
             if action is Action.COMPLETE:
                 mined_by = succeeded[0].tx_hash
                 await self.store.complete_mint_items([m.id for m in tx_items], mined_by)
-                log.info("🪙 minted %d items (tx %s)", len(tx_items), mined_by)
+                self._observe_minted(tx_items)
+                log.info("minted %d items (tx %s)", len(tx_items), mined_by)
                 done += len(tx_items)
             elif action is Action.REQUEUE:
                 done += await self._retry_mints(
@@ -470,7 +499,7 @@ class Confirmer:
         if retry_ids:
             await self.store.retry_mint_items(retry_ids, f"mint tx {why}", MAX_MINT_ATTEMPTS)
             log.warning(
-                "↩️ %d mint items: tx %s %s, retrying", len(retry_ids), tx_items[0].tx_hash, why
+                "%d mint items: tx %s %s, retrying", len(retry_ids), tx_items[0].tx_hash, why
             )
         return len(done_ids)
 
@@ -526,7 +555,7 @@ class Confirmer:
                     done += 1
                     self._noted.discard(payout.id)
                     log.info(
-                        "💸 payout %s completed: %d of %s to %s (tx %s)",
+                        "payout %s completed: %d of %s to %s (tx %s)",
                         payout.id,
                         payout.amount,
                         payout.asset,
@@ -536,7 +565,7 @@ class Confirmer:
             elif outcome.action is Action.FAIL:
                 if await self.store.fail_payout(payout.id, outcome.reason):
                     done += 1
-                    log.warning("❌ payout %s failed: %s", payout.id, outcome.reason)
+                    log.warning("payout %s failed: %s", payout.id, outcome.reason)
             elif payout.id not in self._noted and (
                 "without its transfer" in outcome.reason
                 or (
@@ -546,7 +575,7 @@ class Confirmer:
             ):
                 self._noted.add(payout.id)
                 log.warning(
-                    "⏳ payout %s: %s %ds after it was sent (tx %s, nonce %s); it waits (it "
+                    "payout %s: %s %ds after it was sent (tx %s, nonce %s); it waits (it "
                     "is never signed anew: nothing would stop it being paid twice), re-sent "
                     "and fee-bumped; an operator may look at it",
                     payout.id,

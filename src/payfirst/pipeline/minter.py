@@ -58,7 +58,7 @@ class Minter:
             if not claimed:
                 break  # another worker took them
             handled += len(claimed)
-            log.info("🪙 batchMint of %d items signed (tx %s)", len(claimed), claimed[0].tx_hash)
+            log.info("batchMint of %d items signed (tx %s)", len(claimed), claimed[0].tx_hash)
         if handled:
             async with self.broadcaster.lock:
                 await self.broadcaster.broadcast_unconfirmed(resend_sent=False)
@@ -78,5 +78,5 @@ class Minter:
         already = [m.id for m, yes in zip(items, deep, strict=True) if yes]
         if already:
             await self.store.complete_mint_items(already, None)
-            log.info("🪙 %d mint items were already minted on chain", len(already))
+            log.info("%d mint items were already minted on chain", len(already))
         return len(already), [m.id for m, yes in zip(items, minted_now, strict=True) if not yes]

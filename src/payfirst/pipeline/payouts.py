@@ -87,7 +87,7 @@ class PayoutSender:
                 continue
             created += 1
             log.info(
-                "💸 %s payout %s created: %d of %s to %s",
+                "%s payout %s created: %d of %s to %s",
                 trigger.value,
                 payout.id,
                 payout.amount,
@@ -116,7 +116,7 @@ class PayoutSender:
                 return 0
             for payout in claimed:
                 log.info(
-                    "💸 payout %s signed: %d of %s to %s (nonce %d, tx %s)",
+                    "payout %s signed: %d of %s to %s (nonce %d, tx %s)",
                     payout.id,
                     payout.amount,
                     payout.asset,

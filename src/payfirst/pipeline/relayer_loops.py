@@ -59,7 +59,7 @@ class ChainOutage:
         if self.since is None:
             self.since = self._last_log = now
             log.warning(
-                "⚠️ chain unreachable (relayer %s, %s): %s; backing off up to %.0fs",
+                "chain unreachable (relayer %s, %s): %s; backing off up to %.0fs",
                 self.relayer,
                 loop,
                 exc,
@@ -68,7 +68,7 @@ class ChainOutage:
         elif now - self._last_log >= OUTAGE_LOG_EVERY_S:
             self._last_log = now
             log.warning(
-                "⚠️ chain still unreachable after %.0fs (%d failed attempts): %s",
+                "chain still unreachable after %.0fs (%d failed attempts): %s",
                 now - self.since,
                 self.failures,
                 exc,
@@ -81,7 +81,7 @@ class ChainOutage:
         if self.since is None or answered_at <= self.since:
             return
         log.warning(
-            "✅ chain reachable again (relayer %s) after %.1fs, %d failed attempts",
+            "chain reachable again (relayer %s) after %.1fs, %d failed attempts",
             self.relayer,
             time.monotonic() - self.since,
             self.failures,

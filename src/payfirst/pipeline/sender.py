@@ -85,7 +85,7 @@ class Sender:
             result = await self.broadcaster.broadcast_unconfirmed(resend_sent=False)
         if claimed:
             log.info(
-                "✅ sender tick: %d payments signed, %d txs broadcast, %d refused",
+                "sender tick: %d payments signed, %d txs broadcast, %d refused",
                 len(claimed),
                 result.accepted,
                 result.failed,
@@ -165,7 +165,7 @@ class Sender:
             )
             if len(one_tx) > 1:
                 log.info(
-                    "📦 %d payments in one tx (nonce %s, tx %s)",
+                    "%d payments in one tx (nonce %s, tx %s)",
                     len(one_tx),
                     one_tx[0].tx_nonce,
                     one_tx[0].tx_hash,
@@ -177,19 +177,21 @@ class Sender:
 
     async def _fail_expired(self) -> None:
         deadline = int(time.time()) + MIN_VALIDITY_LEFT_S
-        expiring = await self.store.list_payments(
-            PaymentStatus.PENDING, 1000, expiring_before=deadline, chain_id=self.chain_id
-        )
-        for payment in expiring:
-            if await self.store.fail_payment(
-                payment.id,
-                PaymentStatus.FAILED,
-                "authorization expired before it could be sent",
-                only_from=PaymentStatus.PENDING,
-            ):
-                log.warning(
-                    "❌ payment %s failed: authorization expired before sending", payment.id
-                )
+        # A payment held for its owner's approval expires alike (its reservation released).
+        for status in (PaymentStatus.PENDING, PaymentStatus.AWAITING_APPROVAL):
+            expiring = await self.store.list_payments(
+                status, 1000, expiring_before=deadline, chain_id=self.chain_id
+            )
+            for payment in expiring:
+                if await self.store.fail_payment(
+                    payment.id,
+                    PaymentStatus.FAILED,
+                    "authorization expired before it could be sent",
+                    only_from=status,
+                ):
+                    log.warning(
+                        "payment %s failed: authorization expired before sending", payment.id
+                    )
 
 
 def _sign_direct(relayer: Relayer, payment: Payment, nonce: int, fees: Fees) -> SignedTx:

@@ -22,7 +22,7 @@ class SettingsReader:
         settings, problems = RuntimeSettings.from_rows(await self.store.get_settings())
         for problem in problems:
             if problem not in self._reported:
-                log.warning("⚠️ system_settings: %s", problem)
+                log.warning("system_settings: %s", problem)
         # A problem fixed and later made again is reported again.
         self._reported = set(problems)
         return settings

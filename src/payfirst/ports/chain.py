@@ -19,6 +19,7 @@ from eth_utils.crypto import keccak
 
 __all__ = [
     "AUTHORIZATION_USED_TOPIC",
+    "AssetTerms",
     "AuthorizationRef",
     "Block",
     "BlockId",
@@ -26,6 +27,7 @@ __all__ = [
     "ChainRejected",
     "ChainUnavailable",
     "Log",
+    "MintTokenTerms",
     "Receipt",
 ]
 
@@ -120,6 +122,37 @@ class Receipt:
         return authorization.normalized() in self.authorizations_used()
 
 
+@dataclass(frozen=True, slots=True)
+class MintTokenTerms:
+    """What a MintToken contract says it sells, read at one block."""
+
+    address: str  # EIP-55
+    name: str
+    symbol: str
+    mint_amount: int
+    max_mint_count: int
+    price_per_mint: int
+    payment_token: str  # EIP-55
+    mint_count: int  # mints done so far
+    minter_role: bytes  # MINTER_ROLE()
+
+
+@dataclass(frozen=True, slots=True)
+class AssetTerms:
+    """A payment asset at one block: its EIP-712 domain (what payers sign), its decimals,
+    and whether it answers EIP-3009's `authorizationState`. `domain_chain_id` and
+    `verifying_contract` come from EIP-5267's `eip712Domain()`; None when the asset has
+    none (the name and version then come from `name()` and `version()`)."""
+
+    address: str  # EIP-55
+    name: str
+    version: str
+    decimals: int
+    eip3009: bool
+    domain_chain_id: int | None = None
+    verifying_contract: str | None = None
+
+
 class Chain(Protocol):
     @property
     def answered_at(self) -> float:
@@ -164,6 +197,11 @@ class Chain(Protocol):
         """`balanceOf(holder)` of each (asset, holder) at `block`, None where unknown."""
         ...
 
+    async def native_balances(self, holders: Sequence[str], block: BlockId) -> list[int | None]:
+        """Each holder's balance of the chain's own coin (what gas is paid in, in wei) at
+        `block`, None where unknown."""
+        ...
+
     async def has_minted(self, mints: Sequence[tuple[str, str]], block: BlockId) -> list[bool]:
         """`hasMinted(mint_id)` of each (token, mint id) at `block`; raises if any is
         unknown."""
@@ -173,6 +211,29 @@ class Chain(Protocol):
         self, authorization: AuthorizationRef, from_block: int, to_block: int
     ) -> list[Log]:
         """The asset's `AuthorizationUsed` logs for this authorization in the range."""
+        ...
+
+    async def has_code(self, address: str, block: BlockId) -> bool:
+        """Whether a contract is deployed at `address` at `block`."""
+        ...
+
+    async def mint_token_terms(self, token: str, block: BlockId) -> MintTokenTerms | None:
+        """A MintToken's name, symbol, MINT_AMOUNT, MAX_MINT_COUNT, PRICE_PER_MINT,
+        PAYMENT_TOKEN, mintCount and MINTER_ROLE at `block`, in one round trip; None when
+        any of them reverts or answers something unreadable (no MintToken there)."""
+        ...
+
+    async def asset_terms(self, asset: str, block: BlockId) -> AssetTerms | None:
+        """A payment asset's EIP-712 domain (EIP-5267 `eip712Domain()` when it has it,
+        else `name()` and `version()`) and `decimals()` at `block`, in one round trip; None
+        when they cannot be read."""
+        ...
+
+    async def have_role(
+        self, contract: str, role: bytes, accounts: Sequence[str], block: BlockId
+    ) -> list[bool | None]:
+        """AccessControl `hasRole(role, account)` of each account at `block`, None where
+        the node gave no readable answer."""
         ...
 
     async def send_raw_transaction(self, raw_tx: str) -> str:

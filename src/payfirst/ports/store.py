@@ -21,7 +21,17 @@ from payfirst.domain.payouts import (
     PayoutTerms,
     TermsChange,
 )
+from payfirst.domain.policies import AgentPayer, PayerChallenge, SpendingPolicy
+from payfirst.domain.status import QueueSnapshot
 from payfirst.domain.statuses import MintStatus, PaymentStatus, PaymentType
+from payfirst.domain.webhooks import (
+    Attempt,
+    AttemptResult,
+    DueDelivery,
+    EndpointChange,
+    EventType,
+    WebhookEndpoint,
+)
 
 #: Why an authorization already queued is refused for another request: it is a different
 #: purchase (type, token or payee, asset, quantity or payload differ).
@@ -35,6 +45,8 @@ class QueuedPayment:
 
     payment_id: UUID
     created: bool
+    #: Created `awaiting_approval`: above its payer's spending policy's approval threshold.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +428,12 @@ class Store(Protocol):
         {status: count} (all five), "oldest_sent_age_s": float | None,
         "completed_last_minute": int, "mints_completed_last_minute": int}."""
 
+    async def queue_snapshot(self, *, stuck_after_s: int) -> QueueSnapshot:
+        """The status page's view of the queue, read in one transaction: depths of the
+        unfinished statuses, payments accepted, completed and failed lately, latency
+        percentiles, the latest failures, and the payments `sent` for more than
+        `stuck_after_s` seconds. Bounded work whatever the table's size (indexes 0017)."""
+
     # -- ledger (payfirst.domain.ledger) ----------------------------------------------
     #
     # `complete_payments` writes each completed payment's ledger transaction in the same
@@ -484,8 +502,9 @@ class Store(Protocol):
 
     # -- paid endpoints (payfirst.domain.endpoints) -------------------------------------
 
-    async def create_endpoint(self, endpoint: Endpoint) -> None:
-        """Insert an endpoint (its provider's account must exist)."""
+    async def create_endpoint(self, endpoint: Endpoint, *, limit: int | None = None) -> bool:
+        """Insert an endpoint (its provider's account must exist); with `limit`, only while
+        its provider has fewer enabled endpoints (False, nothing inserted, otherwise)."""
 
     async def get_endpoint(self, endpoint_id: UUID) -> Endpoint | None:
         """The endpoint, disabled or not; None if there is no such endpoint."""
@@ -500,7 +519,7 @@ class Store(Protocol):
     ) -> list[Endpoint]:
         """Up to `limit` endpoints, oldest first (created_at, then id): one provider's, or
         everyone's; disabled ones only with `include_disabled`; with `after`, those listed
-        after that endpoint (none if it is unknown)."""
+        after that endpoint (none if it is unknown, or not the provider's)."""
 
     async def update_endpoint(self, endpoint: Endpoint) -> Endpoint | None:
         """Write an endpoint's terms and `updated_at` (its provider, creation and disabling
@@ -528,6 +547,12 @@ class Store(Protocol):
     ) -> list[EntryRow]:
         """Up to `limit` ledger entries in `scope`, by (created_at, transaction_id,
         position) descending."""
+
+    async def count_view_payments(self, scope: PaymentScope, most: int) -> int:
+        """How many payments are in `scope`, counted up to `most` (more: `most`)."""
+
+    async def count_view_entries(self, scope: EntryScope, most: int) -> int:
+        """How many ledger entries are in `scope`, counted up to `most` (more: `most`)."""
 
     # payouts (payfirst.domain.payouts; adapters/store_payouts.py)
     async def create_payout(self, request: PayoutRequest) -> Payout:
@@ -595,3 +620,128 @@ class Store(Protocol):
         """In one snapshot: `ledger_holdings(holder, chain_id)` and the chain's payouts whose
         tx may have moved money the ledger does not show yet (processing, sent) or that the
         ledger shows but may be above a block being checked (completed in the last hour)."""
+
+    # spending policies (payfirst.domain.policies): agents' payer addresses, their policies
+    # (enforced by queue_payment, in the transaction that queues), payments held for approval
+
+    async def create_payer_challenge(self, challenge: PayerChallenge) -> None: ...
+
+    async def open_payer_challenges(
+        self, account_id: UUID, address: str, now: datetime
+    ) -> list[PayerChallenge]:
+        """The agent's unused challenges for `address` not expired at `now`, newest first."""
+
+    async def register_payer(
+        self, challenge_nonce: str, now: datetime
+    ) -> tuple[AgentPayer | None, AgentPayer | None]:
+        """ONE transaction: use the challenge once and attach its address to its agent.
+        (created, None); (None, the payer as it was: the address is taken, maybe by the
+        same agent); (None, None): the challenge is used or expired, nothing changed."""
+
+    async def get_agent_payer(self, address: str) -> AgentPayer | None: ...
+
+    async def list_agent_payers(
+        self, account_id: UUID | None, limit: int, *, after: str | None = None
+    ) -> list[AgentPayer]:
+        """Payers of the agent (None: every agent's), by address, after `after`."""
+
+    async def delete_agent_payer(self, address: str, account_id: UUID | None) -> bool:
+        """Detach the payer (the agent's only, unless None) and its policy."""
+
+    async def put_spending_policy(self, policy: SpendingPolicy, at: datetime) -> None:
+        """Set the payer's whole policy (every API process is told: watch_policy_changes)."""
+
+    async def get_spending_policy(self, payer: str) -> SpendingPolicy | None: ...
+
+    async def delete_spending_policy(self, payer: str) -> bool: ...
+
+    async def policy_spent(self, payer: str, asset: str) -> tuple[int, int]:
+        """What the payer's payments in `asset` that did not fail add up to: in the last
+        24 h, and this calendar month (UTC)."""
+
+    async def watch_policy_changes(self, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(payer)` when a payer or its policy changes, in any process;
+        `callback(None)`: anything may have changed (notices were lost)."""
+
+    async def list_awaiting_approval(self, account_id: UUID | None, limit: int) -> list[Payment]:
+        """Payments awaiting approval whose payer is the agent's (None: anyone's)."""
+
+    async def approve_payment(self, payment_id: UUID, account_id: UUID | None) -> bool:
+        """awaiting_approval -> pending (the agent's payer's only, unless None); wakes the
+        senders. False, changing nothing, for any other payment."""
+
+    async def reject_payment(self, payment_id: UUID, account_id: UUID | None, error: str) -> bool:
+        """awaiting_approval -> failed with `error` (a mint's supply released), in one
+        transaction. False, changing nothing, for any other payment."""
+
+    # webhooks (payfirst.domain.webhooks; adapters/store_webhooks.py). The outbox is written
+    # by the database itself (migration 0016's triggers), in the transaction of each status
+    # change; these register endpoints, claim and settle deliveries, and replay.
+
+    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    async def webhook_endpoint(self, endpoint_id: UUID) -> WebhookEndpoint | None: ...
+
+    async def webhook_endpoints(
+        self, account_id: UUID | None, limit: int, after: UUID | None = None
+    ) -> list[WebhookEndpoint]:
+        """An account's endpoints (None: everyone's), oldest first, after `after`."""
+
+    async def update_webhook_endpoint(
+        self, endpoint_id: UUID, change: EndpointChange, at: datetime
+    ) -> WebhookEndpoint | None:
+        """Set the fields named in `change.given`; None if there is no such endpoint."""
+
+    async def rotate_webhook_secret(
+        self, endpoint_id: UUID, secret: str, previous_until: datetime
+    ) -> WebhookEndpoint | None:
+        """A new secret; the current one keeps signing until `previous_until`."""
+
+    async def delete_webhook_endpoint(self, endpoint_id: UUID) -> bool: ...
+
+    async def enable_webhook_endpoint(
+        self, endpoint_id: UUID, at: datetime
+    ) -> WebhookEndpoint | None:
+        """Enabled again and not failing; None if there is no such endpoint."""
+
+    async def webhook_attempts(
+        self, endpoint_id: UUID, limit: int, before: int | None = None
+    ) -> list[Attempt]:
+        """An endpoint's delivery log, newest first, before the attempt `before`."""
+
+    async def replay_webhook_messages(
+        self,
+        endpoint_id: UUID,
+        *,
+        message_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Deliver the endpoint's account's messages to it again (one by id, or those created
+        in [since, until) of the types it wants), as new or restarted deliveries; how many."""
+
+    async def emit_webhook_event(
+        self, account_ids: list[UUID], event_type: EventType, data: dict[str, Any]
+    ) -> None:
+        """Write an event for the accounts with an enabled endpoint that wants it."""
+
+    async def claim_webhook_deliveries(self, limit: int, lease_s: float) -> list[DueDelivery]:
+        """Up to `limit` due deliveries of enabled endpoints (FOR UPDATE SKIP LOCKED), each
+        leased for `lease_s` seconds: no other claim takes them until the lease runs out."""
+
+    async def record_webhook_attempts(
+        self, outcomes: Sequence[tuple[DueDelivery, AttemptResult, datetime | None]]
+    ) -> list[bool]:
+        """ONE transaction for all: log the attempts and, under each delivery's lease, mark
+        it delivered (2xx) or due again at its time (None: failed); per outcome, whether
+        its lease still held."""
+
+    async def disable_failing_webhook_endpoints(
+        self, failing_before: datetime, reason: str
+    ) -> list[WebhookEndpoint]:
+        """ONE transaction: disable endpoints failing since before `failing_before`, fail
+        their pending deliveries, and write a `webhook.disabled` event to their owners."""
+
+    async def watch_webhook_messages(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever messages are written (any process), and after the
+        notice connection was lost and is back."""

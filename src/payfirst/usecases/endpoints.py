@@ -9,6 +9,8 @@ accepted after it."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,10 +25,14 @@ from payfirst.domain.endpoints import (
     DEFAULT_MIME_TYPE,
     DEFAULT_TIMEOUT_S,
     MAX_DESCRIPTION_CHARS,
+    MAX_ENDPOINTS_PER_PROVIDER,
     MAX_RESOURCE_CHARS,
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
     MAX_TIMEOUT_S,
     MAX_UNITS_LIMIT,
     METHODS,
+    MIN_TIMEOUT_S,
     UINT256_MAX,
     Endpoint,
     Pricing,
@@ -82,6 +88,9 @@ EXTRA_KEY: Final = "payfirst"
 PAYMENT_REQUIRED_ERROR: Final = "payment required"
 MAX_URL_CHARS: Final = 2048
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+#: What the Bazaar lists for an endpoint of any method (x402 falls back to GET as well).
+BAZAAR_ANY_METHOD: Final = "GET"
+ZERO_ADDRESS: Final = "0x" + "0" * 40
 JSON_SCHEMA: Final = "https://json-schema.org/draft/2020-12/schema"
 
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}", re.ASCII)
@@ -241,9 +250,35 @@ def check_mime_type(value: object) -> str:
 
 
 def check_schema(value: object, what: str) -> dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    raise _invalid(f"{what} must be a JSON object")
+    """A JSON object of at most MAX_SCHEMA_DEPTH levels and MAX_SCHEMA_BYTES as JSON, no
+    NUL character in a key or a string (PostgreSQL's jsonb cannot hold one)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(f"{what} must be a JSON object")
+    _check_json(value, what)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_SCHEMA_BYTES:
+        raise _invalid(f"{what} must be at most {MAX_SCHEMA_BYTES} bytes as JSON")
+    return value
+
+
+def _check_json(value: dict[str, Any], what: str) -> None:
+    # Iterative: a schema at the body's own depth limit never nears the recursion limit.
+    todo: list[tuple[object, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise _invalid(f"{what} must not hold a NUL character (\\u0000)")
+        elif isinstance(item, dict | list):
+            if depth > MAX_SCHEMA_DEPTH:
+                raise _invalid(f"{what} must be at most {MAX_SCHEMA_DEPTH} levels deep")
+            if isinstance(item, dict):
+                todo.extend((key, depth) for key in item)
+                todo.extend((child, depth + 1) for child in item.values())
+            else:
+                todo.extend((child, depth + 1) for child in item)
 
 
 def check_flag(value: object, what: str) -> bool:
@@ -257,8 +292,9 @@ def check_flag(value: object, what: str) -> bool:
 def check_timeout(value: object) -> int:
     if value is None:
         return DEFAULT_TIMEOUT_S
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT_S:
-        raise _invalid(f"max_timeout_seconds must be an integer 1..{MAX_TIMEOUT_S}")
+    low, high = MIN_TIMEOUT_S, MAX_TIMEOUT_S
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _invalid(f"max_timeout_seconds must be an integer {low}..{high}")
     return value
 
 
@@ -313,7 +349,8 @@ class EndpointRegistry:
     async def create(self, caller: Account, body: Mapping[str, object]) -> Endpoint:
         """Register an endpoint from a body's fields (checked; unknown ones are the
         caller's to refuse). A provider registers its own; the operator names the
-        provider (provider_id)."""
+        provider (provider_id). A provider has at most MAX_ENDPOINTS_PER_PROVIDER enabled
+        endpoints: one more is invalid_request (disabling one frees its place)."""
         given = body.get("provider_id")
         if caller.role is Role.OPERATOR:
             if given is None:
@@ -329,7 +366,11 @@ class EndpointRegistry:
         now = self._now()
         terms = await self._terms(body)
         endpoint = replace(terms, provider_id=provider_id, created_at=now, updated_at=now)
-        await self._store.create_endpoint(endpoint)
+        if not await self._store.create_endpoint(endpoint, limit=MAX_ENDPOINTS_PER_PROVIDER):
+            raise _invalid(
+                f"a provider has at most {MAX_ENDPOINTS_PER_PROVIDER} enabled endpoints:"
+                " disable one first"
+            )
         return endpoint
 
     async def endpoint(self, caller: Account, endpoint_id: UUID) -> Endpoint:
@@ -349,11 +390,17 @@ class EndpointRegistry:
         include_disabled: bool = False,
     ) -> Page[Endpoint]:
         """A page of endpoints: a provider's own; the operator's, everyone's or one
-        provider's. Another provider named by a provider: unknown_account."""
+        provider's. Another provider named by a provider: unknown_account. `after` must be
+        one of the endpoints listed (invalid_request otherwise, the same for an unknown id
+        and another provider's)."""
         if caller.role is not Role.OPERATOR:
             if provider_id is not None and provider_id != caller.id:
                 raise PaymentRejected(Reason.UNKNOWN_ACCOUNT, "no such account")
             provider_id = caller.id
+        if after is not None:
+            found = await self._store.get_endpoint(after)
+            if found is None or provider_id not in (None, found.provider_id):
+                raise _invalid("after must be the id of an endpoint of this listing")
         rows = await self._store.list_endpoints(
             limit + 1, provider_id=provider_id, after=after, include_disabled=include_disabled
         )
@@ -362,15 +409,21 @@ class EndpointRegistry:
     async def update(
         self, caller: Account, endpoint_id: UUID, body: Mapping[str, object]
     ) -> Endpoint:
-        """Change some of an endpoint's terms; the result is checked whole. A new network
-        without its asset or payTo takes that network's defaults; a fixed price drops the
-        per-unit fields."""
+        """Change some of an endpoint's terms; the result is checked whole. A change of
+        network names the asset and payTo on it too (the same network named again
+        changes nothing; null is refused); a fixed price drops the per-unit fields."""
         current = await self.endpoint(caller, endpoint_id)
         merged = _fields(current)
         if "network" in body:
-            for key in ("asset", "pay_to"):
-                if key not in body:
-                    merged.pop(key)
+            if body["network"] is None:
+                raise _invalid("network cannot be null: name a network served here")
+            served = self._network(body["network"])
+            if served.network.chain_id != current.chain_id:
+                missing = [key for key in ("asset", "pay_to") if body.get(key) is None]
+                if missing:
+                    raise _invalid(
+                        f"a change of network needs {' and '.join(missing)} on it as well"
+                    )
         if body.get("pricing") == Pricing.FIXED.value:
             for key in ("unit_param", "max_units"):
                 if key not in body:
@@ -419,8 +472,7 @@ class EndpointRegistry:
         served = self._network(body.get("network"))
         asset = await self._asset_of(served, body.get("asset"))
         pay_to = self._pay_to(served, body.get("pay_to"))
-        if pay_to in {t.address for t in await self._tokens.all()}:
-            raise _invalid(f"pay_to {pay_to} is a token payfirst sells by mint")
+        await self._check_pay_to(served, asset, pay_to)
         discoverable = check_flag(body.get("discoverable"), "discoverable")
         if discoverable and not is_url(resource):
             raise _invalid("a discoverable endpoint's resource must be a full URL")
@@ -469,6 +521,19 @@ class EndpointRegistry:
         if found is None:
             raise _invalid(f"asset {address} is not one payfirst settles on {served.network.caip2}")
         return found
+
+    async def _check_pay_to(self, served: ServedNetwork, asset: AssetInfo, pay_to: str) -> None:
+        """No payTo that would lose or trap the money: the zero address, the asset's own
+        contract, the network's settler contract, a token payfirst sells by mint."""
+        settler = served.network.settler_address
+        if pay_to.lower() == ZERO_ADDRESS:
+            raise _invalid("pay_to must not be the zero address")
+        if pay_to.lower() == asset.address.lower():
+            raise _invalid("pay_to must not be the asset's own contract")
+        if settler is not None and pay_to.lower() == settler.lower():
+            raise _invalid("pay_to must not be the network's settler contract")
+        if pay_to in {t.address for t in await self._tokens.all()}:
+            raise _invalid(f"pay_to {pay_to} is a token payfirst sells by mint")
 
     def _pay_to(self, served: ServedNetwork, value: object) -> str:
         if value is not None:
@@ -539,6 +604,21 @@ class EndpointRegistry:
         return quotes, total
 
     # --- settlement ---------------------------------------------------------------------
+
+    async def names_endpoint_of(
+        self, caller: Account, requirements: PaymentRequirements, endpoint_id: UUID
+    ) -> bool:
+        """Whether the requirements name the endpoint `endpoint_id` (extra.payfirst) and
+        the caller may act for it, enabled or not (a settlement already queued for it)."""
+        tag = (requirements.extra or {}).get(EXTRA_KEY)
+        try:
+            named = check_id(tag.get("endpoint") if isinstance(tag, dict) else None, "endpoint")
+        except PaymentRejected:
+            return False
+        if named != endpoint_id:
+            return False
+        endpoint = await self._store.get_endpoint(endpoint_id)
+        return endpoint is not None and may_act_for(caller, endpoint.provider_id)
 
     async def sale(self, caller: Account, requirements: PaymentRequirements) -> Sale | None:
         """What a settlement whose requirements name an endpoint (extra.payfirst) records;
@@ -669,28 +749,49 @@ def requirements_v2(quote: Quote) -> PaymentRequirementsV2:
 
 
 def bazaar_extension(endpoint: Endpoint) -> dict[str, Any]:
-    """The Bazaar discovery extension of an endpoint: `info` (how it is called) and
-    `schema` (a JSON Schema of `info`, holding the registry's input and output schemas)."""
-    info: dict[str, Any] = {"input": _input_info(endpoint)}
-    where = "body" if endpoint.method in BODY_METHODS else "queryParams"
-    input_properties: dict[str, Any] = {"type": {"type": "string", "const": "http"}}
-    if endpoint.method != ANY_METHOD:
-        input_properties["method"] = {"type": "string", "enum": [endpoint.method]}
-    if endpoint.input_schema is not None:
-        input_properties[where] = endpoint.input_schema
-    if endpoint.method in BODY_METHODS:
-        info["input"]["body"] = {}
-        input_properties["bodyType"] = {"type": "string", "enum": ["json"]}
+    """The Bazaar discovery extension of an endpoint, shaped as x402's own
+    (createQueryDiscoveryExtension, createBodyDiscoveryExtension, with the method the
+    resource server names): `info`, how it is called, with examples, and `schema`, the
+    JSON Schema `info` is checked against (a facilitator drops an extension whose info
+    fails it), holding the registry's input and output schemas. A method that takes a body
+    has `bodyType` json and a `body` example, any other `queryParams`; `output` is {type
+    json, example} when there is an output schema."""
+    method = BAZAAR_ANY_METHOD if endpoint.method == ANY_METHOD else endpoint.method
+    given = _embedded(endpoint.input_schema)
+    input_info: dict[str, Any] = {"type": "http", "method": method}
+    input_properties: dict[str, Any] = {
+        "type": {"type": "string", "const": "http"},
+        "method": {"type": "string", "enum": [method]},
+    }
+    required = ["type", "method"]
+    if method in BODY_METHODS:
+        body_schema = given if given is not None else {"properties": {}}
+        input_info.update(bodyType="json", body=example_of(body_schema))
+        input_properties["bodyType"] = {"type": "string", "enum": ["json", "form-data", "text"]}
+        input_properties["body"] = body_schema
+        required += ["bodyType", "body"]
+    else:
+        query_schema = {"type": "object", **(given if given is not None else {"properties": {}})}
+        input_info["queryParams"] = example_of(query_schema)
+        input_properties["queryParams"] = query_schema
+    info: dict[str, Any] = {"input": input_info}
     properties: dict[str, Any] = {
         "input": {
             "type": "object",
             "properties": input_properties,
-            "required": ["type", "method"] if endpoint.method != ANY_METHOD else ["type"],
+            "required": required,
+            "additionalProperties": False,
         }
     }
-    if endpoint.output_schema is not None:
-        info["output"] = {"type": "json"}
-        properties["output"] = endpoint.output_schema
+    output = _embedded(endpoint.output_schema)
+    if output is not None:
+        example_schema = {"type": "object", **output}
+        info["output"] = {"type": "json", "example": example_of(example_schema)}
+        properties["output"] = {
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "example": example_schema},
+            "required": ["type"],
+        }
     schema = {
         "$schema": JSON_SCHEMA,
         "type": "object",
@@ -698,6 +799,134 @@ def bazaar_extension(endpoint: Endpoint) -> dict[str, Any]:
         "required": ["input"],
     }
     return {"info": info, "schema": schema}
+
+
+def _embedded(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A registry schema as a part of the extension's: its own `$schema` dropped (a JSON
+    Schema names its dialect at its root only)."""
+    if schema is None:
+        return None
+    return {k: v for k, v in schema.items() if k != "$schema"}
+
+
+_MAX_EXAMPLE_ITEMS: Final = 16
+_MAX_EXAMPLE_CHARS: Final = 256
+_FORMAT_EXAMPLES: Final = {
+    "date-time": "2026-01-01T00:00:00Z",
+    "date": "2026-01-01",
+    "time": "00:00:00Z",
+    "email": "agent@example.com",
+    "uri": "https://example.com/",
+    "url": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+
+
+def example_of(schema: object, depth: int = 0) -> Any:
+    """A value a JSON Schema accepts, for its common keywords: its own example (const,
+    examples, default, enum), else the least value of its type (an object with its
+    required properties, the fewest items, the shortest string, the minimum). A schema
+    needing more (a pattern, a $ref) may not accept it: the Bazaar then has the provider's
+    schema, but not an example that passes it."""
+    if not isinstance(schema, dict) or depth > MAX_SCHEMA_DEPTH:
+        return {}
+    if "const" in schema:
+        return schema["const"]
+    for key in ("examples", "enum"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return options[0]
+    if "default" in schema:
+        return schema["default"]
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options and "type" not in schema:
+            return example_of(options[0], depth + 1)
+    parts = schema.get("allOf")
+    if isinstance(parts, list):
+        merged = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in parts:
+            if isinstance(part, dict):
+                merged = _merged(merged, part)
+        return example_of(merged, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
+    if kind is None:
+        kind = "array" if "items" in schema else "object"
+    match kind:
+        case "object":
+            return _object_example(schema, depth)
+        case "array":
+            count = _bounded(schema.get("minItems"), _MAX_EXAMPLE_ITEMS)
+            return [example_of(schema.get("items", {}), depth + 1) for _ in range(count)]
+        case "string":
+            if schema.get("format") in _FORMAT_EXAMPLES:
+                return _FORMAT_EXAMPLES[schema["format"]]
+            return "x" * _bounded(schema.get("minLength"), _MAX_EXAMPLE_CHARS)
+        case "integer" | "number":
+            return _number_example(schema)
+        case "boolean":
+            return False
+        case "null":
+            return None
+    return {}
+
+
+def _object_example(schema: dict[str, Any], depth: int) -> dict[str, Any]:
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    names = [n for n in required if isinstance(n, str)] if isinstance(required, list) else []
+    extra = schema.get("additionalProperties")
+    return {
+        name: example_of(properties.get(name, extra if isinstance(extra, dict) else {}), depth + 1)
+        for name in names
+    }
+
+
+def _number_example(schema: dict[str, Any]) -> int:
+    def bound(key: str) -> float | None:
+        value = schema.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+
+    low, above, high = bound("minimum"), bound("exclusiveMinimum"), bound("maximum")
+    value = 0
+    if low is not None:
+        value = math.ceil(low)
+    elif above is not None:
+        value = math.floor(above) + 1
+    elif high is not None and high < 0:
+        value = math.floor(high)
+    step = schema.get("multipleOf")
+    if isinstance(step, int) and not isinstance(step, bool) and step > 0:
+        value = -(-value // step) * step
+    return value
+
+
+def _bounded(value: object, most: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, min(value, most))
+    return 0
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two schemas an instance must both pass, as one (their properties and required
+    names joined; b's other keywords win)."""
+    merged = {**a, **b}
+    props_a, props_b = a.get("properties"), b.get("properties")
+    if isinstance(props_a, dict) and isinstance(props_b, dict):
+        merged["properties"] = {**props_a, **props_b}
+    req_a, req_b = a.get("required"), b.get("required")
+    if isinstance(req_a, list) and isinstance(req_b, list):
+        merged["required"] = [*req_a, *(n for n in req_b if n not in req_a)]
+    return merged
 
 
 def payment_required(

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from payfirst.domain.accounts import Account
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import Authorization, NewPayment, Payment
+from payfirst.domain.policies import PaymentFacts
 from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentStatus, PaymentType
 from payfirst.evm.abi import checksum
+from payfirst.metrics import metrics
 from payfirst.ports.chain import AuthorizationRef, ChainRejected, ChainUnavailable
 from payfirst.ports.store import Store
 from payfirst.usecases.deps import (
@@ -33,6 +35,7 @@ from payfirst.usecases.deps import (
 )
 from payfirst.usecases.endpoints import EndpointRegistry, Sale
 from payfirst.usecases.idempotency import payment_id_of
+from payfirst.usecases.policies import PolicyGate
 from payfirst.x402 import VerifyRequest, verify_exact_evm
 
 log = logging.getLogger("payfirst.facilitator")
@@ -92,6 +95,8 @@ class Facilitator:
     #: Providers' paid endpoints: a caller with a key may settle a payment its requirements
     #: name one of (extra.payfirst), at the registry's price. None: no registry.
     endpoints: EndpointRegistry | None = None
+    #: Payers' spending policies (None: none checked before queueing; queueing still does).
+    policies: PolicyGate | None = None
 
     async def verify(
         self, request: VerifyRequest, caller: Account | None = None
@@ -114,6 +119,7 @@ class Facilitator:
                     f"this authorization was already submitted (payment {known.id})",
                 )
             await self._check_on_chain(request, authorization, self._served(request))
+            await self._check_policy(request, authorization, sale, with_spent=True)
         except PaymentRejected as exc:
             return Invalid(exc.reason, exc.message, payer_of(request))
         return Valid(authorization.from_)
@@ -125,16 +131,21 @@ class Facilitator:
         request's, for its Idempotency-Key; `caller`: as verify's. Raises PaymentRejected
         when the payment is refused before it is queued."""
         payload = request.payment_payload
-        sale = await self._sale(request, caller)
         authorization = verify_exact_evm(payload, request.payment_requirements, int(self.clock()))
+        existing = await self.store.find_payment(authorization.from_, authorization.nonce)
+        if existing is not None and await self._is_retry(existing, authorization, request, caller):
+            payment_id_of(headers, payload)  # a malformed Idempotency-Key is refused all the same
+            self.per_payer.take(authorization.from_)
+            return settle_outcome(await self._wait_for_outcome(existing.id))
+        sale = await self._sale(request, caller)
         await self._check_admissible(authorization, sale)
         self.per_payer.take(authorization.from_)
-        existing = await self.store.find_payment(authorization.from_, authorization.nonce)
         if existing is not None and existing.authorization == authorization:
             chain_id = existing.chain_id  # the same payment: its outcome, wherever it settles
         else:
             served = self._served(request)
             await self._check_on_chain(request, authorization, served)
+            await self._check_policy(request, authorization, sale)
             chain_id = served.network.chain_id
         queued = await self.store.queue_payment(
             NewPayment(
@@ -157,9 +168,13 @@ class Facilitator:
                 fee_bps=None if sale is None else sale.fee_bps,
             )
         )
-        if queued.created:
+        if queued.held:
+            log.info("x402 settlement %s awaits its payer's owner's approval", queued.payment_id)
+        elif queued.created:
             self.on_payment_queued()
-            log.info("✅ x402 settlement queued: %s", queued.payment_id)
+            log.debug("x402 settlement queued: %s", queued.payment_id)
+        if queued.created:
+            metrics().payments_accepted.labels("settle", f"eip155:{chain_id}").inc()
         return settle_outcome(await self._wait_for_outcome(queued.payment_id))
 
     async def _wait_for_outcome(self, payment_id: uuid.UUID) -> Payment:
@@ -174,6 +189,8 @@ class Facilitator:
                     left = deadline - time.monotonic()
                     if payment.status.is_terminal or left <= 0:
                         return payment
+                    if payment.status is PaymentStatus.AWAITING_APPROVAL:
+                        return payment  # nothing happens until its owner decides
                     await changed.wait(left)
         except CannotWait:
             return await self._payment(payment_id)
@@ -182,6 +199,47 @@ class Facilitator:
         payment = await self.store.get_payment(payment_id)
         assert payment is not None  # queued payments are never deleted
         return payment
+
+    async def _check_policy(
+        self,
+        request: VerifyRequest,
+        authorization: Authorization,
+        sale: Sale | None,
+        *,
+        with_spent: bool = False,
+    ) -> None:
+        """The payer's spending policy, as far as it is decided before queueing (a
+        verification, which reserves nothing, also counts what was spent)."""
+        if self.policies is None:
+            return
+        payment = PaymentFacts(
+            amount=authorization.value,
+            asset=checksum(request.payment_requirements.asset),
+            pay_to=checksum(authorization.to),
+            chain_id=self._served(request).network.chain_id,
+            provider_id=None if sale is None else sale.endpoint.provider_id,
+            endpoint_id=None if sale is None else sale.endpoint.id,
+        )
+        await self.policies.check(authorization.from_, payment, with_spent=with_spent)
+
+    async def _is_retry(
+        self,
+        existing: Payment,
+        authorization: Authorization,
+        request: VerifyRequest,
+        caller: Account | None,
+    ) -> bool:
+        """Whether a settlement is one already queued for a paid endpoint: the same
+        authorization, for the endpoint its requirements name, by a caller who may act for
+        it. Its outcome is answered as it was priced then, whatever the registry says now
+        (a price change or a disabling applies to payments accepted after it)."""
+        if caller is None or self.endpoints is None or existing.endpoint_id is None:
+            return False
+        if existing.authorization != authorization:
+            return False
+        return await self.endpoints.names_endpoint_of(
+            caller, request.payment_requirements, existing.endpoint_id
+        )
 
     async def _sale(self, request: VerifyRequest, caller: Account | None) -> Sale | None:
         """The paid endpoint a keyed caller's requirements name, priced by the registry;
@@ -265,6 +323,8 @@ class Facilitator:
 def settle_outcome(payment: Payment) -> SettleOutcome:
     if payment.status is PaymentStatus.COMPLETED:
         return Settled(payment)
+    if payment.status is PaymentStatus.AWAITING_APPROVAL:
+        return SettleFailed(payment, Reason.PAYMENT_AWAITING_APPROVAL)
     if payment.status.is_terminal:
         return SettleFailed(payment, _failure_reason(payment))
     return SettlePending(payment)

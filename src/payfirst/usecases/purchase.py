@@ -17,11 +17,14 @@ from eth_utils.address import is_address, to_checksum_address
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import NewPayment, Token
 from payfirst.domain.networks import caip2_id
+from payfirst.domain.policies import PaymentFacts
 from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentType
+from payfirst.metrics import metrics
 from payfirst.ports.store import Store
 from payfirst.usecases.deps import Clock, RateLimit, ServedNetworks, TokenLookup
 from payfirst.usecases.idempotency import payment_id_of
+from payfirst.usecases.policies import PolicyGate
 from payfirst.x402 import mint_requirements_for, parse_payment_header, verify_exact_evm
 
 log = logging.getLogger("payfirst.api")
@@ -66,6 +69,7 @@ class Queued:
     payment_id: uuid.UUID
     created: bool
     quantity: int
+    held: bool = False  # above its payer's approval threshold: awaiting_approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class MintSales:
     on_payment_queued: Callable[[], None]
     #: The networks settled here: a token on any other is not sold (None: no check).
     networks: ServedNetworks | None = None
+    #: Payers' spending policies (None: none checked before queueing; queueing still does).
+    policies: PolicyGate | None = None
 
     async def accept(self, order: MintOrder) -> PaymentNeeded | Queued:
         """Raises PaymentRejected for an unknown token, a malformed payment header, a
@@ -104,6 +110,16 @@ class MintSales:
                 Reason.INVALID_PAYMENT_REQUIREMENTS, "zero-value payments are refused"
             )
         self.per_payer.take(authorization.from_)
+        if self.policies is not None:
+            await self.policies.check(
+                authorization.from_,
+                PaymentFacts(
+                    amount=authorization.value,
+                    asset=token.payment_asset,
+                    pay_to=token.address,
+                    chain_id=token.chain_id,
+                ),
+            )
         queued = await self.store.queue_payment(
             NewPayment(
                 id=uuid.uuid4(),
@@ -119,14 +135,18 @@ class MintSales:
                 chain_id=token.chain_id,
             )
         )
+        if queued.held:
+            log.info("x402 payment %s awaits its payer's owner's approval", queued.payment_id)
         if queued.created:
-            log.info(
-                "✅ x402 payment queued: %s (%dx mint will be created after payment confirms)",
+            metrics().payments_accepted.labels("mint", f"eip155:{token.chain_id}").inc()
+        if queued.created and not queued.held:
+            log.debug(
+                "x402 payment queued: %s (%dx mint will be created after payment confirms)",
                 queued.payment_id,
                 order.quantity,
             )
             self.on_payment_queued()
-        return Queued(queued.payment_id, queued.created, order.quantity)
+        return Queued(queued.payment_id, queued.created, order.quantity, queued.held)
 
 
 @functools.lru_cache(maxsize=1024)

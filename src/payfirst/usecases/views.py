@@ -263,8 +263,10 @@ def _not_found() -> PaymentRejected:
 
 
 class ProviderViews:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, export_limit: int = EXPORT_LIMIT) -> None:
         self._store = store
+        #: The most rows one export holds; more matching: the export is refused.
+        self.export_limit = export_limit
 
     async def _provider(self, caller: Account, given: UUID | None) -> UUID | None:
         """The provider whose rows the caller reads: a provider itself (naming another is
@@ -343,29 +345,39 @@ class ProviderViews:
         )
         return ViewPage(rows, next_cursor)
 
-    async def all_payments(
-        self, scope: PaymentScope, cap: int = EXPORT_LIMIT, page: int = EXPORT_PAGE
+    async def export_payments(
+        self, scope: PaymentScope, page: int = EXPORT_PAGE
     ) -> AsyncIterator[list[PaymentRow]]:
-        """Every payment in scope, newest first, `page` rows at a time, at most `cap`."""
-        async for rows in _pages(
+        """Every payment in scope, newest first, `page` rows at a time. Checked before the
+        first row is read: more than `export_limit` is invalid_request (an export is never
+        cut short)."""
+        count = await self._store.count_view_payments(scope, self.export_limit + 1)
+        _check_export(count, self.export_limit)
+        return _pages(
             lambda before, size: self._store.view_payments(scope, size, before),
             lambda row: (row.created_at, row.id),
-            cap,
+            self.export_limit,
             page,
-        ):
-            yield rows
+        )
 
-    async def all_entries(
-        self, scope: EntryScope, cap: int = EXPORT_LIMIT, page: int = EXPORT_PAGE
+    async def export_entries(
+        self, scope: EntryScope, page: int = EXPORT_PAGE
     ) -> AsyncIterator[list[EntryRow]]:
-        """Every entry in scope, newest first, `page` rows at a time, at most `cap`."""
-        async for rows in _pages(
+        """Every entry in scope, newest first, `page` rows at a time; checked as
+        export_payments."""
+        count = await self._store.count_view_entries(scope, self.export_limit + 1)
+        _check_export(count, self.export_limit)
+        return _pages(
             lambda before, size: self._store.view_entries(scope, size, before),
             lambda row: (row.created_at, row.transaction_id, row.position),
-            cap,
+            self.export_limit,
             page,
-        ):
-            yield rows
+        )
+
+
+def _check_export(count: int, limit: int) -> None:
+    if count > limit:
+        raise _invalid(f"more than {limit} rows match: narrow the export with since and until")
 
 
 async def _pages(

@@ -9,19 +9,30 @@ INSERT INTO endpoints (
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
           $19, $20);
 
+-- name: lock_endpoints_of_provider
+-- Lock a provider's account row (FOR NO KEY UPDATE: its endpoints' foreign keys still take
+-- theirs), so registrations for one provider count its endpoints one at a time.
+SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE;
+
+-- name: count_enabled_endpoints
+-- How many enabled endpoints a provider ($1) has (idx_endpoints_provider_created).
+SELECT count(*) AS n FROM endpoints WHERE provider_id = $1 AND disabled_at IS NULL;
+
 -- name: get_endpoint
 -- One endpoint by id, disabled or not.
 SELECT * FROM endpoints WHERE id = $1;
 
 -- name: list_endpoints
 -- A page of endpoints, oldest first: a provider's ($2; NULL: everyone's), enabled ones only
--- unless $4, after the endpoint $3 (NULL: from the first).
+-- unless $4, after the endpoint $3 (NULL: from the first; one not of provider $2: none).
 SELECT *
   FROM endpoints
  WHERE ($2::uuid IS NULL OR provider_id = $2)
    AND ($4::boolean OR disabled_at IS NULL)
    AND ($3::uuid IS NULL
-        OR (created_at, id) > (SELECT e.created_at, e.id FROM endpoints e WHERE e.id = $3))
+        OR (created_at, id) > (SELECT e.created_at, e.id
+                                 FROM endpoints e
+                                WHERE e.id = $3 AND ($2::uuid IS NULL OR e.provider_id = $2)))
  ORDER BY created_at, id
  LIMIT $1;
 

@@ -100,9 +100,9 @@ RETURNING next_nonce;
 
 -- name: queue_payments
 -- Queue the payments coalesced from one event-loop turn in one round trip; one outcome
--- row per payment.
+-- row per payment (v4: each checked against its payer's spending policy, if any).
 SELECT idx, payment_id, outcome
-  FROM payfirst_queue_payments_v3(
+  FROM payfirst_queue_payments_v4(
       $1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],
       $7::integer[], $8::jsonb[], $9::text[], $10::jsonb[], $11::bigint[], $12::text[],
       $13::bigint[], $14::uuid[], $15::integer[], $16::uuid[]);
@@ -111,7 +111,7 @@ SELECT idx, payment_id, outcome
 -- The payment of a payer's authorization nonce.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE payer = $1 AND auth_nonce = $2;
 
@@ -119,7 +119,7 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
 -- One payment by id.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE id = $1;
 
@@ -138,7 +138,7 @@ SELECT status, count(*) AS n FROM mint_queue GROUP BY status;
 -- hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
    AND chain_id = $3
@@ -167,7 +167,7 @@ SELECT payment_asset FROM payment_queue
 -- The oldest pending payments of one asset on chain $4, locked; rows others hold are skipped.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE status = 'pending' AND payment_asset = $2
    AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
@@ -188,7 +188,7 @@ UPDATE payment_queue
 -- time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE status = $1 AND ($3::bigint IS NULL OR valid_before < $3)
    AND chain_id = $4
@@ -200,7 +200,7 @@ SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
 -- time).
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE status = 'sent' AND ($2::bigint IS NULL OR valid_before < $2)
    AND chain_id = $3
@@ -219,7 +219,7 @@ SELECT payment_asset, payer, sum(amount) AS amount
 -- The sent payments of a relayer's lowest-nonce sent txs (at most $2 txs) on chain $3.
 SELECT id, payment_type, payer, amount, payment_asset, token_address, quantity,
        "authorization", metadata, status, tx_hash, nonce, relayer, raw_tx, error,
-       created_at, processed_at, result, chain_id
+       created_at, processed_at, result, chain_id, endpoint_id
   FROM payment_queue
  WHERE status = 'sent' AND relayer = $1 AND tx_hash IN (
        SELECT tx_hash FROM payment_queue
@@ -260,7 +260,7 @@ INSERT INTO mint_queue (
 -- name: fail_payment
 -- A payment not yet terminal (and in status $4 when given) fails; what it reserved.
 UPDATE payment_queue SET status = $2, error = $3, updated_at = now()
- WHERE id = $1 AND status IN ('pending', 'processing', 'sent')
+ WHERE id = $1 AND status IN ('pending', 'processing', 'sent', 'awaiting_approval')
    AND ($4::text IS NULL OR status = $4)
 RETURNING token_address, quantity, payment_type;
 

@@ -61,7 +61,8 @@ CREATE TABLE payment_queue (
     -- The provider's endpoint it paid for (0012; no FK: the hot table never waits on it).
     endpoint_id     uuid,
     CONSTRAINT payment_queue_status_check CHECK (status IN (
-        'pending', 'processing', 'sent', 'completed', 'failed', 'confirmation_failed')),
+        'pending', 'processing', 'sent', 'completed', 'failed', 'confirmation_failed',
+        'awaiting_approval')),
     CONSTRAINT payment_queue_payer_auth_nonce_key UNIQUE (payer, auth_nonce),
     CONSTRAINT payment_queue_fee_bps_check CHECK (fee_bps BETWEEN 0 AND 10000),
     CONSTRAINT payment_queue_provider_fee_check CHECK (provider_id IS NULL OR fee_bps IS NOT NULL)
@@ -862,3 +863,557 @@ CREATE INDEX idx_payouts_relayer_nonce ON payouts (relayer, chain_id, nonce)
 
 ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_payout_id_fkey
     FOREIGN KEY (payout_id) REFERENCES payouts (id);
+
+-- 0015: agents' payers and spending policies.
+-- Agents' payer addresses and their spending policies (payfirst.domain.policies), enforced
+-- when a payment is queued: payfirst_queue_payment_v4 locks the payer's policy row and sums
+-- the payer's payments of the asset in the same transaction as the insert, so concurrent
+-- payments take turns and never exceed a limit together. A payment above the policy's
+-- approval threshold is queued `awaiting_approval`: the sender never claims it until its
+-- owner approves it (`pending`) or rejects it (`failed`).
+
+-- A payer's payments over a window (its policy's day and month limits).
+CREATE INDEX idx_payment_queue_payer_created ON payment_queue (payer, created_at);
+
+-- Payments waiting for their owner's approval (few), and those whose authorization expires.
+CREATE INDEX idx_payment_queue_awaiting_approval
+    ON payment_queue (chain_id, valid_before)
+    WHERE status = 'awaiting_approval';
+
+-- A payer address (EIP-55) an agent account proved it controls; one agent at most.
+CREATE TABLE agent_payers (
+    address      text PRIMARY KEY,
+    account_id   uuid NOT NULL REFERENCES accounts (id),
+    verified_at  timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idx_agent_payers_account ON agent_payers (account_id, address);
+
+-- The messages an agent signs with a payer key to prove it controls it; each used once.
+CREATE TABLE payer_challenges (
+    nonce        text PRIMARY KEY,
+    account_id   uuid NOT NULL REFERENCES accounts (id),
+    address      text NOT NULL,
+    message      text NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    used_at      timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idx_payer_challenges_open
+    ON payer_challenges (account_id, address, expires_at)
+    WHERE used_at IS NULL;
+
+-- A payer's policy. Amount limits are jsonb objects: asset address (EIP-55) or "*" (every
+-- asset) -> atomic units as a string; NULL: no limit. An allow-list NULL: anything.
+CREATE TABLE spending_policies (
+    payer               text PRIMARY KEY REFERENCES agent_payers (address) ON DELETE CASCADE,
+    max_per_payment     jsonb,
+    max_per_day         jsonb,
+    max_per_month       jsonb,
+    approval_threshold  jsonb,
+    allowed_providers   uuid[],
+    allowed_endpoints   uuid[],
+    allowed_pay_to      text[],
+    allowed_networks    bigint[],
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every API process caches policies; a change tells them all at once (payload: the payer).
+CREATE FUNCTION payfirst_notify_policy_changed_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_row jsonb;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        v_row := to_jsonb(OLD);
+    ELSE
+        v_row := to_jsonb(NEW);
+    END IF;
+    PERFORM pg_notify('payfirst_policy_changed', coalesce(v_row->>'payer', v_row->>'address'));
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER spending_policies_changed_notify
+    AFTER INSERT OR UPDATE OR DELETE ON spending_policies
+    FOR EACH ROW EXECUTE FUNCTION payfirst_notify_policy_changed_v1();
+
+CREATE TRIGGER agent_payers_changed_notify
+    AFTER INSERT OR UPDATE OR DELETE ON agent_payers
+    FOR EACH ROW EXECUTE FUNCTION payfirst_notify_policy_changed_v1();
+
+-- A limit of a policy for an asset: its own, else the "*" one, else p_default (NULL limits:
+-- no limit at all).
+CREATE FUNCTION payfirst_policy_amount_v1(p_limits jsonb, p_asset text, p_default numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_limits IS NULL THEN NULL
+        ELSE coalesce((p_limits->>p_asset)::numeric, (p_limits->>'*')::numeric, p_default)
+    END;
+$$;
+
+-- payfirst_queue_payment_v3 with the payer's spending policy. Without one the extra work is
+-- one primary-key lookup. With one, its row is locked until commit (payments of one payer
+-- take turns), the payment is inserted as v3 does and then, before any supply is reserved,
+-- refused (and removed) when it breaks the policy: 'policy_not_allowed',
+-- 'policy_max_per_payment', 'policy_daily_limit' (rolling 24 h) or 'policy_monthly_limit'
+-- (calendar month, UTC), counting every payment of the payer in that asset that did not
+-- fail. Above the approval threshold it is queued 'awaiting_approval' (outcome 'held').
+CREATE FUNCTION payfirst_queue_payment_v4(
+    p_id uuid, p_payment_type text, p_payer text, p_amount numeric, p_payment_asset text,
+    p_token_address text, p_quantity integer, p_authorization jsonb, p_auth_nonce text,
+    p_metadata jsonb, p_valid_before bigint, p_idempotency_key text, p_chain_id bigint,
+    p_provider_id uuid, p_fee_bps integer, p_endpoint_id uuid
+) RETURNS TABLE (payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_chain_id bigint := p_chain_id;
+    v_existing payment_queue%ROWTYPE;
+    v_policy spending_policies%ROWTYPE;
+    v_status text := 'pending';
+    v_provider uuid;
+    v_limit numeric;
+    v_day numeric;
+    v_month numeric;
+    v_month_start timestamptz := date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    v_refusal text;
+BEGIN
+    IF v_chain_id IS NULL AND p_payment_type = 'mint' THEN
+        SELECT t.chain_id INTO v_chain_id FROM tokens t WHERE t.address = p_token_address;
+    END IF;
+
+    SELECT sp.* INTO v_policy FROM spending_policies sp WHERE sp.payer = p_payer FOR UPDATE;
+    IF v_policy.payer IS NOT NULL
+       AND p_amount > payfirst_policy_amount_v1(v_policy.approval_threshold, p_payment_asset, NULL)
+    THEN
+        v_status := 'awaiting_approval';
+    END IF;
+
+    INSERT INTO payment_queue (
+        id, payment_type, payer, amount, payment_asset, token_address, quantity,
+        "authorization", auth_nonce, metadata, valid_before, status, idempotency_key, chain_id,
+        provider_id, fee_bps, endpoint_id
+    ) VALUES (
+        p_id, p_payment_type, p_payer, p_amount, p_payment_asset, p_token_address, p_quantity,
+        p_authorization, p_auth_nonce, p_metadata, p_valid_before, v_status, p_idempotency_key,
+        v_chain_id, p_provider_id, p_fee_bps, p_endpoint_id
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+
+    IF v_id IS NULL THEN
+        SELECT q.* INTO v_existing
+          FROM payment_queue q
+         WHERE q.payer = p_payer AND q.auth_nonce = p_auth_nonce;
+        IF v_existing.id IS NULL THEN
+            SELECT q.id INTO v_id
+              FROM payment_queue q
+             WHERE q.payer = p_payer AND q.idempotency_key = p_idempotency_key;
+            RETURN QUERY SELECT v_id, 'idempotency_conflict'::text;
+        ELSIF v_existing."authorization" = p_authorization
+              AND v_existing.payment_type = p_payment_type
+              AND v_existing.token_address = p_token_address
+              AND v_existing.payment_asset = p_payment_asset
+              AND v_existing.quantity = p_quantity
+              AND v_existing.endpoint_id IS NOT DISTINCT FROM p_endpoint_id
+              AND (v_existing.chain_id IS NULL OR v_chain_id IS NULL
+                   OR v_existing.chain_id = v_chain_id) THEN
+            RETURN QUERY SELECT v_existing.id, 'duplicate'::text;
+        ELSE
+            RETURN QUERY SELECT v_existing.id, 'nonce_reused'::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF v_policy.payer IS NOT NULL THEN
+        IF v_policy.allowed_providers IS NOT NULL THEN
+            v_provider := p_provider_id;
+            IF v_provider IS NULL AND p_endpoint_id IS NOT NULL THEN
+                SELECT e.provider_id INTO v_provider FROM endpoints e WHERE e.id = p_endpoint_id;
+            END IF;
+            IF v_provider IS NULL OR NOT v_provider = ANY (v_policy.allowed_providers) THEN
+                v_refusal := 'policy_not_allowed';
+            END IF;
+        END IF;
+        IF v_refusal IS NULL AND v_policy.allowed_endpoints IS NOT NULL
+           AND (p_endpoint_id IS NULL OR NOT p_endpoint_id = ANY (v_policy.allowed_endpoints)) THEN
+            v_refusal := 'policy_not_allowed';
+        END IF;
+        IF v_refusal IS NULL AND v_policy.allowed_pay_to IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM unnest(v_policy.allowed_pay_to) a
+                            WHERE lower(a) = lower(p_token_address)) THEN
+            v_refusal := 'policy_not_allowed';
+        END IF;
+        IF v_refusal IS NULL AND v_policy.allowed_networks IS NOT NULL
+           AND (v_chain_id IS NULL OR NOT v_chain_id = ANY (v_policy.allowed_networks)) THEN
+            v_refusal := 'policy_not_allowed';
+        END IF;
+        IF v_refusal IS NULL THEN
+            v_limit := payfirst_policy_amount_v1(v_policy.max_per_payment, p_payment_asset, 0);
+            IF p_amount > v_limit THEN
+                v_refusal := 'policy_max_per_payment';
+            END IF;
+        END IF;
+        IF v_refusal IS NULL
+           AND (v_policy.max_per_day IS NOT NULL OR v_policy.max_per_month IS NOT NULL) THEN
+            -- Read after the lock: every payment of this payer committed before is counted
+            -- (each statement of a READ COMMITTED transaction reads a new snapshot).
+            SELECT coalesce(sum(q.amount) FILTER (
+                       WHERE q.created_at > now() - interval '24 hours'), 0),
+                   coalesce(sum(q.amount) FILTER (WHERE q.created_at >= v_month_start), 0)
+              INTO v_day, v_month
+              FROM payment_queue q
+             WHERE q.payer = p_payer
+               AND q.created_at >= least(now() - interval '24 hours', v_month_start)
+               AND q.payment_asset = p_payment_asset
+               AND q.status NOT IN ('failed', 'confirmation_failed');
+            IF v_day > payfirst_policy_amount_v1(v_policy.max_per_day, p_payment_asset, 0) THEN
+                v_refusal := 'policy_daily_limit';
+            ELSIF v_month > payfirst_policy_amount_v1(v_policy.max_per_month, p_payment_asset, 0)
+            THEN
+                v_refusal := 'policy_monthly_limit';
+            END IF;
+        END IF;
+        IF v_refusal IS NOT NULL THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            RETURN QUERY SELECT NULL::uuid, v_refusal;
+            RETURN;
+        END IF;
+    END IF;
+
+    IF p_payment_type = 'mint' THEN
+        UPDATE tokens
+           SET reserved_count = reserved_count + p_quantity, updated_at = now()
+         WHERE address = p_token_address AND reserved_count + p_quantity <= max_mint_count;
+        IF NOT FOUND THEN
+            DELETE FROM payment_queue WHERE id = v_id;
+            IF EXISTS (SELECT 1 FROM tokens WHERE address = p_token_address) THEN
+                RETURN QUERY SELECT NULL::uuid, 'sold_out'::text;
+            ELSE
+                RETURN QUERY SELECT NULL::uuid, 'unknown_token'::text;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    IF v_status = 'awaiting_approval' THEN
+        RETURN QUERY SELECT v_id, 'held'::text;
+    ELSE
+        RETURN QUERY SELECT v_id, 'created'::text;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION payfirst_queue_payments_v4(
+    p_ids uuid[], p_payment_types text[], p_payers text[], p_amounts numeric[],
+    p_payment_assets text[], p_token_addresses text[], p_quantities integer[],
+    p_authorizations jsonb[], p_auth_nonces text[], p_metadata jsonb[], p_valid_befores bigint[],
+    p_idempotency_keys text[], p_chain_ids bigint[], p_provider_ids uuid[], p_fee_bpss integer[],
+    p_endpoint_ids uuid[]
+) RETURNS TABLE (idx integer, payment_id uuid, outcome text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- Every policy row of the batch first, in one order: concurrent batches then never
+    -- wait for each other in a cycle (a policy row, then a token's row).
+    PERFORM 1 FROM spending_policies sp
+      WHERE sp.payer = ANY (p_payers)
+      ORDER BY sp.payer
+        FOR UPDATE;
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY
+            SELECT i, q.payment_id, q.outcome
+              FROM payfirst_queue_payment_v4(
+                  p_ids[i], p_payment_types[i], p_payers[i], p_amounts[i], p_payment_assets[i],
+                  p_token_addresses[i], p_quantities[i], p_authorizations[i], p_auth_nonces[i],
+                  p_metadata[i], p_valid_befores[i], p_idempotency_keys[i], p_chain_ids[i],
+                  p_provider_ids[i], p_fee_bpss[i], p_endpoint_ids[i]
+              ) AS q;
+    END LOOP;
+END;
+$$;
+
+-- Webhooks (0016): endpoints, the outbox (messages), deliveries and their attempts; the
+-- triggers that write the outbox in the transaction of the status change.
+CREATE TABLE webhook_endpoints (
+    id               uuid PRIMARY KEY,
+    account_id       uuid NOT NULL REFERENCES accounts (id),
+    url              text NOT NULL,
+    event_types      text[] NOT NULL DEFAULT '{}',  -- empty: every event type
+    secret           text NOT NULL,  -- whsec_ + base64 of 24+ random bytes
+    description      text NOT NULL DEFAULT '',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    disabled_at      timestamptz,
+    disabled_reason  text,
+    -- The first failed attempt since the last success (NULL: not failing).
+    failing_since    timestamptz,
+    -- After a rotation the previous secret also signs until it expires (24 h, as Svix).
+    previous_secret  text,
+    previous_secret_expires_at  timestamptz,
+    CONSTRAINT webhook_endpoints_url_check CHECK (char_length(url) BETWEEN 1 AND 2048),
+    CONSTRAINT webhook_endpoints_description_check CHECK (char_length(description) <= 1000),
+    CONSTRAINT webhook_endpoints_disabled_check
+        CHECK ((disabled_at IS NULL) = (disabled_reason IS NULL))
+);
+
+CREATE INDEX idx_webhook_endpoints_account ON webhook_endpoints (account_id, created_at, id);
+
+-- The outbox: one message per event and interested account. `id` is the `webhook-id`
+-- header, the same on every attempt and replay (receivers dedupe on it).
+CREATE TABLE webhook_messages (
+    id          text PRIMARY KEY,
+    account_id  uuid NOT NULL REFERENCES accounts (id),
+    event_type  text NOT NULL,
+    payload     jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idx_webhook_messages_account_created ON webhook_messages (account_id, created_at);
+
+-- A message to one endpoint. A dispatcher claims due ones (FOR UPDATE SKIP LOCKED) under a
+-- lease: `locked_until` and its `lease` token; a dead dispatcher's claims come due again
+-- when the lease runs out, and a result is recorded only under the lease that claimed it.
+CREATE TABLE webhook_deliveries (
+    id               bigserial PRIMARY KEY,
+    message_id       text NOT NULL REFERENCES webhook_messages (id) ON DELETE CASCADE,
+    endpoint_id      uuid NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    status           text NOT NULL DEFAULT 'pending',
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    locked_until     timestamptz,
+    lease            uuid,
+    -- The first attempt since it was written or replayed: retries stop RETRY_FOR after it.
+    started_at       timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    last_attempt_at  timestamptz,
+    delivered_at     timestamptz,
+    CONSTRAINT webhook_deliveries_status_check
+        CHECK (status IN ('pending', 'delivered', 'failed')),
+    CONSTRAINT webhook_deliveries_message_endpoint_key UNIQUE (message_id, endpoint_id)
+);
+
+CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX idx_webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id);
+
+-- The delivery log: one row per attempt (the response's first KiB at most).
+CREATE TABLE webhook_attempts (
+    id               bigserial PRIMARY KEY,
+    delivery_id      bigint NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    endpoint_id      uuid NOT NULL,
+    message_id       text NOT NULL,
+    started_at       timestamptz NOT NULL,
+    response_status  integer,
+    latency_ms       integer NOT NULL,
+    response_body    text,
+    error            text,
+    CONSTRAINT webhook_attempts_body_check CHECK (char_length(response_body) <= 1024)
+);
+
+CREATE INDEX idx_webhook_attempts_endpoint ON webhook_attempts (endpoint_id, id);
+CREATE INDEX idx_webhook_attempts_delivery ON webhook_attempts (delivery_id);
+
+-- Write one message per account of `p_accounts` that has an endpoint subscribed to `p_type`
+-- and, in the same statement, its deliveries to the enabled ones (a disabled endpoint's
+-- owner replays what it missed once it is enabled again); NOTIFY the dispatchers (on
+-- commit) when a delivery was written.
+CREATE FUNCTION payfirst_webhook_emit_v1(p_accounts uuid[], p_type text, p_data jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_written integer;
+BEGIN
+    WITH targets AS (
+        SELECT e.id, e.account_id, e.disabled_at IS NULL AS enabled
+          FROM webhook_endpoints e
+         WHERE e.account_id = ANY (p_accounts)
+           AND (cardinality(e.event_types) = 0 OR p_type = ANY (e.event_types))
+    ), messages AS (
+        INSERT INTO webhook_messages (id, account_id, event_type, payload)
+        SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), a.account_id, p_type,
+               jsonb_build_object(
+                   'type', p_type,
+                   'timestamp', to_char(now() AT TIME ZONE 'UTC',
+                                        'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'data', p_data)
+          FROM (SELECT DISTINCT account_id FROM targets) a
+        RETURNING id, account_id
+    )
+    INSERT INTO webhook_deliveries (message_id, endpoint_id)
+    SELECT m.id, t.id FROM messages m JOIN targets t ON t.account_id = m.account_id
+     WHERE t.enabled;
+    GET DIAGNOSTICS v_written = ROW_COUNT;
+    IF v_written > 0 THEN
+        PERFORM pg_notify('payfirst_webhook_message', '');
+    END IF;
+END;
+$$;
+
+-- The accounts a payment concerns: the provider it is for (its own, or its endpoint's) and
+-- the agent that registered its payer (agent_payers, migration 0015).
+CREATE FUNCTION payfirst_webhook_payment_accounts_v1(p_provider uuid, p_endpoint uuid,
+                                                     p_payer text)
+RETURNS uuid[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_accounts uuid[] := '{}';
+    v_id uuid;
+BEGIN
+    IF p_provider IS NOT NULL THEN
+        v_accounts := v_accounts || p_provider;
+    ELSIF p_endpoint IS NOT NULL THEN
+        SELECT provider_id INTO v_id FROM endpoints WHERE id = p_endpoint;
+        IF v_id IS NOT NULL THEN
+            v_accounts := v_accounts || v_id;
+        END IF;
+    END IF;
+    -- Both EIP-55: the primary key finds it.
+    RETURN v_accounts || ARRAY(SELECT account_id FROM agent_payers WHERE address = p_payer);
+END;
+$$;
+
+CREATE FUNCTION payfirst_webhook_payment_data_v1(p payment_queue) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', p.id,
+        'status', p.status,
+        'payment_type', p.payment_type,
+        'amount', p.amount::text,
+        'asset', p.payment_asset,
+        'network', CASE WHEN p.chain_id IS NULL THEN NULL ELSE 'eip155:' || p.chain_id END,
+        'payer', p.payer,
+        'pay_to', p.token_address,
+        'quantity', p.quantity,
+        'endpoint_id', p.endpoint_id,
+        'provider_id', p.provider_id,
+        'tx_hash', p.tx_hash,
+        'error', p.error,
+        'created_at', p.created_at,
+        'updated_at', p.updated_at)
+$$;
+
+-- payment.queued (inserted pending, or approved), payment.awaiting_approval,
+-- payment.completed, payment.failed (failed, confirmation_failed).
+CREATE FUNCTION payfirst_webhook_payment_event_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_type text;
+    v_accounts uuid[];
+BEGIN
+    -- The common case, no endpoint at all, costs one look at a (small) table.
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        -- Fired at commit (deferred): a payment refused in the transaction that inserted it
+        -- (sold out, its payer's spending policy) was removed again and is no event.
+        PERFORM 1 FROM payment_queue WHERE id = NEW.id;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    v_type := CASE
+        WHEN NEW.status = 'completed' THEN 'payment.completed'
+        WHEN NEW.status IN ('failed', 'confirmation_failed') THEN 'payment.failed'
+        WHEN NEW.status = 'awaiting_approval' THEN 'payment.awaiting_approval'
+        WHEN NEW.status = 'pending' AND (TG_OP = 'INSERT' OR OLD.status = 'awaiting_approval')
+            THEN 'payment.queued'
+    END;
+    IF v_type IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_accounts := payfirst_webhook_payment_accounts_v1(NEW.provider_id, NEW.endpoint_id,
+                                                       NEW.payer);
+    IF cardinality(v_accounts) > 0 THEN
+        PERFORM payfirst_webhook_emit_v1(v_accounts, v_type,
+                                         payfirst_webhook_payment_data_v1(NEW));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE CONSTRAINT TRIGGER payment_webhook_inserted_v1
+    AFTER INSERT ON payment_queue
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.status IN ('pending', 'awaiting_approval'))
+    EXECUTE FUNCTION payfirst_webhook_payment_event_v1();
+
+CREATE TRIGGER payment_webhook_changed_v1
+    AFTER UPDATE OF status ON payment_queue
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND (
+        NEW.status IN ('completed', 'failed', 'confirmation_failed', 'awaiting_approval')
+        OR (NEW.status = 'pending' AND OLD.status = 'awaiting_approval')))
+    EXECUTE FUNCTION payfirst_webhook_payment_event_v1();
+
+-- mint.completed: to the accounts of the payment that bought it.
+CREATE FUNCTION payfirst_webhook_mint_event_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_payment payment_queue;
+    v_accounts uuid[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO v_payment FROM payment_queue WHERE id = NEW.payment_id;
+    v_accounts := payfirst_webhook_payment_accounts_v1(v_payment.provider_id,
+                                                       v_payment.endpoint_id, v_payment.payer);
+    IF cardinality(v_accounts) > 0 THEN
+        PERFORM payfirst_webhook_emit_v1(v_accounts, 'mint.completed', jsonb_build_object(
+            'id', NEW.id,
+            'status', NEW.status,
+            'payment_id', NEW.payment_id,
+            'mint_id', NEW.mint_id,
+            'payer', NEW.payer,
+            'token_address', NEW.token_address,
+            'network', CASE WHEN v_payment.chain_id IS NULL THEN NULL
+                            ELSE 'eip155:' || v_payment.chain_id END,
+            'tx_hash', NEW.tx_hash,
+            'payment_tx_hash', NEW.payment_tx_hash));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER mint_webhook_completed_v1
+    AFTER UPDATE OF status ON mint_queue
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status = 'completed')
+    EXECUTE FUNCTION payfirst_webhook_mint_event_v1();
+
+-- payout.completed: to the provider paid.
+CREATE FUNCTION payfirst_webhook_payout_event_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM payfirst_webhook_emit_v1(ARRAY[NEW.provider_id], 'payout.completed',
+        jsonb_build_object(
+            'id', NEW.id,
+            'status', NEW.status,
+            'provider_id', NEW.provider_id,
+            'amount', NEW.amount::text,
+            'asset', NEW.asset,
+            'network', 'eip155:' || NEW.chain_id,
+            'to', NEW.to_address,
+            'tx_hash', NEW.tx_hash,
+            'trigger', NEW.trigger,
+            'created_at', NEW.created_at,
+            'completed_at', NEW.completed_at));
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER payout_webhook_completed_v1
+    AFTER UPDATE OF status ON payouts
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status = 'completed')
+    EXECUTE FUNCTION payfirst_webhook_payout_event_v1();
+
+-- The status page's reads (0017, payfirst.usecases.status): the payments accepted and failed
+-- in the last minute and the latest failures, without a scan of the whole table.
+CREATE INDEX idx_payment_queue_created_brin
+    ON payment_queue USING brin (created_at) WITH (autosummarize = on);
+
+CREATE INDEX idx_payment_queue_failed_updated
+    ON payment_queue (updated_at)
+    WHERE status IN ('failed', 'confirmation_failed');
