@@ -163,7 +163,6 @@ class Services:
             per_payer=self.per_payer,
             on_payment_queued=self.on_payment_queued,
             networks=self.served if self.served.all else None,
-            policies=self.policies,
         )
         self.facilitator = Facilitator(
             store=self.store,

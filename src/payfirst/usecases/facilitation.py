@@ -145,7 +145,7 @@ class Facilitator:
         else:
             served = self._served(request)
             await self._check_on_chain(request, authorization, served)
-            await self._check_policy(request, authorization, sale)
+            # Its spending policy is applied by the queueing, in its transaction.
             chain_id = served.network.chain_id
         queued = await self.store.queue_payment(
             NewPayment(

@@ -17,14 +17,12 @@ from eth_utils.address import is_address, to_checksum_address
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import NewPayment, Token
 from payfirst.domain.networks import caip2_id
-from payfirst.domain.policies import PaymentFacts
 from payfirst.domain.reasons import Reason
 from payfirst.domain.statuses import PaymentType
 from payfirst.metrics import metrics
 from payfirst.ports.store import Store
 from payfirst.usecases.deps import Clock, RateLimit, ServedNetworks, TokenLookup
 from payfirst.usecases.idempotency import payment_id_of
-from payfirst.usecases.policies import PolicyGate
 from payfirst.x402 import mint_requirements_for, parse_payment_header, verify_exact_evm
 
 log = logging.getLogger("payfirst.api")
@@ -82,8 +80,6 @@ class MintSales:
     on_payment_queued: Callable[[], None]
     #: The networks settled here: a token on any other is not sold (None: no check).
     networks: ServedNetworks | None = None
-    #: Payers' spending policies (None: none checked before queueing; queueing still does).
-    policies: PolicyGate | None = None
 
     async def accept(self, order: MintOrder) -> PaymentNeeded | Queued:
         """Raises PaymentRejected for an unknown token, a malformed payment header, a
@@ -110,16 +106,8 @@ class MintSales:
                 Reason.INVALID_PAYMENT_REQUIREMENTS, "zero-value payments are refused"
             )
         self.per_payer.take(authorization.from_)
-        if self.policies is not None:
-            await self.policies.check(
-                authorization.from_,
-                PaymentFacts(
-                    amount=authorization.value,
-                    asset=token.payment_asset,
-                    pay_to=token.address,
-                    chain_id=token.chain_id,
-                ),
-            )
+        # The payer's spending policy is applied by the queueing itself, in its transaction
+        # (payfirst_queue_payments_v4): no read of its own on the accept path.
         queued = await self.store.queue_payment(
             NewPayment(
                 id=uuid.uuid4(),
