@@ -1,9 +1,13 @@
-"""payfirst command line: serve | api | worker | migrate | stats | settings | reset-stuck |
-ledger | accounts | keys | demo."""
+"""payfirst command line (typer + rich): serve | api | worker | migrate | stats | settings |
+reset-stuck | adopt-chain | ledger | payouts | payers | approvals | webhooks | accounts |
+keys | tokens | pay | demo.
+
+Every command reads its configuration from PAYFIRST_* environment variables (payfirst.config);
+each command's help lists the ones it reads. Tables are drawn with rich on a terminal; piped
+or redirected, the output is the plain text scripts parse (and `stats` is JSON)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -15,10 +19,25 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
 from uuid import UUID, uuid4
 
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+import payfirst
 from payfirst.adapters.webhook_http import WebhookSender, checked_addresses
 from payfirst.api.http_limits import HttpLimits
 from payfirst.api.services import Services
@@ -30,9 +49,12 @@ from payfirst.app import (
     open_runtime,
     redact,
 )
+from payfirst.client import PaymentError, PaymentRefused
+from payfirst.client.cli_pay import KEY_ENV, PayerKeyError, outcome_lines, pay, payer_key
 from payfirst.config import Config, load_config
 from payfirst.domain.accounts import Account, Role
 from payfirst.domain.errors import ConfigError, PaymentRejected
+from payfirst.domain.models import Payment
 from payfirst.domain.payouts import Payout
 from payfirst.domain.settings import SPECS, RuntimeSettings, SettingError, spec_of
 from payfirst.domain.statuses import PaymentStatus
@@ -42,6 +64,7 @@ from payfirst.metrics import setup as setup_metrics
 from payfirst.pipeline.settings import SettingsReader
 from payfirst.pipeline.webhooks import WebhookDispatcher
 from payfirst.pipeline.worker import Worker
+from payfirst.ports.chain import ChainUnavailable
 from payfirst.ports.store import Store
 from payfirst.server import (
     ServerLimits,
@@ -64,120 +87,731 @@ from payfirst.usecases.accounts import (
     check_role,
 )
 from payfirst.usecases.api_keys import KeyMode
+from payfirst.usecases.deps import ServedNetworks
 from payfirst.usecases.ledger_check import CheckedNetwork, LedgerReport, check_ledger
 from payfirst.usecases.payouts import Payouts
 from payfirst.usecases.policies import Policies
+from payfirst.usecases.tokens import (
+    LIST_COLUMNS,
+    TokenListing,
+    add_token,
+    added_lines,
+    list_tokens,
+    listing_row,
+)
 from payfirst.usecases.webhooks import UrlCheck, Webhooks
 
 log = logging.getLogger("payfirst")
 
+# -- the environment variables each command reads (payfirst.config) ----------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="payfirst", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser(
-        "serve",
-        help="API and workers in one process; without PAYFIRST_RPC_URL, also a local dev chain; "
-        "without PAYFIRST_DATABASE_URL, an embedded PostgreSQL under var/postgres",
+_LOGS = "PAYFIRST_LOG_LEVEL, PAYFIRST_LOG_FORMAT"
+_DATABASE = "PAYFIRST_DATABASE_URL (unset: the embedded PostgreSQL a `payfirst serve` started)"
+_CHAIN = (
+    "PAYFIRST_RPC_URL or PAYFIRST_NETWORKS_FILE, PAYFIRST_RELAYER_KEY / PAYFIRST_RELAYER_KEYS / "
+    "PAYFIRST_RELAYER_KEY_FILE, PAYFIRST_SETTLER_ADDRESS, PAYFIRST_TREASURY_ADDRESS"
+)
+_HTTP = (
+    "PAYFIRST_HOST, PAYFIRST_PORT, PAYFIRST_MAX_QUANTITY, PAYFIRST_SETTLE_TIMEOUT_S, "
+    "PAYFIRST_SETTLE_PAY_TO, PAYFIRST_MIN_SETTLE_AMOUNT, PAYFIRST_PLATFORM_FEE_BPS, "
+    "PAYFIRST_RATE_LIMIT_PER_CLIENT, PAYFIRST_RATE_LIMIT_PER_PAYER, PAYFIRST_MAX_WAITERS, "
+    "PAYFIRST_MAX_BODY_BYTES, PAYFIRST_MAX_HEADER_BYTES, PAYFIRST_HEADER_TIMEOUT_S, "
+    "PAYFIRST_BODY_TIMEOUT_S, PAYFIRST_KEEP_ALIVE_S, PAYFIRST_MAX_CONNECTIONS, "
+    "PAYFIRST_ACCESS_LOG, PAYFIRST_STATUS_PAGE, PAYFIRST_METRICS_DIR"
+)
+_WEBHOOKS = (
+    "PAYFIRST_WEBHOOK_ALLOW_PRIVATE, PAYFIRST_WEBHOOK_ALLOWED_CIDRS, PAYFIRST_WEBHOOK_CONCURRENCY"
+)
+
+
+def _env(*groups: str) -> str:
+    return "Environment: " + "; ".join((*groups, _LOGS)) + "."
+
+
+_DB_ENV = _env(_DATABASE)
+_CHAIN_ENV = _env(_DATABASE, _CHAIN)
+
+_LIMIT_HELP = "At most this many (1..100)."
+
+app = typer.Typer(
+    name="payfirst",
+    help="payfirst: an x402 payment server. Payment first, delivery after.\n\n"
+    "Every command reads PAYFIRST_* environment variables; `payfirst COMMAND --help` "
+    "lists the ones it reads. Tables are drawn on a terminal; piped, the output is plain "
+    "text (and `stats` JSON).",
+    rich_markup_mode="markdown",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a traceback never shows locals (keys, URLs)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _group(name: str, help_: str) -> typer.Typer:
+    group = typer.Typer(
+        name=name,
+        help=help_,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
     )
-    serve_parser.add_argument(
-        "--reset",
-        action="store_true",
-        help="start the embedded database and the dev chain afresh (deletes their data "
-        "under var/; the same as PAYFIRST_RESET=1)",
-    )
-    commands.add_parser("api", help="the HTTP API only (workers run elsewhere)")
-    commands.add_parser("worker", help="the sender, confirmer and mint loops only")
-    commands.add_parser("migrate", help="apply database migrations and exit")
-    commands.add_parser("stats", help="print queue counts and rates")
-    adopt = commands.add_parser(
-        "adopt-chain",
-        help="give the payments and relayer nonces of no recorded chain (from the "
-        "single-chain setup) the chain id they settle on",
-    )
-    adopt.add_argument("--chain-id", type=int, required=True, help="e.g. 8453 for Base")
-    reset = commands.add_parser(
-        "reset-stuck", help="settle payments `sent` for too long by what the chain says"
-    )
-    reset.add_argument(
-        "--older-than",
-        default=None,
-        type=_duration,
-        help="e.g. 90s, 5m, 1h (default: the confirmation_timeout_s setting)",
-    )
-    settings = commands.add_parser(
-        "settings", help="show or change the runtime settings (no restart needed)"
-    )
-    settings_commands = settings.add_subparsers(dest="settings_command", required=True)
-    show = settings_commands.add_parser("show", help="every setting: value, default, meaning")
-    show.add_argument("--json", action="store_true", help="as JSON")
-    set_ = settings_commands.add_parser(
-        "set", help="set NAME to VALUE (checked against its bounds)"
-    )
-    set_.add_argument("name", choices=list(SPECS), metavar="NAME")
-    set_.add_argument("value", metavar="VALUE")
-    unset = settings_commands.add_parser("unset", help="back to the default")
-    unset.add_argument("name", choices=list(SPECS), metavar="NAME")
-    _add_ledger_parser(commands)
-    _add_payouts_parser(commands)
-    _add_policies_parsers(commands)
-    _add_webhooks_parser(commands)
-    _add_accounts_parsers(commands)
-    demo = commands.add_parser("demo", help="buy mints from a running server, report latency")
-    demo.add_argument("--url", default=None, help="server URL (default from PAYFIRST_HOST/PORT)")
-    demo.add_argument("--rpc", default=None, help="chain RPC (default from var/devchain.json)")
-    demo.add_argument("--payers", type=int, default=5)
-    demo.add_argument("--mints", type=int, default=20, help="payments of one mint each")
-    demo.add_argument("--x402-version", type=int, choices=(1, 2), default=2)
-    return parser
+    app.add_typer(group, name=name)
+    return group
+
+
+settings_app = _group("settings", "Show or change the runtime settings (no restart needed).")
+ledger_app = _group("ledger", "The double-entry ledger: check it, reverse a payment's entries.")
+payouts_app = _group("payouts", "Providers' payouts: list, create.")
+payers_app = _group("payers", "Agents' payer addresses: list.")
+approvals_app = _group("approvals", "Payments held by a spending policy: list, approve, reject.")
+webhooks_app = _group("webhooks", "Webhook endpoints: list, replay.")
+accounts_app = _group("accounts", "Accounts of the admin API: create, list, revoke.")
+keys_app = _group("keys", "API keys: create, revoke.")
+tokens_app = _group(
+    "tokens", "Tokens for sale: register a mintable token (checked on chain), list them."
+)
+
+
+def command_names() -> set[str]:
+    """The top-level commands (the container files may run only these)."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return set(group.commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The console script (payfirst.entry): runs one command; its exit status."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(
+            args=None if argv is None else list(argv), prog_name="payfirst", standalone_mode=True
+        )
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"payfirst {payfirst.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print payfirst's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The root: --version."""
+
+
+# -- running a command ------------------------------------------------------------------
+
+
+def _config() -> Config:
     try:
         config = load_config()
     except ConfigError as exc:
-        print(f"payfirst: configuration error: {exc}", file=sys.stderr)
-        return 2
+        _fail(f"configuration error: {exc}", 2)
     configure_logging(config.log_level, config.log_format, access_log=config.access_log)
-    if args.command in ("serve", "api", "worker"):
-        restore_default_sigint()
-        forks = args.command == "api" and config.api_processes > 1
-        setup_metrics(
-            config.metrics_dir or (tempfile.mkdtemp(prefix="payfirst-metrics-") if forks else None)
-        )
-    try:
-        if args.command == "demo":
-            from payfirst.demo import run_demo
+    return config
 
-            url = args.url or f"http://{config.host}:{config.port}"
-            return asyncio.run(run_demo(url, args.rpc, args.payers, args.mints, args.x402_version))
-        if args.command == "ledger":
-            return asyncio.run(ledger_command(config, args))
-        if args.command == "payouts":
-            return asyncio.run(payouts_command(config, args))
-        if args.command in ("payers", "approvals"):
-            return asyncio.run(policies_command(config, args))
-        if args.command == "webhooks":
-            return asyncio.run(webhooks_command(config, args))
-        if args.command in ("accounts", "keys"):
-            return asyncio.run(accounts_command(config, args))
-        if args.command == "api":
-            _run_api(config)
-        else:
-            asyncio.run(_run(args, config))
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"payfirst: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _exit_of(call: Callable[[], int | None]) -> NoReturn:
+    """Runs a command's work and leaves with its exit status: 2 for a configuration or
+    setting error, 1 when a database or chain cannot be reached."""
+    try:
+        code = call() or 0
     except ConfigError as exc:
-        print(f"payfirst: configuration error: {exc}", file=sys.stderr)
-        return 2
+        _fail(f"configuration error: {exc}", 2)
     except SettingError as exc:
-        print(f"payfirst: {exc}", file=sys.stderr)
-        return 2
+        _fail(str(exc), 2)
     except Unreachable as exc:
-        print(f"payfirst: cannot start: {exc}", file=sys.stderr)
-        return 1
+        _fail(f"cannot start: {exc}", 1)
     except KeyboardInterrupt:
-        pass
-    return 0
+        code = 0
+    raise typer.Exit(code)
+
+
+def _run(work: Callable[[Config], Coroutine[Any, Any, int | None]]) -> NoReturn:
+    """A command's async work with the configuration from the environment."""
+    config = _config()
+    _exit_of(lambda: asyncio.run(work(config)))
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _progress(console: Console | None = None) -> Progress:
+    """A progress bar on stderr when it is a terminal; nothing at all otherwise (a log or a
+    pipe gets the command's results only)."""
+    console = console or _err()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _show(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    plain: Callable[[], str],
+    *,
+    notes: Sequence[str] = (),
+    title: str | None = None,
+) -> None:
+    """A rich table on a terminal; the plain text (`plain()`) when piped or redirected."""
+    console = _out()
+    if not console.is_terminal:
+        print(plain())
+        return
+    table = Table(*columns, title=title, header_style="bold", show_lines=False)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # a name may hold [brackets]
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False)
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def _server(command: str) -> Config:
+    config = _config()
+    restore_default_sigint()
+    forks = command == "api" and config.api_processes > 1
+    setup_metrics(
+        config.metrics_dir or (tempfile.mkdtemp(prefix="payfirst-metrics-") if forks else None)
+    )
+    return config
+
+
+@app.command(
+    "serve",
+    epilog=_env(
+        _DATABASE.replace("a `payfirst serve` started", "started under var/postgres"),
+        _CHAIN + " (unset: a local dev chain)",
+        "PAYFIRST_RESET, PAYFIRST_ANVIL_PORT",
+        _HTTP,
+        _WEBHOOKS,
+    ),
+)
+def serve_command(
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start the embedded database and the dev chain afresh (deletes their data "
+            "under var/; the same as PAYFIRST_RESET=1).",
+        ),
+    ] = False,
+) -> None:
+    """API and workers in one process; without PAYFIRST_RPC_URL, also a local dev chain;
+    without PAYFIRST_DATABASE_URL, an embedded PostgreSQL under var/postgres."""
+    config = _server("serve")
+    if reset:
+        config = dataclasses.replace(config, reset=True)
+    _exit_of(lambda: asyncio.run(serve(config, api=True, worker=True)))
+
+
+@app.command("api", epilog=_env(_DATABASE, _CHAIN, "PAYFIRST_API_PROCESSES", _HTTP, _WEBHOOKS))
+def api_command() -> None:
+    """The HTTP API only (workers run elsewhere); PAYFIRST_API_PROCESSES processes share
+    its port."""
+    config = _server("api")
+    _exit_of(lambda: _run_api(config))
+
+
+@app.command("worker", epilog=_env(_DATABASE, _CHAIN, _WEBHOOKS, "PAYFIRST_METRICS_DIR"))
+def worker_command() -> None:
+    """The sender, confirmer, mint, payout and webhook loops only (the API runs
+    elsewhere)."""
+    config = _server("worker")
+    _exit_of(lambda: asyncio.run(serve(config, api=False, worker=True)))
+
+
+@app.command("migrate", epilog=_DB_ENV)
+def migrate_command() -> None:
+    """Apply the database migrations and exit."""
+    _run(migrate)
+
+
+@app.command("stats", epilog=_DB_ENV)
+def stats_command(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="As JSON (the default when not a terminal).")
+    ] = False,
+) -> None:
+    """Print queue counts and rates: a table on a terminal, JSON otherwise."""
+    _run(lambda config: stats(config, as_json=as_json))
+
+
+@app.command("adopt-chain", epilog=_DB_ENV)
+def adopt_chain_command(
+    chain_id: Annotated[
+        int, typer.Option("--chain-id", help="The chain they settle on, e.g. 8453 for Base.")
+    ],
+) -> None:
+    """Give the payments and relayer nonces of no recorded chain (from the single-chain
+    setup) the chain id they settle on."""
+    _run(lambda config: adopt_chain(config, chain_id))
+
+
+def _seconds(value: str) -> int:
+    """A duration option (90s, 5m, 1h, 30d or seconds) as seconds."""
+    try:
+        return _duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    """A parser accepting one of `choices` (listed in the option's help)."""
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            raise typer.BadParameter(f"invalid choice: {value!r} (choose from {shown})")
+        return value
+
+    return parse
+
+
+@app.command("reset-stuck", epilog=_CHAIN_ENV)
+def reset_stuck_command(
+    older_than: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than",
+            parser=_seconds,
+            metavar="DURATION",
+            help="e.g. 90s, 5m, 1h (default: the confirmation_timeout_s setting).",
+        ),
+    ] = None,
+) -> None:
+    """Settle payments `sent` for too long by what the chain says."""
+    _run(lambda config: reset_stuck(config, older_than))
+
+
+# -- settings -----------------------------------------------------------------------------
+
+_SETTING = _choice(*SPECS)
+_SETTING_HELP = "The setting: " + ", ".join(SPECS) + "."
+
+
+@settings_app.command("show", epilog=_DB_ENV)
+def settings_show_command(
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """Every setting: value in force, default, meaning."""
+    _run(lambda config: settings_command(config, "show", as_json=as_json))
+
+
+@settings_app.command("set", epilog=_DB_ENV)
+def settings_set_command(
+    name: Annotated[str, typer.Argument(parser=_SETTING, metavar="NAME", help=_SETTING_HELP)],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="Its new value.")],
+) -> None:
+    """Set NAME to VALUE (checked against its bounds first)."""
+    _run(lambda config: settings_command(config, "set", name, value))
+
+
+@settings_app.command("unset", epilog=_DB_ENV)
+def settings_unset_command(
+    name: Annotated[str, typer.Argument(parser=_SETTING, metavar="NAME", help=_SETTING_HELP)],
+) -> None:
+    """Back to the default."""
+    _run(lambda config: settings_command(config, "unset", name))
+
+
+# -- ledger -------------------------------------------------------------------------------
+
+
+@ledger_app.command("check", epilog=_CHAIN_ENV)
+def ledger_check_command() -> None:
+    """Check the ledger's invariants against the chain (exit 1 on any violation)."""
+    _run(ledger_check)
+
+
+@ledger_app.command("reverse", epilog=_DB_ENV)
+def ledger_reverse_command(
+    payment_id: Annotated[UUID, typer.Argument(metavar="PAYMENT_ID", help="The payment.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, kept with the reversal.")],
+) -> None:
+    """Reverse a completed payment's ledger entries (one the check found not on chain)."""
+    _run(lambda config: ledger_reverse(config, payment_id, reason))
+
+
+# -- payouts, payers, approvals, webhooks -----------------------------------------------
+
+
+@payouts_app.command("list", epilog=_DB_ENV)
+def payouts_list_command(
+    provider: Annotated[
+        str | None, typer.Option("--provider", metavar="ID", help="One provider's only.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help=_LIMIT_HELP)] = 50,
+) -> None:
+    """Payouts, newest first."""
+    _run(lambda config: payouts_command(config, "list", provider=provider, limit=limit))
+
+
+@payouts_app.command("create", epilog=_DB_ENV)
+def payouts_create_command(
+    provider: Annotated[str, typer.Option("--provider", metavar="ID", help="The provider.")],
+    amount: Annotated[
+        str | None, typer.Option("--amount", help="Atomic units (default: all available).")
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option("--network", help="CAIP-2, e.g. eip155:8453.")
+    ] = None,
+    asset: Annotated[str | None, typer.Option("--asset", help="The asset's address.")] = None,
+) -> None:
+    """Pay out a provider's available balance (the payout loop signs it)."""
+    _run(
+        lambda config: payouts_command(
+            config, "create", provider=provider, amount=amount, network=network, asset=asset
+        )
+    )
+
+
+@payers_app.command("list", epilog=_DB_ENV)
+def payers_list_command(
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="ID", help="One agent's only.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help=_LIMIT_HELP)] = 50,
+) -> None:
+    """Payer addresses, by address."""
+    _run(lambda config: policies_command(config, "payers", agent=agent, limit=limit))
+
+
+@approvals_app.command("list", epilog=_DB_ENV)
+def approvals_list_command(
+    limit: Annotated[int, typer.Option("--limit", help=_LIMIT_HELP)] = 50,
+) -> None:
+    """Payments awaiting approval, oldest first."""
+    _run(lambda config: policies_command(config, "list", limit=limit))
+
+
+_PAYMENT_ID = typer.Argument(metavar="PAYMENT_ID", help="The payment awaiting approval.")
+
+
+@approvals_app.command("approve", epilog=_DB_ENV)
+def approvals_approve_command(payment_id: Annotated[str, _PAYMENT_ID]) -> None:
+    """A payment awaiting approval: settle it like any other."""
+    _run(lambda config: policies_command(config, "approve", payment_id=payment_id))
+
+
+@approvals_app.command("reject", epilog=_DB_ENV)
+def approvals_reject_command(payment_id: Annotated[str, _PAYMENT_ID]) -> None:
+    """A payment awaiting approval: fail it."""
+    _run(lambda config: policies_command(config, "reject", payment_id=payment_id))
+
+
+@webhooks_app.command("list", epilog=_DB_ENV)
+def webhooks_list_command(
+    account: Annotated[
+        str | None, typer.Option("--account", metavar="ID", help="One account's only.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help=_LIMIT_HELP)] = 50,
+) -> None:
+    """Webhook endpoints, oldest first."""
+    _run(lambda config: webhooks_command(config, "list", account=account, limit=limit))
+
+
+@webhooks_app.command("replay", epilog=_env(_DATABASE, _WEBHOOKS))
+def webhooks_replay_command(
+    endpoint: Annotated[str, typer.Argument(metavar="ID", help="The webhook endpoint's id.")],
+    message: Annotated[
+        str | None, typer.Option("--message", metavar="M", help="A message id (msg_...).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="T", help="ISO 8601: 2026-01-31T00:00Z.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="T", help="ISO 8601 (default: now).")
+    ] = None,
+) -> None:
+    """Send an endpoint one message, or those of a time range, again."""
+    _run(
+        lambda config: webhooks_command(
+            config, "replay", endpoint=endpoint, message=message, since=since, until=until
+        )
+    )
+
+
+# -- accounts and keys ------------------------------------------------------------------
+
+_KEYS_ENV = _env(
+    _DATABASE + "; keys of the embedded database are test keys (pf_test_), others live"
+)
+
+
+@accounts_app.command("create", epilog=_KEYS_ENV)
+def accounts_create_command(
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            parser=_choice(*(r.value for r in Role)),
+            help="The account's role: " + ", ".join(r.value for r in Role) + ".",
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", help="A name for people.")],
+    fee_bps: Annotated[
+        int | None, typer.Option("--fee-bps", help="A provider's fee, 0..10000.")
+    ] = None,
+    payout_address: Annotated[
+        str | None, typer.Option("--payout-address", help="A provider's payout address.")
+    ] = None,
+) -> None:
+    """A new account and its first API key (printed once)."""
+    _accounts(
+        lambda service, mode: create_account(
+            service, mode, role, name, fee_bps=fee_bps, payout_address=payout_address
+        )
+    )
+
+
+@accounts_app.command("list", epilog=_DB_ENV)
+def accounts_list_command() -> None:
+    """Every account, oldest first."""
+
+    async def listing(service: Accounts, mode: KeyMode) -> str | None:
+        accounts = await _all_accounts(service)
+        _show(
+            ("ID", "ROLE", "CREATED", "REVOKED", "NAME"),
+            _account_rows(accounts),
+            lambda: accounts_table(accounts),
+        )
+        return None
+
+    _accounts(listing)
+
+
+@accounts_app.command("revoke", epilog=_DB_ENV)
+def accounts_revoke_command(
+    account_id: Annotated[str, typer.Argument(metavar="ID", help="The account.")],
+) -> None:
+    """Revoke an account and so its keys."""
+
+    async def revoke(service: Accounts, mode: KeyMode) -> str:
+        account = await service.revoke_account(check_id(account_id, "the account id"))
+        return f"account {account.id} revoked"
+
+    _accounts(revoke)
+
+
+@keys_app.command("create", epilog=_KEYS_ENV)
+def keys_create_command(
+    account: Annotated[str, typer.Option("--account", metavar="ID", help="The account.")],
+    name: Annotated[str | None, typer.Option("--name", help="A name for people.")] = None,
+    expires_in: Annotated[
+        int | None,
+        typer.Option(
+            "--expires-in",
+            parser=_seconds,
+            metavar="DURATION",
+            help="e.g. 12h, 30d (default: never).",
+        ),
+    ] = None,
+) -> None:
+    """A new API key (printed once)."""
+
+    async def create(service: Accounts, mode: KeyMode) -> str:
+        issued = await service.issue_key(
+            check_id(account, "the account id"),
+            name=check_key_name(name),
+            expires_in=check_expires_in(expires_in),
+            mode=mode,
+        )
+        return _shown_once(issued)
+
+    _accounts(create)
+
+
+@keys_app.command("revoke", epilog=_DB_ENV)
+def keys_revoke_command(
+    key: Annotated[
+        str, typer.Argument(metavar="PREFIX_OR_ID", help="The key's prefix (pf_..._) or id.")
+    ],
+) -> None:
+    """Revoke an API key by prefix or id."""
+
+    async def revoke(service: Accounts, mode: KeyMode) -> str:
+        key_id = _uuid_or_none(key)
+        if key_id is None:
+            key_id = (await service.key_by_prefix(key)).id
+        revoked = await service.revoke_key(key_id)
+        return f"key {revoked.prefix} revoked"
+
+    _accounts(revoke)
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+@tokens_app.command("add", epilog=_CHAIN_ENV)
+def tokens_add_command(
+    address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The MintToken contract.")],
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="A served network, CAIP-2 (eip155:8453) or x402 v1 name (default: the "
+            "first served).",
+        ),
+    ] = None,
+    price: Annotated[
+        int | None,
+        typer.Option(
+            "--price", help="The price per mint you expect, atomic units of the payment asset."
+        ),
+    ] = None,
+    cap: Annotated[
+        int | None, typer.Option("--cap", help="The cap you expect (MAX_MINT_COUNT, mints).")
+    ] = None,
+    asset: Annotated[
+        str | None, typer.Option("--asset", help="The payment asset you expect (0x address).")
+    ] = None,
+) -> None:
+    """Register a mintable token for sale once the chain shows it is what it claims: a
+    MintToken at the expected price, cap and payment asset, mintable by every relayer.
+    Exit 1 when refused (nothing stored) or the chain cannot be read."""
+    _run(
+        lambda config: tokens_add(
+            config, address, network=network, price=price, cap=cap, asset=asset
+        )
+    )
+
+
+@tokens_app.command("list", epilog=_CHAIN_ENV)
+def tokens_list_command() -> None:
+    """Every token for sale: price, cap, sold, remaining, and what its contract has minted
+    (? when its chain cannot be read)."""
+    _run(tokens_list)
+
+
+# -- pay ----------------------------------------------------------------------------------
+
+
+@app.command("pay", epilog=f"Environment: {KEY_ENV} (the payer's private key, 0x-hex).")
+def pay_command(
+    url: Annotated[str, typer.Argument(metavar="URL", help="The x402 resource.")],
+    max_amount: Annotated[
+        int,
+        typer.Option(
+            "--max-amount",
+            help="Pay at most this, atomic units of the asset asked for (1 USDC = 1000000); "
+            "a dearer payment is refused before anything is signed.",
+        ),
+    ],
+    method: Annotated[str, typer.Option("--method", "-X", help="The HTTP method.")] = "GET",
+    json_text: Annotated[
+        str | None, typer.Option("--json", metavar="TEXT", help="A JSON request body.")
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option("--network", help="Pay only on this network (CAIP-2 or x402 v1 name)."),
+    ] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--key-file",
+            metavar="PATH",
+            help=f"A file holding the payer's key, readable by you only (mode 600); "
+            f"default: {KEY_ENV}.",
+        ),
+    ] = None,
+) -> None:
+    """Pay an x402 resource from the shell, what curl is for HTTP: the body on stdout,
+    what was paid on stderr. Exit 0 on a 2xx answer, 1 otherwise; 2 when nothing was paid
+    (no key, above --max-amount, a bad argument)."""
+    try:
+        key = payer_key(key_file=key_file)
+        body = None if json_text is None else json.loads(json_text)
+        outcome = asyncio.run(
+            pay(
+                url,
+                method=method,
+                json_body=body,
+                max_amount=max_amount,
+                key=key,
+                network=network,
+            )
+        )
+    except (PayerKeyError, PaymentRefused, PaymentError, ValueError) as exc:
+        _fail(str(exc), 2)
+    except httpx.HTTPError as exc:
+        _fail(f"{url}: {exc or type(exc).__name__}", 1)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    sys.stdout.write(outcome.body)
+    if outcome.body and not outcome.body.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    print("\n".join(outcome_lines(outcome)), file=sys.stderr)
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@app.command("demo", epilog=_env("PAYFIRST_HOST, PAYFIRST_PORT (the server's URL)"))
+def demo_command(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Server URL (default from PAYFIRST_HOST and PAYFIRST_PORT)."),
+    ] = None,
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="Chain RPC (default from var/devchain.json).")
+    ] = None,
+    payers: Annotated[int, typer.Option("--payers", help="Payer keys, funded first.")] = 5,
+    mints: Annotated[int, typer.Option("--mints", help="Payments of one mint each.")] = 20,
+    x402_version: Annotated[
+        int,
+        typer.Option("--x402-version", min=1, max=2, help="x402 version, 1 or 2."),
+    ] = 2,
+) -> None:
+    """Buy mints from a running server like real clients, with progress bars; reports the
+    latency from request to mint confirmed."""
+    from payfirst.demo import run_demo
+
+    config = _config()
+    base = url or f"http://{config.host}:{config.port}"
+    _exit_of(lambda: asyncio.run(run_demo(base, rpc, payers, mints, x402_version)))
+
+
+# -- the implementations ------------------------------------------------------------------
 
 
 def _run_api(config: Config) -> None:
@@ -208,25 +842,6 @@ def _run_api(config: Config) -> None:
                 os.waitpid(pid, 0)
 
 
-async def _run(args: argparse.Namespace, config: Config) -> None:
-    if args.command == "serve":
-        if args.reset:
-            config = dataclasses.replace(config, reset=True)
-        await serve(config, api=True, worker=True)
-    elif args.command == "worker":
-        await serve(config, api=False, worker=True)
-    elif args.command == "migrate":
-        await migrate(config)
-    elif args.command == "stats":
-        await stats(config)
-    elif args.command == "reset-stuck":
-        await reset_stuck(config, args.older_than)
-    elif args.command == "adopt-chain":
-        await adopt_chain(config, args.chain_id)
-    elif args.command == "settings":
-        await settings_command(config, args)
-
-
 async def migrate(config: Config) -> None:
     store = await open_database(config)
     await store.close()
@@ -247,32 +862,68 @@ async def adopt_chain(config: Config, chain_id: int) -> None:
     print(f"rows of no recorded chain adopted by chain {chain_id}")
 
 
-async def stats(config: Config) -> None:
+async def stats(config: Config, *, as_json: bool = False) -> None:
+    """Queue counts and rates: JSON when asked or when not a terminal, else tables."""
     store = await open_database(config)
     try:
-        print(json.dumps(await store.payment_stats(), indent=2))
+        numbers = await store.payment_stats()
     finally:
         await store.close()
+    console = _out()
+    if as_json or not console.is_terminal:
+        print(json.dumps(numbers, indent=2))
+        return
+    console.print(stats_table(numbers))
 
 
-async def settings_command(config: Config, args: argparse.Namespace) -> None:
+def stats_table(numbers: dict[str, Any]) -> Table:
+    """`payment_stats()` as one table: the count of every payment and mint status, then
+    the rates."""
+    table = Table("QUEUE", "STATUS", header_style="bold", title="payfirst stats")
+    table.add_column("COUNT", justify="right")
+    for queue in ("payments", "mints"):
+        for status, count in numbers.get(queue, {}).items():
+            table.add_row(queue, status, str(count))
+        table.add_section()
+    for name, value in numbers.items():
+        if not isinstance(value, dict):
+            shown = "-" if value is None else f"{value:.1f}" if isinstance(value, float) else value
+            table.add_row(name.replace("_", " "), "", str(shown))
+    return table
+
+
+async def settings_command(
+    config: Config,
+    action: str,
+    name: str | None = None,
+    value: str | None = None,
+    *,
+    as_json: bool = False,
+) -> None:
     """`payfirst settings show|set|unset`: the store's rows through RuntimeSettings; a
     value is checked against its bounds before anything is written. The workers read the
     settings at every tick: a change applies without a restart."""
-    if args.settings_command == "set":
-        value = spec_of(args.name).parse(args.value)  # SettingError before any IO
+    parsed = 0
+    if action == "set":
+        assert name is not None and value is not None
+        parsed = spec_of(name).parse(value)  # SettingError before any IO
     store = await open_database(config)
     try:
-        if args.settings_command == "set":
-            await store.set_setting(args.name, value)
-            print(f"{args.name} = {value}")
-        elif args.settings_command == "unset":
-            removed = await store.unset_setting(args.name)
-            default = spec_of(args.name).default
-            print(f"{args.name} = {default} (default{'' if removed else ', was not set'})")
+        if action == "set":
+            assert name is not None
+            await store.set_setting(name, parsed)
+            print(f"{name} = {parsed}")
+        elif action == "unset":
+            assert name is not None
+            removed = await store.unset_setting(name)
+            default = spec_of(name).default
+            print(f"{name} = {default} (default{'' if removed else ', was not set'})")
+        elif as_json:
+            print(settings_json(await store.get_settings()))
         else:
             rows = await store.get_settings()
-            print(settings_json(rows) if args.json else settings_table(rows))
+            cells, notes = _settings_cells(rows)
+            _show(cells[0], cells[1:], lambda: settings_table(rows), notes=notes)
     finally:
         await store.close()
 
@@ -302,12 +953,11 @@ def settings_json(rows: dict[str, int]) -> str:
     )
 
 
-def settings_table(rows: dict[str, int]) -> str:
-    """Every setting as a table: name, value in force, default, meaning; then every stored
-    row that is ignored (unknown, or out of bounds: its default applies)."""
+def _settings_cells(rows: dict[str, int]) -> tuple[list[tuple[str, ...]], list[str]]:
     current, problems = RuntimeSettings.from_rows(rows)
     in_force = current.as_rows()
-    table = [("NAME", "VALUE", "DEFAULT", "DESCRIPTION")] + [
+    cells: list[tuple[str, ...]] = [("NAME", "VALUE", "DEFAULT", "DESCRIPTION")]
+    cells += [
         (
             spec.name,
             str(in_force[spec.name]) + ("*" if spec.name in rows else ""),
@@ -316,10 +966,16 @@ def settings_table(rows: dict[str, int]) -> str:
         )
         for spec in SPECS.values()
     ]
-    lines = _aligned(table)
-    lines.append("* set by an operator (`payfirst settings unset NAME`: back to the default)")
-    lines += [f"ignored: {problem}" for problem in problems]
-    return "\n".join(lines)
+    notes = ["* set by an operator (`payfirst settings unset NAME`: back to the default)"]
+    notes += [f"ignored: {problem}" for problem in problems]
+    return cells, notes
+
+
+def settings_table(rows: dict[str, int]) -> str:
+    """Every setting as a table: name, value in force, default, meaning; then every stored
+    row that is ignored (unknown, or out of bounds: its default applies)."""
+    cells, notes = _settings_cells(rows)
+    return "\n".join(_aligned(cells) + notes)
 
 
 async def reset_stuck(config: Config, older_than_s: int | None) -> None:
@@ -332,9 +988,14 @@ async def reset_stuck(config: Config, older_than_s: int | None) -> None:
             confirmer = network.confirmers(runtime.store)[0]
             stuck = await confirmer.stuck_payments(older_than_s)
             print(
-                f"{network.network.caip2}: {len(stuck)} payments sent more than {older_than_s}s ago"
+                f"{network.network.caip2}: {len(stuck)} payments sent more than {older_than_s}s ago",
+                flush=True,
             )
-            await confirmer.check(stuck, [], settings)
+            with _progress() as progress:
+                task = progress.add_task(f"deciding by {network.network.caip2}", total=len(stuck))
+                for chunk in _by_transaction(stuck, settings.confirmation_batch_size):
+                    await confirmer.check(chunk, [], settings)
+                    progress.advance(task, len(chunk))
             for payment in stuck:
                 now = await runtime.store.get_payment(payment.id)
                 assert now is not None
@@ -343,6 +1004,24 @@ async def reset_stuck(config: Config, older_than_s: int | None) -> None:
                     print("    (still in flight: re-sent; it can still be mined)")
     finally:
         await runtime.close()
+
+
+def _by_transaction(payments: Sequence[Payment], txs: int) -> Iterator[list[Payment]]:
+    """The payments in chunks of at most `txs` transactions, every payment of one
+    transaction in the same chunk (as the confirmer's own ticks take them)."""
+    groups: dict[str, list[Payment]] = {}
+    for payment in payments:
+        groups.setdefault(payment.tx_hash or str(payment.id), []).append(payment)
+    chunk: list[Payment] = []
+    count = 0
+    for group in groups.values():
+        chunk += group
+        count += 1
+        if count >= max(txs, 1):
+            yield chunk
+            chunk, count = [], 0
+    if chunk:
+        yield chunk
 
 
 async def serve(
@@ -490,77 +1169,45 @@ def _print_ready(config: Config, runtime: Runtime, operator_key: IssuedKey | Non
 # -- accounts and API keys --------------------------------------------------------------
 
 
-def _add_accounts_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    accounts = commands.add_parser(
-        "accounts", help="accounts of the admin API: create, list, revoke"
+def _accounts(action: Callable[[Accounts, KeyMode], Coroutine[Any, Any, str | None]]) -> NoReturn:
+    """`payfirst accounts ...` and `payfirst keys ...`: runs `action` and prints what it
+    returns; exit 2 for a value refused (nothing written). Keys of the embedded database
+    (a dev instance) are test keys (pf_test_)."""
+
+    async def work(config: Config) -> int:
+        mode = KeyMode.TEST if config.database_url is None else KeyMode.LIVE
+        store = await open_database(config)
+        try:
+            printed = await action(Accounts(store), mode)
+        except PaymentRejected as exc:
+            print(f"payfirst: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await store.close()
+        if printed is not None:
+            print(printed)
+        return 0
+
+    _run(work)
+
+
+async def create_account(
+    service: Accounts,
+    mode: KeyMode,
+    role: str,
+    name: str,
+    *,
+    fee_bps: int | None,
+    payout_address: str | None,
+) -> str:
+    account, issued = await service.create_account(
+        check_role(role),
+        check_name(name),
+        fee_bps=check_fee_bps(fee_bps),
+        payout_address=check_payout_address(payout_address),
+        mode=mode,
     )
-    accounts_commands = accounts.add_subparsers(dest="accounts_command", required=True)
-    create = accounts_commands.add_parser(
-        "create", help="a new account and its first API key (printed once)"
-    )
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name", required=True)
-    create.add_argument("--fee-bps", type=int, default=None, help="a provider's fee, 0..10000")
-    create.add_argument("--payout-address", default=None, help="a provider's payout address")
-    accounts_commands.add_parser("list", help="every account, oldest first")
-    revoke = accounts_commands.add_parser("revoke", help="revoke an account and so its keys")
-    revoke.add_argument("account_id", metavar="ID")
-    keys = commands.add_parser("keys", help="API keys: create, revoke")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    key_create = keys_commands.add_parser("create", help="a new API key (printed once)")
-    key_create.add_argument("--account", required=True, metavar="ID")
-    key_create.add_argument("--name", default=None)
-    key_create.add_argument(
-        "--expires-in", type=_duration, default=None, help="e.g. 12h, 30d (default: never)"
-    )
-    key_revoke = keys_commands.add_parser("revoke", help="revoke an API key by prefix or id")
-    key_revoke.add_argument("key", metavar="PREFIX_OR_ID")
-
-
-async def accounts_command(config: Config, args: argparse.Namespace) -> int:
-    """`payfirst accounts create|list|revoke` and `payfirst keys create|revoke`; the exit
-    status (2: a value refused, nothing written). Keys of the embedded database (a dev
-    instance) are test keys (pf_test_)."""
-    mode = KeyMode.TEST if config.database_url is None else KeyMode.LIVE
-    store = await open_database(config)
-    try:
-        print(await _accounts_action(Accounts(store), args, mode))
-    except PaymentRejected as exc:
-        print(f"payfirst: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        await store.close()
-    return 0
-
-
-async def _accounts_action(service: Accounts, args: argparse.Namespace, mode: KeyMode) -> str:
-    if args.command == "keys" and args.keys_command == "create":
-        issued = await service.issue_key(
-            check_id(args.account, "the account id"),
-            name=check_key_name(args.name),
-            expires_in=check_expires_in(args.expires_in),
-            mode=mode,
-        )
-        return _shown_once(issued)
-    if args.command == "keys":
-        key_id = _uuid_or_none(args.key)
-        if key_id is None:
-            key_id = (await service.key_by_prefix(args.key)).id
-        revoked = await service.revoke_key(key_id)
-        return f"key {revoked.prefix} revoked"
-    if args.accounts_command == "create":
-        account, issued = await service.create_account(
-            check_role(args.role),
-            check_name(args.name),
-            fee_bps=check_fee_bps(args.fee_bps),
-            payout_address=check_payout_address(args.payout_address),
-            mode=mode,
-        )
-        return f"account {account.id} ({account.role}, {account.name})\n{_shown_once(issued)}"
-    if args.accounts_command == "revoke":
-        account = await service.revoke_account(check_id(args.account_id, "the account id"))
-        return f"account {account.id} revoked"
-    return accounts_table(await _all_accounts(service))
+    return f"account {account.id} ({account.role}, {account.name})\n{_shown_once(issued)}"
 
 
 async def _all_accounts(service: Accounts) -> list[Account]:
@@ -572,8 +1219,8 @@ async def _all_accounts(service: Accounts) -> list[Account]:
             return found
 
 
-def accounts_table(accounts: list[Account]) -> str:
-    rows = [("ID", "ROLE", "CREATED", "REVOKED", "NAME")] + [
+def _account_rows(accounts: Sequence[Account]) -> list[tuple[str, ...]]:
+    return [
         (
             str(a.id),
             a.role.value,
@@ -583,6 +1230,10 @@ def accounts_table(accounts: list[Account]) -> str:
         )
         for a in accounts
     ]
+
+
+def accounts_table(accounts: list[Account]) -> str:
+    rows = [("ID", "ROLE", "CREATED", "REVOKED", "NAME"), *_account_rows(accounts)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
@@ -608,34 +1259,22 @@ def _uuid_or_none(text: str) -> UUID | None:
 # -- ledger ---------------------------------------------------------------------------
 
 
-def _add_ledger_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ledger = commands.add_parser("ledger", help="the double-entry ledger: check it, reverse")
-    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
-    ledger_commands.add_parser(
-        "check",
-        help="check the ledger's invariants against the chain (exit 1 on any violation)",
-    )
-    reverse = ledger_commands.add_parser(
-        "reverse",
-        help="reverse a completed payment's ledger entries (one the check found not on chain)",
-    )
-    reverse.add_argument("payment_id", type=UUID, metavar="PAYMENT_ID")
-    reverse.add_argument("--reason", required=True, help="why, kept with the reversal")
+async def ledger_reverse(config: Config, payment_id: UUID, reason: str) -> int:
+    """`payfirst ledger reverse`; the exit status (1: nothing to reverse)."""
+    store = await open_database(config)
+    try:
+        reversed_ = await store.reverse_payment(payment_id, reason)
+    finally:
+        await store.close()
+    if not reversed_:
+        print(f"{payment_id}: no ledger transaction to reverse (or already reversed)")
+        return 1
+    print(f"{payment_id}: reversed")
+    return 0
 
 
-async def ledger_command(config: Config, args: argparse.Namespace) -> int:
-    """`payfirst ledger check|reverse`; the exit status."""
-    if args.ledger_command == "reverse":
-        store = await open_database(config)
-        try:
-            reversed_ = await store.reverse_payment(args.payment_id, args.reason)
-        finally:
-            await store.close()
-        if not reversed_:
-            print(f"{args.payment_id}: no ledger transaction to reverse (or already reversed)")
-            return 1
-        print(f"{args.payment_id}: reversed")
-        return 0
+async def ledger_check(config: Config) -> int:
+    """`payfirst ledger check`; the exit status (1: a violation)."""
     runtime = await open_runtime(config, start_devchain=False)
     try:
         tokens = await runtime.store.list_tokens()
@@ -653,7 +1292,16 @@ async def ledger_command(config: Config, args: argparse.Namespace) -> int:
             )
             for n in runtime.networks
         ]
-        report = await check_ledger(runtime.store, networks)
+        with _progress() as progress:
+            # Every payment at most: the check reads the completed ones and those with
+            # a ledger transaction.
+            counts = (await runtime.store.payment_stats()).get("payments", {})
+            task = progress.add_task("payments checked", total=sum(counts.values()) or None)
+
+            def checked(count: int) -> None:
+                progress.update(task, completed=count)
+
+            report = await check_ledger(runtime.store, networks, progress=checked)
     finally:
         await runtime.close()
     print(ledger_table(report))
@@ -676,46 +1324,62 @@ def ledger_table(report: LedgerReport) -> str:
 # -- payouts --------------------------------------------------------------------------
 
 
-def _add_payouts_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    payouts = commands.add_parser("payouts", help="providers' payouts: list, create")
-    payouts_commands = payouts.add_subparsers(dest="payouts_command", required=True)
-    listing = payouts_commands.add_parser("list", help="payouts, newest first")
-    listing.add_argument("--provider", default=None, metavar="ID", help="one provider's only")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
-    create = payouts_commands.add_parser(
-        "create", help="pay out a provider's available balance (the payout loop signs it)"
-    )
-    create.add_argument("--provider", required=True, metavar="ID")
-    create.add_argument("--amount", default=None, help="atomic units (default: all available)")
-    create.add_argument("--network", default=None, help="CAIP-2, e.g. eip155:8453")
-    create.add_argument("--asset", default=None, help="the asset's address")
+def _operator() -> Account:
+    return Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
 
 
-async def payouts_command(config: Config, args: argparse.Namespace) -> int:
+async def payouts_command(
+    config: Config,
+    action: str,
+    *,
+    provider: str | None = None,
+    limit: int = 50,
+    amount: str | None = None,
+    network: str | None = None,
+    asset: str | None = None,
+) -> int:
     """`payfirst payouts list|create`, as the operator; the exit status (2: refused,
     nothing written)."""
     store = await open_database(config)
-    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    operator = _operator()
     service = Payouts(store)
     try:
-        if args.payouts_command == "create":
+        if action == "create":
+            assert provider is not None
             payout = await service.request(
                 operator,
-                provider_id=check_id(args.provider, "the provider id"),
-                network=args.network,
-                asset=args.asset,
-                amount=args.amount,
+                provider_id=check_id(provider, "the provider id"),
+                network=network,
+                asset=asset,
+                amount=amount,
             )
-            print(payouts_table([payout]))
+            payouts = [payout]
         else:
-            provider = None if args.provider is None else check_id(args.provider, "provider")
-            page = await service.payouts(operator, check_limit(args.limit), provider_id=provider)
-            print(payouts_table(page.items))
+            provider_id = None if provider is None else check_id(provider, "provider")
+            page = await service.payouts(operator, check_limit(limit), provider_id=provider_id)
+            payouts = page.items
     except PaymentRejected as exc:
         print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
         return 2
     finally:
         await store.close()
+    _show(
+        ("ID", "STATUS", "AMOUNT", "PROVIDER", "CHAIN", "ASSET", "TO", "TX"),
+        [
+            (
+                str(p.id),
+                p.status.value,
+                str(p.amount),
+                str(p.provider_id),
+                str(p.chain_id),
+                p.asset,
+                p.to_address,
+                p.tx_hash or "-",
+            )
+            for p in payouts
+        ],
+        lambda: payouts_table(payouts),
+    )
     return 0
 
 
@@ -735,62 +1399,60 @@ def payouts_table(payouts: Sequence[Payout]) -> str:
 # -- agents' payers and held payments -------------------------------------------------
 
 
-def _add_policies_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    payers = commands.add_parser("payers", help="agents' payer addresses: list")
-    payers_commands = payers.add_subparsers(dest="payers_command", required=True)
-    listing = payers_commands.add_parser("list", help="payer addresses, by address")
-    listing.add_argument("--agent", default=None, metavar="ID", help="one agent's only")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
-    approvals = commands.add_parser(
-        "approvals", help="payments held by a spending policy: list, approve, reject"
-    )
-    approvals_commands = approvals.add_subparsers(dest="approvals_command", required=True)
-    held = approvals_commands.add_parser("list", help="payments awaiting approval, oldest first")
-    held.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
-    for name, text in (("approve", "settle it like any other"), ("reject", "fail it")):
-        decide = approvals_commands.add_parser(name, help=f"a payment awaiting approval: {text}")
-        decide.add_argument("payment_id", metavar="PAYMENT_ID")
-
-
-async def policies_command(config: Config, args: argparse.Namespace) -> int:
-    """`payfirst payers list` and `payfirst approvals list|approve|reject`, as the operator;
-    the exit status (2: refused, nothing written)."""
+async def policies_command(
+    config: Config,
+    action: str,
+    *,
+    agent: str | None = None,
+    limit: int = 50,
+    payment_id: str | None = None,
+) -> int:
+    """`payfirst payers list` (action "payers") and `payfirst approvals
+    list|approve|reject`, as the operator; the exit status (2: refused, nothing written)."""
     store = await open_database(config)
-    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    operator = _operator()
     service = Policies(store)
     try:
-        limit = check_limit(getattr(args, "limit", None))
-        if args.command == "payers":
-            agent = None if args.agent is None else check_id(args.agent, "the agent id")
-            payers = await service.payers(operator, limit, None, agent)
-            rows = [("ADDRESS", "AGENT", "VERIFIED", "")] + [
-                (p.address, str(p.account_id), p.verified_at.isoformat(), "") for p in payers
+        if action == "payers":
+            agent_id = None if agent is None else check_id(agent, "the agent id")
+            payers = await service.payers(operator, check_limit(limit), None, agent_id)
+            columns: tuple[str, ...] = ("ADDRESS", "AGENT", "VERIFIED")
+            rows: list[tuple[str, ...]] = [
+                (p.address, str(p.account_id), p.verified_at.isoformat()) for p in payers
             ]
-        elif args.approvals_command == "list":
-            held = await service.awaiting_approval(operator, limit)
-            rows = [("ID", "AMOUNT", "PAYER", "ASSET  PAY_TO  CREATED")] + [
+            plain: list[tuple[str, ...]] = [("ADDRESS", "AGENT", "VERIFIED", "")]
+            plain += [(*r, "") for r in rows]
+        elif action == "list":
+            held = await service.awaiting_approval(operator, check_limit(limit))
+            columns = ("ID", "AMOUNT", "PAYER", "ASSET", "PAY TO", "CREATED")
+            rows = [
                 (
                     str(p.id),
                     str(p.amount),
                     p.payer,
-                    f"{p.payment_asset}  {p.pay_to}  {p.created_at.isoformat()}",
+                    p.payment_asset,
+                    p.pay_to,
+                    p.created_at.isoformat(),
                 )
                 for p in held
             ]
-        else:
-            payment_id = check_id(args.payment_id, "the payment id")
-            approve = args.approvals_command == "approve"
-            payment = await service.decide(operator, payment_id, approve=approve)
-            rows = [
-                ("ID", "STATUS", "PAYER", "AMOUNT"),
-                (str(payment.id), payment.status.value, payment.payer, str(payment.amount)),
+            plain = [("ID", "AMOUNT", "PAYER", "ASSET  PAY_TO  CREATED")] + [
+                (*r[:3], "  ".join(r[3:])) for r in rows
             ]
-        print("\n".join(_aligned(rows)))
+        else:
+            assert payment_id is not None
+            decided = await service.decide(
+                operator, check_id(payment_id, "the payment id"), approve=action == "approve"
+            )
+            columns = ("ID", "STATUS", "PAYER", "AMOUNT")
+            rows = [(str(decided.id), decided.status.value, decided.payer, str(decided.amount))]
+            plain = [columns, *rows]
     except PaymentRejected as exc:
         print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
         return 2
     finally:
         await store.close()
+    _show(columns, rows, lambda: "\n".join(_aligned(plain)))
     return 0
 
 
@@ -823,49 +1485,59 @@ def webhook_dispatcher(config: Config, store: Store) -> WebhookDispatcher:
     )
 
 
-def _add_webhooks_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    webhooks = commands.add_parser("webhooks", help="webhook endpoints: list, replay")
-    webhooks_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
-    listing = webhooks_commands.add_parser("list", help="webhook endpoints, oldest first")
-    listing.add_argument("--account", default=None, metavar="ID", help="one account's only")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..100)")
-    replay = webhooks_commands.add_parser(
-        "replay", help="send an endpoint one message, or those of a time range, again"
-    )
-    replay.add_argument("endpoint", metavar="ID", help="the webhook endpoint's id")
-    replay.add_argument("--message", default=None, metavar="M", help="a message id (msg_...)")
-    replay.add_argument("--since", default=None, metavar="T", help="ISO 8601: 2026-01-31T00:00Z")
-    replay.add_argument("--until", default=None, metavar="T", help="ISO 8601 (default: now)")
-
-
-async def webhooks_command(config: Config, args: argparse.Namespace) -> int:
+async def webhooks_command(
+    config: Config,
+    action: str,
+    *,
+    account: str | None = None,
+    limit: int = 50,
+    endpoint: str | None = None,
+    message: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> int:
     """`payfirst webhooks list|replay`, as the operator; the exit status (2: refused,
     nothing written)."""
+    if action == "replay" and message is None and since is None:
+        print("payfirst: give --message M, or --since T [--until T]", file=sys.stderr)
+        return 2
     store = await open_database(config)
-    operator = Account(uuid4(), Role.OPERATOR, "command line", datetime.now(UTC))
+    operator = _operator()
     service = Webhooks(store, webhook_url_check(config))
     try:
-        if args.webhooks_command == "replay":
-            if args.message is None and args.since is None:
-                print("payfirst: give --message M, or --since T [--until T]", file=sys.stderr)
-                return 2
+        if action == "replay":
+            assert endpoint is not None
             count = await service.replay(
                 operator,
-                check_id(args.endpoint, "the webhook id"),
-                message_id=args.message,
-                since=_iso(args.since),
-                until=_iso(args.until),
+                check_id(endpoint, "the webhook id"),
+                message_id=message,
+                since=_iso(since),
+                until=_iso(until),
             )
             print(f"{count} deliveries queued")
-        else:
-            account = None if args.account is None else check_id(args.account, "account")
-            page, _ = await service.endpoints(operator, args.limit, account_id=account)
-            print(webhooks_table(page))
+            return 0
+        account_id = None if account is None else check_id(account, "account")
+        page, _ = await service.endpoints(operator, limit, account_id=account_id)
     except PaymentRejected as exc:
         print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
         return 2
     finally:
         await store.close()
+    _show(
+        ("ID", "STATE", "ACCOUNT", "URL", "EVENTS", "DISABLED BECAUSE"),
+        [
+            (
+                str(e.id),
+                "enabled" if e.disabled_at is None else "disabled",
+                str(e.account_id),
+                e.url,
+                ",".join(e.event_types) or "*",
+                e.disabled_reason or "",
+            )
+            for e in page
+        ],
+        lambda: webhooks_table(page),
+    )
     return 0
 
 
@@ -894,15 +1566,89 @@ def webhooks_table(endpoints: Sequence[WebhookEndpoint]) -> str:
     return "\n".join(_aligned(rows))
 
 
+# -- tokens -------------------------------------------------------------------------------
+
+
+async def tokens_add(
+    config: Config,
+    address: str,
+    *,
+    network: str | None,
+    price: int | None,
+    cap: int | None,
+    asset: str | None,
+) -> int:
+    """`payfirst tokens add`; the exit status (1: refused or the chain unreachable, 2: a
+    network not served here)."""
+    runtime = await open_runtime(config, start_devchain=False)
+    try:
+        served = ServedNetworks(runtime.served())
+        target = served.all[0] if network is None and served.all else None
+        if network is not None:
+            target = served.get(network)
+        if target is None:
+            print(
+                f"payfirst: network {network} is not served here (served: {served.describe()})",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            added = await add_token(
+                runtime.store,
+                target,
+                address,
+                expect_price=price,
+                expect_cap=cap,
+                expect_asset=asset,
+            )
+        except PaymentRejected as exc:
+            print(f"payfirst: {exc.reason.value}: {exc.message}", file=sys.stderr)
+            return 1
+        except ChainUnavailable:
+            print("payfirst: chain unreachable, try again", file=sys.stderr)
+            return 1
+    finally:
+        await runtime.close()
+    print("\n".join(added_lines(added)))
+    return 0
+
+
+async def tokens_list(config: Config) -> None:
+    """`payfirst tokens list`: what each contract has minted is read from the served
+    chains; without them (an RPC down) the list is the database's, minted shown as ?."""
+    try:
+        runtime = await open_runtime(config, start_devchain=False)
+    except Unreachable as exc:
+        log.warning("listing without the chain: %s", exc)
+        store = await open_database(config)
+        try:
+            listings = await list_tokens(store)
+        finally:
+            await store.close()
+    else:
+        try:
+            listings = await list_tokens(runtime.store, ServedNetworks(runtime.served()))
+        finally:
+            await runtime.close()
+    rows = [listing_row(listing) for listing in listings]
+    _show(LIST_COLUMNS, rows, lambda: tokens_table(listings), title="tokens for sale")
+
+
+def tokens_table(listings: Sequence[TokenListing]) -> str:
+    """The listing as plain text: a header of LIST_COLUMNS, one token a line, the cells
+    tab-separated (a price cell holds spaces)."""
+    rows = [LIST_COLUMNS, *(listing_row(listing) for listing in listings)]
+    return "\n".join("\t".join(row) for row in rows)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
 def _duration(text: str) -> int:
     match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 5m, 1h, 30d)")
+        raise ValueError(f"not a duration: {text!r} (try 90s, 5m, 1h, 30d)")
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -914,3 +1660,7 @@ def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
         + row[3]
         for row in rows
     ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

