@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from payfirst import cli
 from payfirst.adapters.chain_rpc import RpcClient
 from payfirst.adapters.evm_chain import EvmChain
 from payfirst.adapters.store_postgres import PostgresStore
+from payfirst.cli import operate
 from payfirst.config import load_config
 from payfirst.domain.settings import DEFAULTS, SettingError
 from payfirst.pipeline.relayer import Relayer
@@ -128,7 +128,7 @@ async def test_settings_set_checks_first_and_applies_without_restart(
     async def open_database(config: object) -> Store:
         return _Unclosable(pg_store)
 
-    monkeypatch.setattr(cli, "open_database", open_database)
+    monkeypatch.setattr(operate, "open_database", open_database)
     config = load_config()
     loops = _relayer_loops(pg_store)  # a running relayer's view
     assert (await loops.settings.read()).confirmation_batch_size == 20
@@ -136,7 +136,7 @@ async def test_settings_set_checks_first_and_applies_without_restart(
     async def run(action: str, *argv: str) -> str:
         """`payfirst settings ACTION ...`'s work, in this event loop."""
         names = [a for a in argv if a != "--json"]
-        await cli.settings_command(config, action, *names, as_json="--json" in argv)
+        await operate.settings_command(config, action, *names, as_json="--json" in argv)
         return capsys.readouterr().out
 
     assert await run("set", "confirmation_batch_size", "5") == "confirmation_batch_size = 5\n"
