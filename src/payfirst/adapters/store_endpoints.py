@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from payfirst.adapters.sql import QUERIES as _Q
+from payfirst.adapters.store_rows import uuid_of
 from payfirst.domain.endpoints import Endpoint, Pricing
 
 
@@ -103,8 +103,8 @@ class EndpointRows:
 
 def _endpoint(row: asyncpg.Record) -> Endpoint:
     return Endpoint(
-        id=_uuid(row["id"]),
-        provider_id=_uuid(row["provider_id"]),
+        id=uuid_of(row["id"]),
+        provider_id=uuid_of(row["provider_id"]),
         method=row["method"],
         resource=row["resource"],
         pricing=Pricing(row["pricing"]),
@@ -124,8 +124,3 @@ def _endpoint(row: asyncpg.Record) -> Endpoint:
         updated_at=row["updated_at"],
         disabled_at=row["disabled_at"],
     )
-
-
-def _uuid(value: Any) -> UUID:
-    # asyncpg hands back its own UUID subclass; the records hold plain uuid.UUID.
-    return value if type(value) is UUID else UUID(str(value))

@@ -9,9 +9,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-from eth_utils.address import to_checksum_address
 
 from payfirst.adapters.sql import QUERIES as _Q
+from payfirst.adapters.store_rows import checksum, upsert_ledger_accounts, uuid_of
 from payfirst.domain.accounts import Account, Role
 from payfirst.domain.errors import PaymentRejected
 from payfirst.domain.models import SignedTx
@@ -29,18 +29,10 @@ from payfirst.domain.payouts import (
 from payfirst.domain.reasons import Reason
 
 
-def _uuid(value: Any) -> UUID:
-    return value if type(value) is UUID else UUID(str(value))
-
-
-def _checksum(address: str) -> str:
-    return str(to_checksum_address(address))
-
-
 def _payout(row: asyncpg.Record) -> Payout:
     return Payout(
-        id=_uuid(row["id"]),
-        provider_id=_uuid(row["provider_id"]),
+        id=uuid_of(row["id"]),
+        provider_id=uuid_of(row["provider_id"]),
         asset=row["asset"],
         chain_id=int(row["chain_id"]),
         to_address=row["to_address"],
@@ -74,7 +66,7 @@ class PayoutRows:
     # -- creating and reading ------------------------------------------------------------
 
     async def create_payout(self, request: PayoutRequest) -> Payout:
-        asset = _checksum(request.asset)
+        asset = checksum(request.asset)
         async with self._pool.acquire() as conn, conn.transaction():
             # The provider's row, locked: two requests for one provider take turns, so the
             # second sees the first's payout among those in flight.
@@ -104,7 +96,7 @@ class PayoutRows:
                 request.provider_id,
                 asset,
                 request.chain_id,
-                _checksum(account["payout_address"]),
+                checksum(account["payout_address"]),
                 amount,
                 request.trigger.value,
             )
@@ -132,7 +124,7 @@ class PayoutRows:
         sums: dict[tuple[str, int], dict[str, int]] = {}
 
         def add(asset: str, chain_id: int, what: str, amount: Any) -> None:
-            key = (_checksum(asset), int(chain_id))
+            key = (checksum(asset), int(chain_id))
             entry = sums.setdefault(key, {})
             entry[what] = entry.get(what, 0) + int(amount)
 
@@ -159,7 +151,7 @@ class PayoutRows:
         rows = await self._pool.fetch(_Q["payout_candidates"], chain_id)
         return [
             PayoutCandidate(
-                provider_id=_uuid(r["provider_id"]),
+                provider_id=uuid_of(r["provider_id"]),
                 asset=r["asset"],
                 available=int(r["available"]),
                 threshold=None if r["payout_threshold"] is None else int(r["payout_threshold"]),
@@ -192,7 +184,7 @@ class PayoutRows:
         if row is None:
             return None
         account = Account(
-            id=_uuid(row["id"]),
+            id=uuid_of(row["id"]),
             role=Role(row["role"]),
             name=row["name"],
             created_at=row["created_at"],
@@ -278,7 +270,7 @@ class PayoutRows:
             self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            holdings = await conn.fetch(_Q["ledger_holdings"], _checksum(holder), chain_id)
+            holdings = await conn.fetch(_Q["ledger_holdings"], checksum(holder), chain_id)
             payouts = await conn.fetch(_Q["payouts_to_check"], chain_id)
         return (
             {r["asset"]: int(r["amount"]) for r in holdings},
@@ -290,17 +282,7 @@ async def _record_payout(conn: Any, payout: Payout) -> None:
     """The payout's `payout` ledger transaction: its accounts created if missing, then the
     transaction and its entries in one statement (the entries' trigger checks the sum)."""
     entries = entries_for_payout(payout)
-    accounts = sorted(
-        {e.account for e in entries},
-        key=lambda a: (a.kind.value, a.owner, a.asset, a.chain_id),
-    )
-    await conn.execute(
-        _Q["ledger_upsert_accounts"],
-        [a.kind.value for a in accounts],
-        [a.owner for a in accounts],
-        [a.asset for a in accounts],
-        [a.chain_id for a in accounts],
-    )
+    await upsert_ledger_accounts(conn, (e.account for e in entries))
     await conn.execute(
         _Q["ledger_record_payout"],
         uuid4(),

@@ -11,9 +11,10 @@ from uuid import UUID
 import asyncpg
 
 from payfirst.adapters.sql import QUERIES as _Q
-from payfirst.domain.models import Authorization, Payment
+from payfirst.adapters.store_rows import payment_of, uuid_of
+from payfirst.domain.models import Payment
 from payfirst.domain.policies import AgentPayer, Limits, PayerChallenge, SpendingPolicy
-from payfirst.domain.statuses import PaymentStatus, PaymentType
+from payfirst.domain.statuses import PaymentType
 
 
 class PolicyRows:
@@ -34,7 +35,7 @@ class PolicyRows:
         return [
             PayerChallenge(
                 nonce=r["nonce"],
-                account_id=_uuid(r["account_id"]),
+                account_id=uuid_of(r["account_id"]),
                 address=r["address"],
                 message=r["message"],
                 expires_at=r["expires_at"],
@@ -102,8 +103,8 @@ class PolicyRows:
             max_per_day=_limits_in(row["max_per_day"]),
             max_per_month=_limits_in(row["max_per_month"]),
             approval_threshold=_limits_in(row["approval_threshold"]),
-            allowed_providers=_set(row["allowed_providers"], _uuid),
-            allowed_endpoints=_set(row["allowed_endpoints"], _uuid),
+            allowed_providers=_set(row["allowed_providers"], uuid_of),
+            allowed_endpoints=_set(row["allowed_endpoints"], uuid_of),
             allowed_pay_to=_set(row["allowed_pay_to"], str),
             allowed_networks=_set(row["allowed_networks"], int),
             updated_at=row["updated_at"],
@@ -121,7 +122,7 @@ class PolicyRows:
 
     async def list_awaiting_approval(self, account_id: UUID | None, limit: int) -> list[Payment]:
         rows = await self._pool.fetch(_Q["list_awaiting_approval"], account_id, limit)
-        return [_held_payment(r) for r in rows]
+        return [payment_of(r) for r in rows]
 
     async def approve_payment(self, payment_id: UUID, account_id: UUID | None) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -143,14 +144,10 @@ class PolicyRows:
         return True
 
 
-def _uuid(value: Any) -> UUID:
-    return value if type(value) is UUID else UUID(str(value))
-
-
 def _payer(row: asyncpg.Record) -> AgentPayer:
     return AgentPayer(
         address=row["address"],
-        account_id=_uuid(row["account_id"]),
+        account_id=uuid_of(row["account_id"]),
         verified_at=row["verified_at"],
         created_at=row["created_at"],
     )
@@ -166,27 +163,3 @@ def _limits_in(value: Mapping[str, str] | None) -> dict[str, int] | None:
 
 def _set(values: list[Any] | None, kind: Any) -> Any:
     return None if values is None else frozenset(kind(v) for v in values)
-
-
-def _held_payment(row: asyncpg.Record) -> Payment:
-    return Payment(
-        id=_uuid(row["id"]),
-        payment_type=PaymentType(row["payment_type"]),
-        payer=row["payer"],
-        amount=int(row["amount"]),
-        payment_asset=row["payment_asset"],
-        pay_to=row["token_address"],
-        quantity=int(row["quantity"]),
-        authorization=Authorization.from_json(row["authorization"]),
-        metadata=dict(row["metadata"] or {}),
-        status=PaymentStatus(row["status"]),
-        tx_hash=row["tx_hash"],
-        tx_nonce=None if row["nonce"] is None else int(row["nonce"]),
-        relayer=row["relayer"],
-        raw_tx=row["raw_tx"],
-        error=row["error"],
-        created_at=row["created_at"],
-        processed_at=row["processed_at"],
-        result=row["result"],
-        chain_id=None if row["chain_id"] is None else int(row["chain_id"]),
-    )

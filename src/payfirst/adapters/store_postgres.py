@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import re
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID, uuid4
 
 import asyncpg
-from eth_utils.address import to_checksum_address
 
 from payfirst.adapters.migrate import MIGRATION_LOCK_KEY
 from payfirst.adapters.migrate import migrate as run_migrations
@@ -28,6 +26,7 @@ from payfirst.adapters.sql import QUERIES as _Q
 from payfirst.adapters.store_endpoints import EndpointRows
 from payfirst.adapters.store_payouts import PayoutRows
 from payfirst.adapters.store_policies import PolicyRows
+from payfirst.adapters.store_rows import checksum, payment_of, upsert_ledger_accounts, uuid_of
 from payfirst.adapters.store_status import StatusRows
 from payfirst.adapters.store_views import ProviderViewRows
 from payfirst.adapters.store_webhooks import WEBHOOK_CHANNEL, WebhookRows
@@ -42,7 +41,6 @@ from payfirst.domain.ledger import (
     entries_for_payment,
 )
 from payfirst.domain.models import (
-    Authorization,
     MintItem,
     NewPayment,
     Payment,
@@ -90,40 +88,10 @@ def _token(row: asyncpg.Record) -> Token:
     )
 
 
-def _uuid(value: Any) -> UUID:
-    # asyncpg hands back its own UUID subclass; the records hold plain uuid.UUID.
-    return value if type(value) is UUID else UUID(str(value))
-
-
-def _payment(row: asyncpg.Record) -> Payment:
-    return Payment(
-        id=_uuid(row["id"]),
-        payment_type=PaymentType(row["payment_type"]),
-        payer=row["payer"],
-        amount=int(row["amount"]),
-        payment_asset=row["payment_asset"],
-        pay_to=row["token_address"],
-        quantity=int(row["quantity"]),
-        authorization=Authorization.from_json(row["authorization"]),
-        metadata=dict(row["metadata"] or {}),
-        status=PaymentStatus(row["status"]),
-        tx_hash=row["tx_hash"],
-        tx_nonce=None if row["nonce"] is None else int(row["nonce"]),
-        relayer=row["relayer"],
-        raw_tx=row["raw_tx"],
-        error=row["error"],
-        created_at=row["created_at"],
-        processed_at=row["processed_at"],
-        result=row["result"],
-        chain_id=None if row["chain_id"] is None else int(row["chain_id"]),
-        endpoint_id=None if row["endpoint_id"] is None else _uuid(row["endpoint_id"]),
-    )
-
-
 def _mint_item(row: asyncpg.Record) -> MintItem:
     return MintItem(
-        id=_uuid(row["id"]),
-        payment_id=_uuid(row["payment_id"]),
+        id=uuid_of(row["id"]),
+        payment_id=uuid_of(row["payment_id"]),
         payer=row["payer"],
         token_address=row["token_address"],
         mint_id=row["mint_id"],
@@ -143,7 +111,7 @@ def _mint_item(row: asyncpg.Record) -> MintItem:
 def _account(row: asyncpg.Record, prefix: str = "") -> Account:
     """An account from its columns (`prefix`: how a join named them, e.g. account_)."""
     return Account(
-        id=_uuid(row[f"{prefix}id"]),
+        id=uuid_of(row[f"{prefix}id"]),
         role=Role(row["role"]),
         name=row[f"{prefix}name"],
         created_at=row[f"{prefix}created_at"],
@@ -155,8 +123,8 @@ def _account(row: asyncpg.Record, prefix: str = "") -> Account:
 
 def _api_key(row: asyncpg.Record) -> ApiKey:
     return ApiKey(
-        id=_uuid(row["id"]),
-        account_id=_uuid(row["account_id"]),
+        id=uuid_of(row["id"]),
+        account_id=uuid_of(row["account_id"]),
         prefix=row["prefix"],
         secret_hash=bytes(row["secret_hash"]),
         name=row["name"],
@@ -245,7 +213,7 @@ class _AcceptCoalescer:
         for row in rows:
             _, future = coalesced[row["idx"] - 1]
             payment_id = row["payment_id"]
-            future.set_result((None if payment_id is None else _uuid(payment_id), row["outcome"]))
+            future.set_result((None if payment_id is None else uuid_of(payment_id), row["outcome"]))
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -473,11 +441,11 @@ class PostgresStore(
 
     async def find_payment(self, payer: str, auth_nonce: str) -> Payment | None:
         row = await self._pool.fetchrow(_Q["find_payment"], payer, auth_nonce.lower())
-        return None if row is None else _payment(row)
+        return None if row is None else payment_of(row)
 
     async def get_payment(self, payment_id: UUID) -> Payment | None:
         row = await self._pool.fetchrow(_Q["get_payment"], payment_id)
-        return None if row is None else _payment(row)
+        return None if row is None else payment_of(row)
 
     async def count_payments_by_status(self) -> dict[str, int]:
         rows = await self._pool.fetch(_Q["count_payments_by_status"])
@@ -519,7 +487,7 @@ class PostgresStore(
             nonce = await _lock_relayer(conn, relayer, chain_id)
             claimed: list[Payment] = []
             for row in rows:
-                payment = _payment(row)
+                payment = payment_of(row)
                 signed = sign(payment, nonce)
                 claimed.append(
                     replace(
@@ -563,7 +531,7 @@ class PostgresStore(
             )
             if not rows:  # pragma: no cover - the row locked above is always among them
                 return []
-            payments = [_payment(r) for r in rows]
+            payments = [payment_of(r) for r in rows]
             nonce = await _lock_relayer(conn, relayer, chain_id)
             signed = sign(payments, nonce)
             await conn.execute(
@@ -603,7 +571,7 @@ class PostgresStore(
             rows = await self._pool.fetch(
                 _Q["list_payments"], status.value, limit, before, chain_id
             )
-        return [_payment(r) for r in rows]
+        return [payment_of(r) for r in rows]
 
     async def amounts_in_flight(
         self, payers: Sequence[str], *, chain_id: int
@@ -613,7 +581,7 @@ class PostgresStore(
 
     async def sent_payments(self, relayer: str, tx_limit: int, *, chain_id: int) -> list[Payment]:
         rows = await self._pool.fetch(_Q["sent_payments"], relayer, tx_limit, chain_id)
-        return [_payment(r) for r in rows]
+        return [payment_of(r) for r in rows]
 
     async def sent_mint_items(
         self, relayer: str, tx_limit: int, *, chain_id: int
@@ -716,12 +684,12 @@ class PostgresStore(
         """The ledger's view of a payment row (of no recorded chain: the default network)."""
         chain_id = row["chain_id"]
         return LedgerPayment(
-            payer=_checksum(row["payer"]),
-            pay_to=_checksum(row["token_address"]),
-            asset=_checksum(row["payment_asset"]),
+            payer=checksum(row["payer"]),
+            pay_to=checksum(row["token_address"]),
+            asset=checksum(row["payment_asset"]),
             chain_id=self._chain_key(None) if chain_id is None else int(chain_id),
             amount=int(row["amount"]),
-            provider_id=None if row["provider_id"] is None else _uuid(row["provider_id"]),
+            provider_id=None if row["provider_id"] is None else uuid_of(row["provider_id"]),
             fee_bps=None if row["fee_bps"] is None else int(row["fee_bps"]),
         )
 
@@ -798,7 +766,7 @@ class PostgresStore(
                 signed.raw,
             )
             await _set_next_nonce(conn, relayer, nonce + 1, chain_id)
-        by_id = {_uuid(r["id"]): _mint_item(r) for r in updated}
+        by_id = {uuid_of(r["id"]): _mint_item(r) for r in updated}
         return [by_id[m.id] for m in items]
 
     async def complete_mint_items(self, item_ids: Sequence[UUID], tx_hash: str | None) -> None:
@@ -890,7 +858,7 @@ class PostgresStore(
 
     async def ledger_unbalanced(self, limit: int) -> list[tuple[UUID, int]]:
         rows = await self._pool.fetch(_Q["ledger_unbalanced"], limit)
-        return [(_uuid(r["transaction_id"]), int(r["total"])) for r in rows]
+        return [(uuid_of(r["transaction_id"]), int(r["total"])) for r in rows]
 
     async def ledger_records(self, after: UUID | None, limit: int) -> list[LedgerRecord]:
         async with (
@@ -904,11 +872,11 @@ class PostgresStore(
             account = LedgerAccount(
                 AccountKind(e["kind"]), e["owner"], e["asset"], int(e["chain_id"])
             )
-            key = (_uuid(e["payment_id"]), e["transaction_kind"])
+            key = (uuid_of(e["payment_id"]), e["transaction_kind"])
             entries.setdefault(key, []).append(Entry(account, int(e["amount"])))
         records: list[LedgerRecord] = []
         for r in rows:
-            payment_id = _uuid(r["id"])
+            payment_id = uuid_of(r["id"])
             reversal = entries.get((payment_id, TransactionKind.REVERSAL.value))
             records.append(
                 LedgerRecord(
@@ -925,7 +893,7 @@ class PostgresStore(
         return records
 
     async def ledger_holdings(self, holder: str, chain_id: int) -> dict[str, int]:
-        rows = await self._pool.fetch(_Q["ledger_holdings"], _checksum(holder), chain_id)
+        rows = await self._pool.fetch(_Q["ledger_holdings"], checksum(holder), chain_id)
         return {r["asset"]: int(r["amount"]) for r in rows}
 
     async def amounts_in_flight_to(self, pay_to: str, chain_id: int) -> dict[str, int]:
@@ -1129,14 +1097,7 @@ async def _record_payments(conn: _Conn, payments: Sequence[tuple[UUID, LedgerPay
         for transaction_id, (_, payment) in zip(transaction_ids, payments, strict=True)
         for position, entry in enumerate(entries_for_payment(payment))
     ]
-    accounts = sorted({e.account for _, _, e in entries}, key=_account_key)
-    await conn.execute(
-        _Q["ledger_upsert_accounts"],
-        [a.kind.value for a in accounts],
-        [a.owner for a in accounts],
-        [a.asset for a in accounts],
-        [a.chain_id for a in accounts],
-    )
+    await upsert_ledger_accounts(conn, (e.account for _, _, e in entries))
     await conn.execute(
         _Q["ledger_record_payments"],
         transaction_ids,
@@ -1162,16 +1123,6 @@ def _log_refused_completion(payment_id: UUID, exc: BaseException) -> None:
         payment_id,
         exc,
     )
-
-
-def _account_key(account: LedgerAccount) -> tuple[str, str, str, int]:
-    return (account.kind.value, account.owner, account.asset, account.chain_id)
-
-
-@functools.lru_cache(maxsize=65_536)
-def _checksum(address: str) -> str:
-    """EIP-55 (ledger accounts are keyed by it); cached: a tick sees the same few payees."""
-    return str(to_checksum_address(address))
 
 
 def _rowcount(status: str) -> int:

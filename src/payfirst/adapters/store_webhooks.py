@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from payfirst.adapters.sql import QUERIES as _Q
+from payfirst.adapters.store_rows import uuid_of
 from payfirst.domain.webhooks import (
     Attempt,
     AttemptResult,
@@ -28,14 +29,10 @@ from payfirst.domain.webhooks import (
 WEBHOOK_CHANNEL = "payfirst_webhook_message"
 
 
-def _uuid(value: Any) -> UUID:
-    return value if type(value) is UUID else UUID(str(value))
-
-
 def _endpoint(row: asyncpg.Record) -> WebhookEndpoint:
     return WebhookEndpoint(
-        id=_uuid(row["id"]),
-        account_id=_uuid(row["account_id"]),
+        id=uuid_of(row["id"]),
+        account_id=uuid_of(row["account_id"]),
         url=row["url"],
         event_types=tuple(row["event_types"]),
         secret=row["secret"],
@@ -52,7 +49,7 @@ def _attempt(row: asyncpg.Record) -> Attempt:
     return Attempt(
         id=int(row["id"]),
         delivery_id=int(row["delivery_id"]),
-        endpoint_id=_uuid(row["endpoint_id"]),
+        endpoint_id=uuid_of(row["endpoint_id"]),
         message_id=row["message_id"],
         started_at=row["started_at"],
         latency_ms=int(row["latency_ms"]),
@@ -175,8 +172,8 @@ class WebhookRows:
                 message_id=r["message_id"],
                 event_type=r["event_type"],
                 payload=r["payload"],
-                endpoint_id=_uuid(r["endpoint_id"]),
-                account_id=_uuid(r["account_id"]),
+                endpoint_id=uuid_of(r["endpoint_id"]),
+                account_id=uuid_of(r["account_id"]),
                 url=r["url"],
                 secret=r["secret"],
                 previous_secret=r["previous_secret"],

@@ -96,7 +96,7 @@ SELECT coalesce(sum(q.amount) FILTER (WHERE q.created_at > now() - interval '24 
 -- Payments awaiting approval whose payer is agent $1's (NULL: anyone's), oldest first.
 SELECT q.id, q.payment_type, q.payer, q.amount, q.payment_asset, q.token_address, q.quantity,
        q."authorization", q.metadata, q.status, q.tx_hash, q.nonce, q.relayer, q.raw_tx,
-       q.error, q.created_at, q.processed_at, q.result, q.chain_id
+       q.error, q.created_at, q.processed_at, q.result, q.chain_id, q.endpoint_id
   FROM payment_queue q
  WHERE q.status = 'awaiting_approval'
    AND ($1::uuid IS NULL
