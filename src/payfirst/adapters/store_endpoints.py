@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -27,21 +28,7 @@ class EndpointRows:
                 _Q["insert_endpoint"],
                 e.id,
                 e.provider_id,
-                e.method,
-                e.resource,
-                e.pricing.value,
-                e.amount,
-                e.unit_param,
-                e.max_units,
-                e.asset,
-                e.chain_id,
-                e.pay_to,
-                e.description,
-                e.mime_type,
-                e.input_schema,
-                e.output_schema,
-                e.discoverable,
-                e.max_timeout_seconds,
+                *_terms(e),
                 e.created_at,
                 e.updated_at,
                 e.disabled_at,
@@ -70,21 +57,7 @@ class EndpointRows:
         row = await self._pool.fetchrow(
             _Q["update_endpoint"],
             e.id,
-            e.method,
-            e.resource,
-            e.pricing.value,
-            e.amount,
-            e.unit_param,
-            e.max_units,
-            e.asset,
-            e.chain_id,
-            e.pay_to,
-            e.description,
-            e.mime_type,
-            e.input_schema,
-            e.output_schema,
-            e.discoverable,
-            e.max_timeout_seconds,
+            *_terms(e),
             e.updated_at,
         )
         return None if row is None else _endpoint(row)
@@ -123,4 +96,26 @@ def _endpoint(row: asyncpg.Record) -> Endpoint:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         disabled_at=row["disabled_at"],
+    )
+
+
+def _terms(e: Endpoint) -> tuple[Any, ...]:
+    """The columns an endpoint's registration sets (insert_endpoint and update_endpoint
+    take them in this order)."""
+    return (
+        e.method,
+        e.resource,
+        e.pricing.value,
+        e.amount,
+        e.unit_param,
+        e.max_units,
+        e.asset,
+        e.chain_id,
+        e.pay_to,
+        e.description,
+        e.mime_type,
+        e.input_schema,
+        e.output_schema,
+        e.discoverable,
+        e.max_timeout_seconds,
     )
